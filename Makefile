@@ -1,0 +1,95 @@
+# Build and test plumbing for the sandbox kit.
+# Everything runs from a virtual environment in .venv (Debian's system Python
+# is externally managed, PEP 668).  `make setup` is idempotent and takes about
+# a second when nothing is missing.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        := .venv
+VPY         := $(VENV)/bin/python
+STAMP       := $(VENV)/.stamp
+PYTEST_ARGS ?=
+
+# System packages; docs/dependencies.md says why each one is here.
+APT_PACKAGES := busybox-static skopeo umoci oci-image-tool docker-registry \
+                debootstrap zstd runc apache2-utils tini iproute2 uidmap \
+                libseccomp2
+
+.PHONY: help setup system-deps test lab interop bench clean
+
+help: ## list the targets
+	@echo "Targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+	    sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
+	@echo "Pass extra pytest arguments with PYTEST_ARGS='-k store -x'."
+
+setup: system-deps $(STAMP) ## install system packages (as root) and the .venv
+
+system-deps: ## install missing apt packages (only when root; otherwise explain)
+	@set -euo pipefail; \
+	pkgs="$(APT_PACKAGES)"; \
+	if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || \
+	   ! $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1; then \
+	    pkgs="$$pkgs python3-venv"; \
+	fi; \
+	if ! command -v dpkg-query >/dev/null; then \
+	    echo "setup: not a Debian system; make sure these are installed: $$pkgs"; \
+	    exit 0; \
+	fi; \
+	missing=""; \
+	for p in $$pkgs; do \
+	    status=$$(dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null || true); \
+	    [ "$$status" = "install ok installed" ] || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then \
+	    echo "setup: installing apt packages:$$missing"; \
+	    apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	else \
+	    echo "setup: these apt packages are missing:$$missing"; \
+	    echo "setup: install them with: sudo apt-get install --no-install-recommends$$missing"; \
+	    echo "setup: continuing; tests that need them will be skipped with a reason."; \
+	fi
+
+$(VPY): | system-deps
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml | $(VPY)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[dev,lab]'
+	touch $(STAMP)
+
+test: setup ## run unit, integration and lab tests (the CI gate)
+	$(VPY) -m pytest tests -q -ra $(PYTEST_ARGS)
+
+lab: setup ## start JupyterLab on 127.0.0.1 with the labs/ folder
+	$(VENV)/bin/jupyter lab --notebook-dir=labs --ip=127.0.0.1 --no-browser \
+	    $$( [ "$$(id -u)" -eq 0 ] && echo --allow-root )
+
+interop: setup ## side-by-side tests against Docker/Podman
+	@if [ -d tests/interop ]; then \
+	    $(VPY) -m pytest tests/interop -q -ra $(PYTEST_ARGS); \
+	else \
+	    echo "interop: tests/interop does not exist yet; the tier is empty."; \
+	fi
+
+bench: setup ## run benchmarks/bench_*.py (reports ratios, never asserts)
+	@set -uo pipefail; shopt -s nullglob; \
+	files=(benchmarks/bench_*.py); \
+	if [ $${#files[@]} -eq 0 ]; then \
+	    echo "bench: there are no benchmarks yet (benchmarks/bench_*.py)."; exit 0; \
+	fi; \
+	failed=0; \
+	for f in "$${files[@]}"; do \
+	    echo "== $$f"; \
+	    $(VPY) "$$f" || { echo "bench: $$f failed"; failed=1; }; \
+	done; \
+	exit $$failed
+
+clean: ## remove .venv and caches
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -1,0 +1,171 @@
+"""Shared test plumbing: skip markers, a fresh store per test, leak checks.
+
+Tests import the markers with ``from tests.conftest import requires_root,
+requires_tool``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from tests import leaks
+
+# Which Debian package provides a tool, for skip reasons that say the fix.
+APT_PACKAGE = {
+    "busybox": "busybox-static",
+    "skopeo": "skopeo",
+    "umoci": "umoci",
+    "oci-image-tool": "oci-image-tool",
+    "docker-registry": "docker-registry",
+    "registry": "docker-registry",
+    "debootstrap": "debootstrap",
+    "zstd": "zstd",
+    "runc": "runc",
+    "htpasswd": "apache2-utils",
+    "tini": "tini",
+    "tini-static": "tini",
+    "newuidmap": "uidmap",
+    "newgidmap": "uidmap",
+    "ip": "iproute2",
+    "bridge": "iproute2",
+}
+
+requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="requires root")
+
+
+def requires_tool(name: str, package: str | None = None) -> pytest.MarkDecorator:
+    """Skip unless ``name`` is on PATH; the reason says what to install."""
+    package = package or APT_PACKAGE.get(name, name)
+    return pytest.mark.skipif(
+        shutil.which(name) is None,
+        reason=f"requires {name} (apt install {package})",
+    )
+
+
+# ---------------------------------------------------------------- tiers
+
+def pytest_collection_modifyitems(config, items):
+    """Mark tests by folder, so `-m integration` / `-m lab` select a tier."""
+    for item in items:
+        parts = item.path.parts
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+        if "labs" in parts:
+            item.add_marker(pytest.mark.lab)
+
+
+# ---------------------------------------------------------------- session-wide leak check
+
+_LEAK_STATE: dict = {}
+
+
+def _session_roots(config) -> tuple[str, ...]:
+    # Every per-test store lives below pytest's base temp directory.
+    factory = getattr(config, "_tmp_path_factory", None)
+    return (str(factory.getbasetemp()),) if factory is not None else ()
+
+
+def pytest_sessionstart(session):
+    _LEAK_STATE["roots"] = _session_roots(session.config)
+    _LEAK_STATE["before"] = leaks.snapshot(_LEAK_STATE["roots"])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = _LEAK_STATE.get("before")
+    if before is None or session.config.option.collectonly:
+        return
+    found = leaks.diff(before, leaks.snapshot(_LEAK_STATE["roots"]))
+    _LEAK_STATE["found"] = found
+    if found and session.exitstatus == 0:
+        session.exitstatus = 1
+    if found and session.config.pluginmanager.get_plugin("terminalreporter") is None:
+        print("LEAKS: the tests left kernel state behind:\n  " + "\n  ".join(found))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    found = _LEAK_STATE.get("found")
+    if found:
+        terminalreporter.write_sep("=", "LEAKS: the tests left kernel state behind",
+                                   red=True, bold=True)
+        for line in found:
+            terminalreporter.write_line(f"  {line}", red=True)
+
+
+# ---------------------------------------------------------------- fixtures
+
+def _unmount_below(root: str) -> list[str]:
+    """Lazily unmount everything at or below root, newest first."""
+    leaked = leaks.mounts_below(root)
+    for m in reversed(leaked):
+        subprocess.run(["umount", "-l", m], stderr=subprocess.DEVNULL, check=False)
+    return leaked
+
+
+@pytest.fixture
+def sandbox_root(tmp_path, monkeypatch):
+    """A fresh, empty store for one test, exported as $SANDBOX_ROOT.
+
+    At teardown anything still mounted below it is unmounted and anything
+    still running for it is killed, and the test fails: a test must clean up
+    after itself, and a leak must not be hidden.
+    """
+    root = tmp_path / "sandbox-root"
+    root.mkdir()
+    monkeypatch.setenv("SANDBOX_ROOT", str(root))
+    yield root
+
+    problems = []
+    procs = leaks._processes((str(root),))
+    for p in sorted(procs, key=lambda p: p.pid):
+        problems.append(f"process left running: {p}")
+        try:
+            os.kill(p.pid, 9)
+        except OSError:
+            pass
+    for m in _unmount_below(str(root)):
+        problems.append(f"mount left behind: {m}")
+    if problems:
+        pytest.fail("the test leaked (cleaned up now):\n  " + "\n  ".join(problems),
+                    pytrace=False)
+
+
+def _is_static_elf(path: str) -> bool:
+    """True when the ELF file has no PT_INTERP program header."""
+    PT_INTERP = 3
+    try:
+        with open(path, "rb") as f:
+            ident = f.read(16)
+            if ident[:4] != b"\x7fELF":
+                return False
+            is64 = ident[4] == 2
+            end = "<" if ident[5] == 1 else ">"
+            header = f.read(48 if is64 else 36)
+            if is64:
+                phoff, = struct.unpack(end + "Q", header[16:24])
+                phentsize, phnum = struct.unpack(end + "HH", header[38:42])
+            else:
+                phoff, = struct.unpack(end + "I", header[12:16])
+                phentsize, phnum = struct.unpack(end + "HH", header[26:30])
+            for i in range(phnum):
+                f.seek(phoff + i * phentsize)
+                p_type, = struct.unpack(end + "I", f.read(4))
+                if p_type == PT_INTERP:
+                    return False
+            return True
+    except (OSError, struct.error):
+        return False
+
+
+@pytest.fixture(scope="session")
+def busybox_binary() -> str:
+    """Path of a statically linked busybox (Debian: busybox-static)."""
+    candidates = [shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox"]
+    for c in candidates:
+        if c and os.path.isfile(c) and _is_static_elf(c):
+            return os.path.realpath(c)
+    pytest.skip("requires a static busybox (apt install busybox-static)")
