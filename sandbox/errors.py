@@ -1,0 +1,157 @@
+"""The one exception tree of the engine.
+
+Every failure a user can cause or meet is a :class:`SandboxError`.  A message
+names the action, the object and the cause, and, where it can, the fix.  The
+command line turns any ``SandboxError`` into one line on stderr and exit code
+125 (Docker's code for the engine's own errors); the notebook magics turn it
+into one short paragraph without a traceback.
+
+::
+
+    SandboxError
+    ├── InvalidReference          a name[:tag][@digest] that cannot be parsed
+    ├── NotFound
+    │   ├── ImageNotFound         no image by that name or id
+    │   ├── BlobNotFound          a blob the index or a manifest names is missing
+    │   └── LayerNotFound         no unpacked layer for a chain id
+    ├── Conflict
+    │   ├── ImageInUse            rmi of an image something still uses
+    │   └── AmbiguousReference    an id prefix that matches several images
+    ├── StoreCorrupt
+    │   └── BlobCorrupt           a blob whose content does not match its digest
+    ├── LayerError
+    │   └── UnsafeLayerEntry      a tar entry that would write outside the target
+    ├── ArchiveError              save/load/import input that is not what it claims
+    ├── BootstrapError            a base image that cannot be made on this host
+    ├── PermissionRequired        an operation that needs root or a capability
+    ├── UsageError                a wrong flag or argument (CLI and magics)
+    └── KernelError               a failed system call (keeps errno, op and path)
+
+Each class documents when it is raised.  ``exit_code`` is what the CLI exits
+with; all engine errors use Docker's 125.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class SandboxError(Exception):
+    """Base class: any error of the engine that a user can act on."""
+
+    exit_code = 125
+    #: One sentence on what to do next, shown after the message when set.
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class InvalidReference(SandboxError):
+    """Raised when an image reference (``name[:tag][@digest]``) is malformed."""
+
+
+class NotFound(SandboxError):
+    """Base for objects that do not exist."""
+
+
+class ImageNotFound(NotFound):
+    """Raised when no image in the store matches a name, tag, digest or id."""
+
+
+class BlobNotFound(NotFound):
+    """Raised when the index or a manifest points at a blob that is not on disk."""
+
+
+class LayerNotFound(NotFound):
+    """Raised when an unpacked layer directory is asked for and does not exist."""
+
+
+class Conflict(SandboxError):
+    """Base for requests that clash with the store's current state."""
+
+
+class ImageInUse(Conflict):
+    """Raised by ``rmi`` without ``-f`` when several tags or a holder use the image."""
+
+
+class AmbiguousReference(Conflict):
+    """Raised when a short id prefix matches more than one image."""
+
+
+class StoreCorrupt(SandboxError):
+    """Raised when the store's metadata cannot be read (truncated index.json, bad JSON)."""
+
+
+class BlobCorrupt(StoreCorrupt):
+    """Raised when a blob's content does not hash to its digest (read or received)."""
+
+    def __init__(self, digest: str, what: str = "blob", *, actual: str | None = None,
+                 hint: str | None = None) -> None:
+        self.digest = digest
+        self.actual = actual
+        detail = f" (content hashes to {actual})" if actual else ""
+        super().__init__(
+            f"{what} {digest} is corrupt: its content does not match its digest{detail}",
+            hint=hint or "remove the image with 'sandbox rmi -f' and pull, load or build it again",
+        )
+
+
+class LayerError(SandboxError):
+    """Raised when a layer tar cannot be read or applied (bad tar, unsupported entry)."""
+
+
+class UnsafeLayerEntry(LayerError):
+    """Raised when a tar entry would write outside the target directory.
+
+    Absolute names, ``..`` components, a path through a symlinked directory and a
+    hard link whose target lies outside are all refused before anything is written.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"refusing layer entry {name!r}: {reason}",
+                         hint="the archive is unsafe; rebuild it from a trusted source")
+
+
+class ArchiveError(SandboxError):
+    """Raised when ``load``/``import`` input is not a docker-archive, OCI archive or rootfs tar."""
+
+
+class BootstrapError(SandboxError):
+    """Raised when a base image cannot be made from this host (no static busybox, no debootstrap)."""
+
+
+class PermissionRequired(SandboxError):
+    """Raised when an operation needs root or a capability this process lacks."""
+
+
+class UsageError(SandboxError):
+    """Raised for a wrong flag or argument, by the shared CLI/magic argument parser.
+
+    The parser raises this instead of exiting, so a notebook cell prints one
+    paragraph instead of killing or confusing the kernel.
+    """
+
+
+class KernelError(SandboxError):
+    """A failed system call.  Keeps ``errno``, the operation and the path it acted on."""
+
+    def __init__(self, op: str, path: str | None, err: int, hint: str | None = None) -> None:
+        self.op = op
+        self.path = path
+        self.errno = err
+        where = f" {path}" if path else ""
+        super().__init__(f"{op}{where}: {os.strerror(err).lower()}", hint=hint)
+
+    @property
+    def errname(self) -> str:
+        return _errno.errorcode.get(self.errno, str(self.errno))

@@ -1,0 +1,1 @@
+"""Images: the OCI store, layers, archives and base images (see docs/design.md)."""

@@ -1,0 +1,134 @@
+"""Small file-system primitives the store is built on: atomic writes and locks.
+
+Why these exist:
+
+* A metadata file is only ever replaced whole: written to a temp file in the
+  same directory, fsync'ed, renamed over the old one, and the directory
+  fsync'ed.  A reader sees the old or the new content, never half of each,
+  even when the writer is killed with SIGKILL or the machine loses power.
+* Locks are ``flock(2)`` locks (``fcntl.flock``).  Unlike POSIX record locks
+  (``lockf``) they belong to the open file description, so closing an unrelated
+  descriptor of the same file does not drop them, and the kernel releases them
+  when the holder dies, so a killed process never leaves the store locked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+TMP_PREFIX = ".tmp-"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` all at once (temp + fsync + rename)."""
+    path = Path(path)
+    tmp = path.parent / f"{TMP_PREFIX}{path.name}-{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)  # the umask must not decide a metadata file's mode
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.rename(tmp, path)
+    fsync_dir(path.parent)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The one JSON encoding used for blobs we create: sorted keys, no spaces.
+
+    The same object always gives the same bytes, hence the same digest.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n")
+
+
+def remove_stale_tmp(directory: Path) -> None:
+    """Delete temp files a killed writer left behind (call with the writers' lock held)."""
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            if entry.name.startswith(TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
+class FileLock:
+    """A reentrant (per thread) flock on one file, shared or exclusive.
+
+    Reentrant because store operations nest (``rmi`` tags and collects under the
+    same lock); a second ``flock`` from the same thread on a new descriptor would
+    deadlock against itself.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._mutex = threading.RLock()
+
+    @contextlib.contextmanager
+    def hold(self, shared: bool = False) -> Iterator[None]:
+        state = self._local.__dict__
+        if state.get("depth"):
+            if not shared and state["shared"]:
+                raise RuntimeError(f"cannot upgrade shared lock {self.path} to exclusive")
+            state["depth"] += 1
+            try:
+                yield
+            finally:
+                state["depth"] -= 1
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            state.update(depth=1, shared=shared, fd=fd)
+            try:
+                yield
+            finally:
+                state["depth"] = 0
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+
+def try_lock_exclusive(path: Path) -> int | None:
+    """Take an exclusive flock without waiting; return the fd, or None if held.
+
+    A lock file that does not exist is held by nobody: it is created and locked.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return None
+        raise
+    return fd
