@@ -1,0 +1,251 @@
+"""Layer blobs and unpacked layers.
+
+Writing: :func:`write_layer_blob` turns a tar producer into a compressed blob in
+one pass, hashing the uncompressed stream (the diff_id, which the image config
+lists) and the compressed one (the blob digest, which the manifest lists).
+
+Unpacking: each layer is unpacked once, into ``layers/<chain-id-hex>/diff``,
+keyed by its chain id (the layer *and* everything below it), so two images
+sharing a base share its directories.  Each gets a short link ``l/<ID>``:
+overlayfs takes every lowerdir in one mount option string that the kernel cuts
+at one page, so 60 layers only fit with short names (Docker's overlay2 does
+the same).  A layer being unpacked lives in ``layers/<hex>.incomplete`` under
+an flock; a killed unpack is removed by ``Store.recover`` at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import secrets
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+from .. import kernel
+from ..errors import BlobCorrupt, LayerError, LayerNotFound
+from . import fsutil, tarlayer
+from .mediatypes import OCI_LAYER, OCI_LAYER_GZIP
+from .store import Store, remove_tree
+
+SHORT_ALPHABET = string.ascii_uppercase + string.digits
+SHORT_LEN = 20
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """A layer as the manifest and config see it."""
+
+    diff_id: str
+    digest: str
+    size: int
+    media_type: str
+
+
+class _HashingSink:
+    """A write-only stream that hashes and counts what passes through to ``out``."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+def write_layer_blob(store: Store, produce: Callable[[IO[bytes]], None], *, compress: bool = True) -> LayerBlob:
+    """Run ``produce(stream)`` (which writes a tar) and store the result as a layer blob.
+
+    gzip is written with mtime 0 and no file name, so the blob digest depends only on
+    the tar (and on the zlib build: the diff_id is what stays equal across machines).
+    """
+    with store.ingest() as writer:
+        if compress:
+            compressed = _HashingSink(writer)
+            gz = gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6)
+            plain = _HashingSink(gz)
+            produce(plain)  # type: ignore[arg-type]
+            gz.close()
+            digest = writer.commit()
+            return LayerBlob(plain.digest, digest, writer.size, OCI_LAYER_GZIP)
+        plain = _HashingSink(writer)
+        produce(plain)  # type: ignore[arg-type]
+        digest = writer.commit()
+        return LayerBlob(digest, digest, writer.size, OCI_LAYER)
+
+
+def diff_id_of(store: Store, digest: str) -> str:
+    """Hash the uncompressed content of a stored layer blob (verifying the blob too)."""
+    h = hashlib.sha256()
+    with store.open_blob(digest, "layer") as raw:
+        stream = tarlayer.open_layer(raw)  # type: ignore[arg-type]
+        while chunk := stream.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+@dataclass(frozen=True)
+class UnpackedLayer:
+    chain_id: str
+    diff_id: str
+    parent: str | None
+    blob: str
+    size: int
+    link: str
+    path: Path
+
+
+class LayerStore:
+    """Unpacked layers of one store, keyed by chain id."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _dir(self, chain_id: str) -> Path:
+        return self.store.layers_dir / chain_id.split(":", 1)[1]
+
+    def _lock(self, chain_id: str) -> fsutil.FileLock:
+        return fsutil.FileLock(self.store.locks_dir / f"layer-{chain_id.split(':', 1)[1]}.lock")
+
+    def exists(self, chain_id: str) -> bool:
+        return (self._dir(chain_id) / "meta.json").is_file()
+
+    def get(self, chain_id: str) -> UnpackedLayer:
+        d = self._dir(chain_id)
+        try:
+            meta = json.loads((d / "meta.json").read_bytes())
+        except (FileNotFoundError, ValueError):
+            raise LayerNotFound(f"layer {chain_id} is not unpacked in {self.store.layers_dir}") from None
+        return UnpackedLayer(chain_id, meta["diff_id"], meta.get("parent"), meta["blob"],
+                             int(meta["size"]), meta["link"], d / "diff")
+
+    def all(self) -> list[str]:
+        return sorted("sha256:" + e.name for e in os.scandir(self.store.layers_dir)
+                      if len(e.name) == 64 and (Path(e.path) / "meta.json").is_file())
+
+    def unpack(self, chain_id: str, parent: str | None, diff_id: str, blob: str) -> UnpackedLayer:
+        """Unpack blob ``blob`` as layer ``chain_id`` unless it already is.  Idempotent.
+
+        The blob is verified against its digest before a byte of it is applied, and
+        a failed apply leaves no directory behind.
+        """
+        if self.exists(chain_id):
+            return self.get(chain_id)
+        with self._lock(chain_id).hold():
+            if self.exists(chain_id):  # another process finished it while we waited
+                return self.get(chain_id)
+            self.store.verify_blob(blob)
+            final = self._dir(chain_id)
+            staging = final.with_name(final.name + ".incomplete")
+            if os.path.lexists(staging):
+                remove_tree(staging)
+            (staging / "diff").mkdir(parents=True)
+            try:
+                size = tarlayer.apply_layer(self.store.blob_path(blob), staging / "diff", mode="overlay")
+                fsutil.atomic_write_json(staging / "meta.json", {
+                    "chain_id": chain_id, "diff_id": diff_id, "parent": parent,
+                    "blob": blob, "size": size, "link": self._new_link()})
+                os.rename(staging, final)
+                fsutil.fsync_dir(final.parent)
+            except BaseException:
+                remove_tree(staging)
+                raise
+            layer = self.get(chain_id)
+            self._ensure_link(layer)
+        return layer
+
+    def _ensure_link(self, layer: UnpackedLayer) -> None:
+        """Create ``l/<link>`` if missing (a killed unpack may have renamed but not linked)."""
+        path = self.store.links_dir / layer.link
+        if not os.path.lexists(path):
+            os.symlink(f"../layers/{layer.path.parent.name}/diff", path)
+
+    def _new_link(self) -> str:
+        while True:
+            name = "".join(secrets.choice(SHORT_ALPHABET) for _ in range(SHORT_LEN))
+            if not os.path.lexists(self.store.links_dir / name):
+                return name
+
+    def remove(self, chain_id: str) -> None:
+        with self._lock(chain_id).hold():
+            with contextlib.suppress(LayerNotFound):
+                layer = self.get(chain_id)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.store.links_dir / layer.link)
+            d = self._dir(chain_id)
+            if d.exists():
+                # Rename first so a half-removed directory is never taken for a layer.
+                doomed = d.with_name(d.name + ".incomplete")
+                os.rename(d, doomed)
+                remove_tree(doomed)
+
+    # -- using layers -----------------------------------------------------------
+
+    def mount(self, chain_ids: list[str], target: Path, *, upper: Path | None = None,
+              work: Path | None = None) -> None:
+        """Mount the layers (bottom first) on ``target`` with overlayfs.
+
+        With ``upper``/``work`` the mount is writable (a container's rootfs); without,
+        it is a read-only view.  Options use absolute short links when they fit in a
+        page, and otherwise paths relative to ``l/`` with the mount done from there.
+        """
+        if not chain_ids:
+            raise LayerError("cannot mount an image with no layers")
+        layers = [self.get(c) for c in reversed(chain_ids)]  # overlay lists the top first
+        for layer in layers:
+            self._ensure_link(layer)
+        links = [layer.link for layer in layers]
+        if upper is None and len(links) == 1:
+            kernel.mount(str(self.store.links_dir / links[0]), target, None, kernel.MS_BIND)
+            kernel.mount(None, target, None, kernel.MS_BIND | kernel.MS_REMOUNT | kernel.MS_RDONLY)
+            return
+        extra = f",upperdir={upper},workdir={work}" if upper is not None else ""
+        absolute = "lowerdir=" + ":".join(str(self.store.links_dir / l) for l in links) + extra
+        if len(absolute) < kernel.PAGE_SIZE - 64:
+            kernel.mount("overlay", target, "overlay", 0, absolute)
+            return
+        with _cwd(self.store.links_dir):
+            kernel.mount("overlay", target, "overlay", 0, "lowerdir=" + ":".join(links) + extra)
+
+    def flatten(self, chain_ids: list[str], target: Path) -> int:
+        """Apply every layer's blob in order onto ``target`` (the vfs driver's way)."""
+        total = 0
+        for chain_id in chain_ids:
+            layer = self.get(chain_id)
+            total += tarlayer.apply_layer(self.store.blob_path(layer.blob), target, mode="merge")
+        return total
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    """chdir for the length of one mount call (only used past the page-size limit)."""
+    old = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.chdir(path)
+        yield
+    finally:
+        os.fchdir(old)
+        os.close(old)
+
+
+def check_diff_id(store: Store, blob: str, diff_id: str) -> None:
+    """Raise ``BlobCorrupt`` if the uncompressed content of ``blob`` is not ``diff_id``."""
+    actual = diff_id_of(store, blob)
+    if actual != diff_id:
+        raise BlobCorrupt(diff_id, "layer", actual=actual,
+                          hint="the layer does not match the diff_id in its image config")
