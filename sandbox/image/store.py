@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,11 +136,16 @@ class VerifyingReader:
         self._what = what
         self._hash = hashlib.sha256()
         self._checked = False
+        self.size = os.fstat(self._f.fileno()).st_size
+        self._done = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._f.read(n)
         self._hash.update(data)
-        if (not data or n < 0) and not self._checked:
+        self._done += len(data)
+        # Check on the last byte, not only at EOF: readers that take exactly
+        # ``size`` bytes (tarfile.addfile, copyfileobj with a length) never see EOF.
+        if (not data or n < 0 or self._done >= self.size) and not self._checked:
             self._checked = True
             actual = "sha256:" + self._hash.hexdigest()
             if actual != self._digest:
@@ -214,6 +220,15 @@ class Store:
                             remove_tree(Path(entry.path))
                     finally:
                         os.close(fd)
+        for entry in os.scandir(self.tmp_dir):
+            if entry.name.endswith(".lock"):
+                fd = fsutil.try_lock_exclusive(Path(entry.path))
+                if fd is not None:
+                    try:
+                        remove_tree(Path(entry.path[: -len(".lock")]))
+                        os.unlink(entry.path)
+                    finally:
+                        os.close(fd)
         for entry in os.scandir(self.links_dir):
             # A link is made after its layer is renamed into place and removed before
             # the layer is, so one that points nowhere is always stale.
@@ -228,6 +243,24 @@ class Store:
                         fsutil.remove_stale_tmp(d)
                 finally:
                     os.close(fd)
+
+    @contextlib.contextmanager
+    def scratch(self, prefix: str) -> Iterator[Path]:
+        """A temporary directory on the store's file system, removed afterwards.
+
+        Its lock file stays flock'ed while in use, so ``recover`` removes the
+        directory of a killed process and never that of a live one.
+        """
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp_dir))
+        lock = path.with_name(path.name + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            remove_tree(path)
+            os.unlink(lock)
+            os.close(fd)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -1,0 +1,483 @@
+"""Images: naming, creating, listing, removing and collecting them.
+
+An image is a manifest in ``index.json``; its id is the digest of its config,
+as in Docker.  A tag is one index entry whose ``org.opencontainers.image.ref.name``
+is the familiar name (``busybox:latest``); an untagged image (Docker's
+``<none>:<none>``) is an entry without that annotation.  Everything here goes
+through :class:`~sandbox.image.store.Store`, which makes each step atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import platform as _platform
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .. import reference as _ref
+from ..errors import (AmbiguousReference, BlobCorrupt, ImageInUse, ImageNotFound, InvalidReference,
+                      NotFound, SandboxError, StoreCorrupt)
+from . import fsutil
+from .layers import LayerBlob, LayerStore
+from .mediatypes import (INDEXES, OCI_CONFIG, OCI_MANIFEST, REF_NAME,
+                         chain_ids, sha256_digest)
+from .store import Descriptor, Store
+
+
+def host_platform() -> tuple[str, str, str | None]:
+    """(os, architecture, variant) of this machine in OCI's words (GOOS/GOARCH)."""
+    machine = _platform.machine().lower()
+    table = {"x86_64": ("amd64", None), "amd64": ("amd64", None), "aarch64": ("arm64", "v8"),
+             "arm64": ("arm64", "v8"), "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"),
+             "i686": ("386", None), "i386": ("386", None), "ppc64le": ("ppc64le", None),
+             "s390x": ("s390x", None), "riscv64": ("riscv64", None)}
+    arch, variant = table.get(machine, (machine, None))
+    return "linux", arch, variant
+
+
+def now_rfc3339() -> str:
+    """The time to record as ``created``: ``SOURCE_DATE_EPOCH`` when set (reproducible builds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        return _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_config(layers: list[LayerBlob], history: list[dict[str, Any]], *,
+               config: dict[str, Any] | None = None, created: str | None = None,
+               author: str | None = None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An OCI image config; ``base`` (a parent's config) supplies what is not given."""
+    os_name, arch, variant = host_platform()
+    out: dict[str, Any] = {
+        "architecture": base.get("architecture", arch) if base else arch,
+        "os": base.get("os", os_name) if base else os_name,
+        "created": created or now_rfc3339(),
+        "config": config if config is not None else dict((base or {}).get("config") or {}),
+        "rootfs": {"type": "layers",
+                   "diff_ids": list(((base or {}).get("rootfs") or {}).get("diff_ids", []))
+                   + [l.diff_id for l in layers]},
+        "history": list((base or {}).get("history", [])) + history,
+    }
+    if variant and not base:
+        out["variant"] = variant
+    if author:
+        out["author"] = author
+    return out
+
+
+@dataclass
+class Image:
+    """One image as stored: its id (config digest), manifest, config and names."""
+
+    id: str
+    manifest_digest: str
+    manifest: dict[str, Any]
+    config: dict[str, Any]
+    tags: list[str] = field(default_factory=list)
+    repo_digests: list[str] = field(default_factory=list)
+    size: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[1][:12]
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list((self.config.get("rootfs") or {}).get("diff_ids", []))
+
+    @property
+    def chain_ids(self) -> list[str]:
+        return chain_ids(self.diff_ids)
+
+    @property
+    def layers(self) -> list[Descriptor]:
+        return [Descriptor.from_json(l) for l in self.manifest.get("layers", [])]
+
+    @property
+    def created(self) -> str:
+        return str(self.config.get("created") or "")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict((self.config.get("config") or {}).get("Labels") or {})
+
+    def __repr__(self) -> str:
+        return f"<Image: {', '.join(self.tags) or self.short_id}>"
+
+
+class ImageStore:
+    """The images of one store: the operations behind ``images``, ``tag``, ``rmi``, ``image prune``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.layers = LayerStore(store)
+
+    # -- reading ---------------------------------------------------------------
+
+    def _load(self, manifest: Descriptor) -> Image:
+        m = self.store.read_json_blob(manifest.digest, "manifest")
+        if m.get("mediaType") in INDEXES or "manifests" in m:
+            raise StoreCorrupt(f"index entry {manifest.digest} is an image index, not a manifest",
+                               hint="pull a single platform with --platform")
+        config_digest = (m.get("config") or {}).get("digest")
+        if not config_digest:
+            raise StoreCorrupt(f"manifest {manifest.digest} names no config")
+        config = self.store.read_json_blob(config_digest, "image config")
+        meta = self.store.read_image_meta(config_digest)
+        return Image(config_digest, manifest.digest, m, config, [],
+                     list(meta.get("repo_digests", [])), int(meta.get("size", 0)), meta)
+
+    def list(self, all: bool = True) -> list[Image]:
+        """Every image, newest first, with its tags.  Unreadable entries are skipped."""
+        by_id: dict[str, Image] = {}
+        for desc in self.store.manifests():
+            try:
+                image = self._load(desc)
+            except (SandboxError, OSError):
+                continue
+            image = by_id.setdefault(image.id, image)
+            name = desc.annotations.get(REF_NAME)
+            if name:
+                image.tags.append(name)
+        images = list(by_id.values())
+        if not all:
+            images = [i for i in images if i.tags]
+        for image in images:
+            image.tags.sort()
+        return sorted(images, key=lambda i: (i.created, i.id), reverse=True)
+
+    def get(self, name: str) -> Image:
+        """Find an image by tag, full name, digest reference, id or id prefix."""
+        desc = self._find(name)
+        image = self._load(desc)
+        image.tags = sorted(d.annotations[REF_NAME] for d in self.store.manifests()
+                            if REF_NAME in d.annotations and self._same_image(d, image))
+        return image
+
+    def _same_image(self, desc: Descriptor, image: Image) -> bool:
+        if desc.digest == image.manifest_digest:
+            return True
+        try:
+            return self._load(desc).id == image.id
+        except (SandboxError, OSError):
+            return False
+
+    def _find(self, name: str) -> Descriptor:
+        manifests = self.store.manifests()
+        if _ref.is_image_id_prefix(name):
+            found = self._find_by_id(name, manifests)
+            if found is not None:
+                return found
+        try:
+            ref = _ref.parse(name)
+        except InvalidReference:
+            if _ref.is_image_id_prefix(name):
+                raise ImageNotFound(f"no such image: {name}",
+                                    hint="list images with 'sandbox images'") from None
+            raise
+        for desc in manifests:
+            if desc.annotations.get(REF_NAME) == ref.familiar and ref.tag:
+                return desc
+        if ref.digest:
+            for desc in manifests:
+                if desc.digest == ref.digest:
+                    return desc
+            for image in self.list():
+                if any(rd.endswith("@" + ref.digest) for rd in image.repo_digests):
+                    return self._find(image.id)
+        raise ImageNotFound(f"no such image: {ref.familiar}",
+                            hint=f"build it, 'sandbox pull {ref.familiar}', or 'sandbox bootstrap busybox' for an offline base")
+
+    def _find_by_id(self, prefix: str, manifests: list[Descriptor]) -> Descriptor | None:
+        hexpart = prefix.split(":", 1)[-1]
+        hits: dict[str, Descriptor] = {}
+        for desc in manifests:
+            if desc.digest.split(":", 1)[1].startswith(hexpart) and len(hexpart) == 64:
+                hits.setdefault("m:" + desc.digest, desc)
+                continue
+            try:
+                image_id = self._config_digest(desc)
+            except (SandboxError, OSError):
+                continue
+            if image_id.split(":", 1)[1].startswith(hexpart):
+                hits.setdefault(image_id, desc)
+        ids = {k for k in hits if not k.startswith("m:")}
+        if len(ids) > 1:
+            raise AmbiguousReference(f"image id prefix {prefix!r} matches {len(ids)} images",
+                                     hint="give more characters of the id")
+        return next(iter(hits.values()), None)
+
+    def _config_digest(self, desc: Descriptor) -> str:
+        m = self.store.read_json_blob(desc.digest, "manifest")
+        return str((m.get("config") or {})["digest"])
+
+    # -- creating --------------------------------------------------------------
+
+    def create(self, config: dict[str, Any], layers: list[LayerBlob], *, tags: Iterable[str] = (),
+               repo_digests: Iterable[str] = (), annotations: dict[str, str] | None = None) -> Image:
+        """Store an image whose layer blobs are already in the store, and name it.
+
+        Layers are unpacked first and the index entry written last, so a reader (or
+        a crash) never sees a tag whose image is incomplete.
+        """
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids", []))
+        if len(diff_ids) != len(layers):
+            raise SandboxError(f"image config lists {len(diff_ids)} layers but {len(layers)} were given")
+        with self.store.transaction():
+            size = self.unpack(diff_ids, [l.digest for l in layers])
+            config_digest = self.store.put_blob(fsutil.canonical_json(config))
+            manifest: dict[str, Any] = {
+                "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
+                           "size": self.store.blob_size(config_digest)},
+                "layers": [{"mediaType": l.media_type, "digest": l.digest, "size": l.size} for l in layers],
+            }
+            if annotations:
+                manifest["annotations"] = annotations
+            return self.add_manifest(manifest, tags=tags, repo_digests=repo_digests, size=size)
+
+    def add_manifest(self, manifest: dict[str, Any], *, tags: Iterable[str] = (),
+                     repo_digests: Iterable[str] = (), size: int | None = None) -> Image:
+        """Store ``manifest`` (its config and layers already stored) and point ``tags`` at it."""
+        data = fsutil.canonical_json(manifest)
+        digest = self.store.put_blob(data)
+        desc = Descriptor(manifest.get("mediaType") or OCI_MANIFEST, digest, len(data))
+        config_digest = manifest["config"]["digest"]
+        if size is None:
+            config = self.store.read_json_blob(config_digest, "image config")
+            size = self.unpack(config["rootfs"]["diff_ids"], [l["digest"] for l in manifest["layers"]])
+        meta = self.store.update_image_meta(config_digest, size=size, repo_digests=list(repo_digests),
+                                            stored=time.time())
+        tags = list(tags)
+        if not tags and not self._is_named(config_digest):
+            self.store.add_untagged(desc)
+        for tag in tags:
+            self._set_tag(tag, desc)
+        image = self.get(config_digest)
+        image.meta = meta
+        return image
+
+    def _is_named(self, image_id: str) -> bool:
+        with contextlib.suppress(SandboxError):
+            return bool(self.get(image_id).tags)
+        return False
+
+    def unpack(self, diff_ids: list[str], blobs: list[str]) -> int:
+        """Unpack each layer (once per chain id); return the image's unpacked size."""
+        total, parent = 0, None
+        for chain_id, diff_id, blob in zip(chain_ids(diff_ids), diff_ids, blobs):
+            total += self.layers.unpack(chain_id, parent, diff_id, blob).size
+            parent = chain_id
+        return total
+
+    def _set_tag(self, name: str, desc: Descriptor) -> None:
+        ref = _ref.parse(name)
+        if ref.tag is None:
+            raise InvalidReference(f"cannot tag with {name!r}: a tag name cannot contain a digest",
+                                   hint="use NAME[:TAG]")
+        previous = self.store.set_ref(ref.familiar, ref.full_name, desc)
+        if previous and previous != desc.digest:
+            # The old image lost this name; keep it as <none>:<none> if nothing else names it.
+            self._keep_if_unnamed(previous)
+        self.store.update_image_meta(self._config_digest(desc), last_tag_time=time.time())
+
+    def _keep_if_unnamed(self, manifest_digest: str) -> None:
+        if any(d.digest == manifest_digest for d in self.store.manifests()):
+            return
+        with contextlib.suppress(SandboxError, OSError):
+            m = self.store.read_json_blob(manifest_digest, "manifest")
+            self.store.add_untagged(Descriptor(m.get("mediaType") or OCI_MANIFEST, manifest_digest,
+                                               self.store.blob_size(manifest_digest)))
+
+    def tag(self, source: str, target: str) -> Image:
+        """``docker tag SOURCE TARGET``."""
+        desc = self._find(source)
+        self._set_tag(target, desc)
+        return self.get(target)
+
+    # -- removing --------------------------------------------------------------
+
+    def users(self, image_id: str) -> list[str]:
+        """Holders (containers, build cache entries) whose lease names this image."""
+        return [l["holder"] for l in self.store.leases() if image_id in l.get("images", [])]
+
+    def remove(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+        """``docker rmi``: untag, and delete the image when no name or user is left.
+
+        Returns Docker's response shape: ``[{"Untagged": ...}, {"Deleted": ...}]``.
+        Works on a damaged store: a tag whose manifest cannot be read is still removed.
+        """
+        if force:
+            self.store.repair_index()
+        with self.store.index_lock.hold():
+            try:
+                desc = self._find(name)
+            except (BlobCorrupt, StoreCorrupt, NotFound) as err:
+                if not force:
+                    raise
+                return self._force_untag(name, err)
+            image = self._load_or_none(desc)
+            by_tag = desc.annotations.get(REF_NAME) if self._named_by_tag(name, desc) else None
+            image_id = image.id if image else None
+            all_tags = self._tags_of(desc, image_id)
+            users = self.users(image_id) if image_id else []
+            result: list[dict[str, str]] = []
+            if by_tag and len(all_tags) > 1:
+                self._untag(by_tag)
+                return [{"Untagged": by_tag}]
+            if not by_tag and len(all_tags) > 1 and not force:
+                raise ImageInUse(f"unable to delete {image.short_id if image else desc.digest} (must be forced): "
+                                 f"image is referenced in multiple repositories ({', '.join(all_tags)})",
+                                 hint="remove the tags one by one, or use 'sandbox rmi -f'")
+            if users and not force:
+                raise ImageInUse(f"unable to remove {name}: image is in use by {', '.join(users)}",
+                                 hint="remove the container first ('sandbox rm'), or use 'sandbox rmi -f' to untag it")
+            for tag in all_tags:
+                self._untag(tag)
+                result.append({"Untagged": tag})
+            if users:  # forced: the name goes, the data stays for the container
+                return result
+            self._drop_entries(desc, image_id)
+            if image_id:
+                self.store.delete_image_meta(image_id)
+                result.append({"Deleted": image_id})
+        if prune:
+            self.collect()
+        return result
+
+    def _named_by_tag(self, name: str, desc: Descriptor) -> bool:
+        try:
+            return _ref.parse(name).familiar == desc.annotations.get(REF_NAME)
+        except InvalidReference:
+            return False
+
+    def _load_or_none(self, desc: Descriptor) -> Image | None:
+        try:
+            return self._load(desc)
+        except (SandboxError, OSError):
+            return None
+
+    def _tags_of(self, desc: Descriptor, image_id: str | None) -> list[str]:
+        tags = []
+        for d in self.store.manifests():
+            name = d.annotations.get(REF_NAME)
+            if not name:
+                continue
+            if d.digest == desc.digest:
+                tags.append(name)
+            elif image_id:
+                with contextlib.suppress(SandboxError, OSError):
+                    if self._config_digest(d) == image_id:
+                        tags.append(name)
+        return sorted(tags)
+
+    def _untag(self, name: str) -> None:
+        self.store.update_index(lambda ms: [m for m in ms if m.annotations.get(REF_NAME) != name])
+
+    def _drop_entries(self, desc: Descriptor, image_id: str | None) -> None:
+        def change(ms: list[Descriptor]) -> list[Descriptor]:
+            out = []
+            for m in ms:
+                if m.digest == desc.digest:
+                    continue
+                if image_id and REF_NAME not in m.annotations:
+                    with contextlib.suppress(SandboxError, OSError):
+                        if self._config_digest(m) == image_id:
+                            continue
+                out.append(m)
+            return out
+        self.store.update_index(change)
+
+    def _force_untag(self, name: str, err: SandboxError) -> list[dict[str, str]]:
+        """rmi -f on a damaged image: drop the index entry by name or digest without reading blobs."""
+        try:
+            ref = _ref.parse(name)
+            match = lambda d: d.annotations.get(REF_NAME) == ref.familiar or d.digest == ref.digest  # noqa: E731
+        except InvalidReference:
+            hexpart = name.split(":", 1)[-1]
+            match = lambda d: d.digest.split(":", 1)[1].startswith(hexpart)  # noqa: E731
+        hits = [d for d in self.store.manifests() if match(d)]
+        if not hits:
+            raise err
+        self.store.update_index(lambda ms: [m for m in ms if not match(m)])
+        self.collect()
+        return [{"Untagged": d.annotations.get(REF_NAME, d.digest)} for d in hits]
+
+    def prune(self, all: bool = False) -> dict[str, Any]:
+        """``docker image prune``: remove dangling images (``all``: every unused image), then collect."""
+        deleted: list[dict[str, str]] = []
+        self.store.repair_index()
+        used = {i for l in self.store.leases() for i in l.get("images", [])}
+        for image in self.list():
+            if image.id in used or (image.tags and not all):
+                continue
+            with contextlib.suppress(NotFound):
+                deleted += self.remove(image.id, force=True, prune=False)
+        reclaimed = self.collect()
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def collect(self) -> int:
+        """Delete blobs and unpacked layers that no image and no lease uses; return bytes freed.
+
+        Runs with the GC lock held exclusively, so no load, import or pull is between
+        writing a blob and naming it.  Blobs of a manifest that cannot be read are
+        kept only if a lease names them.
+        """
+        freed = 0
+        with self.store.gc_lock.hold(), self.store.index_lock.hold():
+            keep_blobs, keep_layers, keep_images = self._marks()
+            for digest in self.store.all_blobs():
+                if digest not in keep_blobs:
+                    with contextlib.suppress(OSError):
+                        freed += self.store.blob_size(digest)
+                    self.store.delete_blob(digest)
+            for chain_id in self.layers.all():
+                if chain_id not in keep_layers:
+                    with contextlib.suppress(SandboxError, OSError):
+                        freed += self.layers.get(chain_id).size
+                    self.layers.remove(chain_id)
+            for entry in os.scandir(self.store.image_meta_dir):
+                if entry.name.endswith(".json") and "sha256:" + entry.name[:-5] not in keep_images:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+        return freed
+
+    def _marks(self) -> tuple[set[str], set[str], set[str]]:
+        blobs: set[str] = set()
+        layers: set[str] = set()
+        images: set[str] = set()
+        leases = self.store.leases()
+        for lease in leases:
+            blobs.update(lease.get("blobs", []))
+            layers.update(lease.get("layers", []))
+        manifests = [d.digest for d in self.store.manifests()]
+        for digest in manifests:
+            blobs.add(digest)
+            with contextlib.suppress(SandboxError, OSError, KeyError, TypeError):
+                m = self.store.read_json_blob(digest, "manifest")
+                config_digest = m["config"]["digest"]
+                blobs.add(config_digest)
+                images.add(config_digest)
+                blobs.update(l["digest"] for l in m.get("layers", []))
+                config = self.store.read_json_blob(config_digest, "image config")
+                layers.update(chain_ids(config["rootfs"]["diff_ids"]))
+        leased_images = {i for l in leases for i in l.get("images", [])} - images
+        for image_id in leased_images:  # an untagged, removed image still used by a container
+            images.add(image_id)
+            blobs.add(image_id)
+            with contextlib.suppress(SandboxError, OSError, KeyError, TypeError):
+                config = self.store.read_json_blob(image_id, "image config")
+                cids = chain_ids(config["rootfs"]["diff_ids"])
+                layers.update(cids)
+                for cid in cids:
+                    with contextlib.suppress(SandboxError):
+                        blobs.add(self.layers.get(cid).blob)
+        return blobs, layers, images
+
+
+def digest_of(data: bytes) -> str:
+    return sha256_digest(data)

@@ -1,0 +1,101 @@
+"""Two processes share one store; one is killed with SIGKILL mid-work; nothing is corrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox import Engine
+from sandbox.image.mediatypes import REF_NAME
+
+pytestmark = pytest.mark.integration
+
+WORKER = textwrap.dedent("""
+    import random, sys
+    from sandbox import Engine, SandboxError
+    engine = Engine(sys.argv[1])
+    archive, me, ops = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    rng = random.Random(me)
+    for i in range(ops):
+        op = rng.choice(["tag", "tag", "load", "rmi", "prune"])
+        try:
+            if op == "tag":
+                engine.images.tag("base:latest", f"{me}-{rng.randrange(8)}:latest")
+            elif op == "load":
+                with open(archive, "rb") as f:
+                    engine.images.load(f)
+            elif op == "rmi":
+                engine.images.remove(f"{me}-{rng.randrange(8)}:latest")
+            else:
+                engine.images.prune()
+        except SandboxError:
+            pass  # e.g. removing a tag that does not exist (yet)
+        print(i, op, flush=True)
+""")
+
+
+def _make_archive(tmp_path: Path, engine: Engine) -> Path:
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "motd").write_text("hello\n")
+    (tree / "data.bin").write_bytes(os.urandom(256 * 1024))
+    tar = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(tree), "-cf", str(tar), "."], check=True)
+    with open(tar, "rb") as f:
+        engine.images.import_(f, tag="base:latest")
+    archive = tmp_path / "base.tar"
+    with open(archive, "wb") as f:
+        engine.images.save(["base:latest"], f)
+    return archive
+
+
+def _check_store(engine: Engine) -> None:
+    index = json.loads((engine.store.oci / "index.json").read_text())  # valid JSON, whole
+    for entry in index["manifests"]:
+        manifest = engine.store.read_json_blob(entry["digest"])  # verifies the digest
+        engine.store.read_json_blob(manifest["config"]["digest"])
+        for layer in manifest["layers"]:
+            engine.store.verify_blob(layer["digest"])
+        if REF_NAME in entry.get("annotations", {}):
+            image = engine.images.get(entry["annotations"][REF_NAME])
+            for chain_id in image.chain_ids:
+                assert engine.image_store.layers.exists(chain_id)
+
+
+def test_two_processes_one_killed(tmp_path):
+    root = tmp_path / "root"
+    engine = Engine(root)
+    archive = _make_archive(tmp_path, engine)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    cmd = [sys.executable, "-c", WORKER, str(root), str(archive)]
+    steady = subprocess.Popen(cmd + ["steady", "60"], env=env, stdout=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(cmd + ["victim", "100000"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        # Let the victim get going, then kill it wherever it is (often mid-load).
+        for _ in range(25):
+            victim.stdout.readline()
+        time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        out, _ = steady.communicate(timeout=300)
+    finally:
+        for p in (steady, victim):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert steady.returncode == 0, "the surviving process failed"
+    assert out.count("\n") == 60
+    fresh = Engine(root)  # a new start runs recovery
+    _check_store(fresh)
+    assert os.listdir(fresh.store.ingest_dir) == []
+    assert not [n for n in os.listdir(fresh.store.layers_dir) if ".incomplete" in n]
+    fresh.images.prune()
+    _check_store(fresh)
