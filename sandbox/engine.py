@@ -1,0 +1,134 @@
+"""``sandbox.Engine``: the one public Python API the CLI and the notebook layer call.
+
+Shaped after docker-py where that reads naturally (``engine.images.get(...)``,
+``engine.images.list()``), so what a student learns here carries over.  Image
+work runs in the calling process as a library; containers (a later layer) go
+through the supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+from . import __version__, hostinfo
+from .image.images import Image, ImageStore
+from .image.store import Store
+
+
+def default_root() -> Path:
+    """``$SANDBOX_ROOT``; else /var/lib/sandbox as root, ``$XDG_DATA_HOME/sandbox`` otherwise."""
+    env = os.environ.get("SANDBOX_ROOT")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/sandbox")
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "sandbox"
+
+
+class ImageCollection:
+    """``engine.images``: find, list, name, remove, move and make images."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self._engine = engine
+
+    @property
+    def _store(self) -> ImageStore:
+        return self._engine.image_store
+
+    def get(self, name: str) -> Image:
+        """The image called ``name`` (tag, digest reference, id or id prefix)."""
+        return self._store.get(name)
+
+    def list(self, name: str | None = None, all: bool = False) -> list[Image]:
+        """Images, newest first; ``name`` filters by repository (``busybox``) or ``repo:tag``."""
+        images = self._store.list(all=True)
+        if not all:
+            images = [i for i in images if i.tags]
+        if name:
+            images = [i for i in images if any(_tag_matches(t, name) for t in i.tags)]
+        return images
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        from .image import inspect
+        image = self.get(name)
+        return inspect.inspect_image(self._store, image)
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        from .image import inspect
+        return inspect.history(self._store, self.get(name))
+
+    def tag(self, source: str, target: str) -> Image:
+        return self._store.tag(source, target)
+
+    def remove(self, name: str, force: bool = False) -> list[dict[str, str]]:
+        return self._store.remove(name, force=force)
+
+    def prune(self, all: bool = False) -> dict[str, Any]:
+        return self._store.prune(all=all)
+
+    def save(self, names: Iterable[str], out: IO[bytes], format: str = "docker") -> None:
+        from .image import archive
+        archive.save(self._store, list(names), out, format=format)
+
+    def load(self, stream: IO[bytes]) -> list[Image]:
+        from .image import archive
+        return archive.load(self._store, stream)
+
+    def import_(self, stream: IO[bytes], *, tag: str | None = None, changes: Iterable[str] = (),
+                message: str | None = None, source_name: str = "-") -> Image:
+        from .image import archive
+        return archive.import_rootfs(self._store, stream, tag=tag, changes=list(changes),
+                                     message=message, source_name=source_name)
+
+    def bootstrap(self, kind: str = "busybox", **options: Any) -> Image:
+        """Make an offline base image: ``busybox`` (static busybox) or ``debian`` (debootstrap)."""
+        from .image import bootstrap
+        if kind == "busybox":
+            return bootstrap.bootstrap_busybox(self._store, **options)
+        if kind == "debian":
+            return bootstrap.bootstrap_debian(self._store, **options)
+        from .errors import BootstrapError
+        raise BootstrapError(f"unknown base image {kind!r}", hint="choose 'busybox' or 'debian'")
+
+
+def _tag_matches(tag: str, pattern: str) -> bool:
+    from fnmatch import fnmatchcase
+    repo = tag.rsplit(":", 1)[0]
+    return fnmatchcase(tag, pattern) or fnmatchcase(repo, pattern)
+
+
+class Engine:
+    """The engine for one store (``root``, default :func:`default_root`)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self._store: Store | None = None
+        self._images: ImageStore | None = None
+        self.images = ImageCollection(self)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.root)
+        return self._store
+
+    @property
+    def image_store(self) -> ImageStore:
+        if self._images is None:
+            self._images = ImageStore(self.store)
+        return self._images
+
+    def info(self) -> dict[str, Any]:
+        """``docker info``: the store, its driver, and what this machine allows."""
+        images = self.image_store.list(all=True)
+        facts = hostinfo.host_facts(self.store.tmp_dir)
+        return {"Images": len(images), "DockerRootDir": str(self.root),
+                "OCILayout": str(self.store.oci), "ServerVersion": __version__, **facts}
+
+    def version(self) -> dict[str, Any]:
+        import platform
+        return {"Version": __version__, "ApiVersion": "1.43", "PythonVersion": platform.python_version(),
+                "Os": "linux", "Arch": hostinfo.platform.machine(), "KernelVersion": platform.release()}
