@@ -64,7 +64,7 @@ $(STAMP): pyproject.toml | $(VPY)
 	touch $(STAMP)
 
 test: setup ## run unit, integration and lab tests (the CI gate)
-	$(VPY) -m pytest tests -q -ra $(PYTEST_ARGS)
+	$(VPY) -m pytest tests/unit tests/integration tests/labs -q -ra $(PYTEST_ARGS)
 
 lab: setup ## start JupyterLab on 127.0.0.1 with the labs/ folder
 	$(VENV)/bin/jupyter lab --notebook-dir=labs --ip=127.0.0.1 --no-browser \
