@@ -16,6 +16,14 @@ from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound
 from .image.images import Image  # noqa: E402
 from .reference import Reference, parse as parse_reference  # noqa: E402
 
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext sandbox`` registers the notebook magics (see the ``magics`` package)."""
+    from magics import load_ipython_extension as load
+    load(ipython)
+
+
 __all__ = [
     "__version__", "Engine", "default_root", "Image", "Reference", "parse_reference",
     "SandboxError", "InvalidReference", "NotFound", "ImageNotFound", "BlobNotFound", "LayerNotFound",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..errors import UsageError
+
 
 def register(sub: Any, name: str = "import") -> None:
     p = sub.add_parser(name, help="Import the contents from a tarball to create a filesystem image")
@@ -19,7 +21,10 @@ def register(sub: Any, name: str = "import") -> None:
 def run(engine: Any, args: Any, out: Any) -> int:
     options = dict(tag=args.repository, changes=args.change, message=args.message, source_name=args.file)
     if args.file == "-":
-        image = engine.images.import_(sys.stdin.buffer, **options)
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None or sys.stdin.isatty():
+            raise UsageError("no tarball on STDIN", hint="give a file name, or pipe a tarball in")
+        image = engine.images.import_(buffer, **options)
     else:
         with open(args.file, "rb") as f:
             image = engine.images.import_(f, **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..errors import UsageError
 from ..image.archive import describe_loaded
 
 
@@ -20,7 +21,10 @@ def run(engine: Any, args: Any, out: Any) -> int:
         with open(args.input, "rb") as f:
             loaded = engine.images.load(f)
     else:
-        loaded = engine.images.load(sys.stdin.buffer)
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None or sys.stdin.isatty():
+            raise UsageError("no archive on STDIN", hint="use -i FILE, or pipe an archive in")
+        loaded = engine.images.load(buffer)
     if not args.quiet:
         for line in describe_loaded(loaded):
             out.write(line + "\n")

@@ -30,9 +30,12 @@ def run(engine: Any, args: Any, out: Any) -> int:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         return 0
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a notebook's output is text, not a byte stream
+        raise UsageError("cannot write an archive to this output", hint="use -o FILE")
     if sys.stdout.isatty():
         raise UsageError("cowardly refusing to save to a terminal", hint="use -o FILE or redirect STDOUT")
     sys.stdout.flush()
-    engine.images.save(args.images, sys.stdout.buffer, format=args.format)
-    sys.stdout.buffer.flush()
+    engine.images.save(args.images, buffer, format=args.format)
+    buffer.flush()
     return 0
