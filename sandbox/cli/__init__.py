@@ -54,7 +54,11 @@ def build_parser(prog: str = "sandbox") -> Parser:
 def run(argv: Sequence[str], out: IO[str] | None = None, engine: Any = None) -> int:
     """Parse ``argv`` and run the verb; raises SandboxError/UsageError for the caller to show."""
     from ..engine import Engine
-    args = build_parser().parse_args(list(argv))
+    args, extra = build_parser().parse_known_args(list(argv))
+    if extra:
+        verb = " ".join(v for v in (args.verb, getattr(args, "image_verb", None)) if v)
+        raise UsageError(f"sandbox {verb}: unknown flag or argument {' '.join(extra)!r}",
+                         hint=f"see 'sandbox {verb} --help'")
     engine = engine or Engine(args.root)
     return int(args.func(engine, args, out or sys.stdout) or 0)
 

@@ -173,9 +173,13 @@ def bootstrap_debian(images: ImageStore, *, suite: str = "bookworm", tag: str | 
             tail = " | ".join(proc.stdout.strip().splitlines()[-3:] + proc.stderr.strip().splitlines()[-3:])
             raise BootstrapError(f"debootstrap {suite} failed (exit {proc.returncode}): {tail}",
                                  hint="check that a Debian mirror is reachable, or pass --mirror URL")
-        for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        # Like Docker's debian image: no package caches, and an empty /dev (the
+        # runtime mounts its own; device nodes in a layer are only trouble).
+        for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "dev"):
             for entry in (root / sub).glob("*"):
-                if entry.is_file():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                elif entry.is_file() or entry.is_symlink() or entry.exists() or os.path.lexists(entry):
                     entry.unlink()
         epoch = tarlayer.source_date_epoch()
         with images.store.transaction():

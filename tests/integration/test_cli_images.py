@@ -137,3 +137,64 @@ def test_rmi_force_and_prune_work_on_a_damaged_store(tmp_path):
     assert r.returncode == 125 and b"image prune" in r.stderr
     assert sandbox(root, "image", "prune", "-f").returncode == 0
     assert "busybox:latest" in Engine(root).images.get("busybox").tags
+
+
+def test_missing_blob_gives_one_line_and_leaves_no_partial_archive(tmp_path):
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("requires busybox-static")
+    root = tmp_path / "root"
+    assert sandbox(root, "bootstrap", "busybox").returncode == 0
+    engine = Engine(root)
+    image = engine.images.get("busybox")
+    engine.store.blob_path(image.layers[0].digest).unlink()
+    out = tmp_path / "b.tar"
+    r = sandbox(root, "save", "busybox", "-o", str(out))
+    assert r.returncode == 125
+    err = r.stderr.decode()
+    assert len(err.strip().splitlines()) == 1 and image.layers[0].digest in err and "rmi -f" in err
+    assert not out.exists() and not list(tmp_path.glob("b.tar*"))
+    assert sandbox(root, "images").returncode == 0
+    assert sandbox(root, "rmi", "-f", "busybox").returncode == 0
+    assert Engine(root).store.all_blobs() == []
+
+
+def test_load_of_something_that_is_not_an_archive(tmp_path):
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(os.urandom(4096))
+    r = sandbox(tmp_path / "root", "load", "-i", str(junk))
+    assert r.returncode == 125
+    assert len(r.stderr.decode().strip().splitlines()) == 1
+    assert Engine(tmp_path / "root").images.list(all=True) == []
+
+
+def test_import_with_changes_and_message(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "app").mkdir(parents=True)
+    (tree / "app" / "run.sh").write_text("echo hi\n")
+    tar = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(tree), "-cf", str(tar), "."], check=True)
+    root = tmp_path / "root"
+    r = sandbox(root, "import", "-c", "CMD [\"/app/run.sh\"]", "-c", "ENV MODE=lab", "-c", "WORKDIR /app",
+                "-m", "from a tarball", str(tar), "class/app:1")
+    assert r.returncode == 0, r.stderr
+    image_id = r.stdout.decode().strip()
+    info = json.loads(sandbox(root, "inspect", "class/app:1").stdout)[0]
+    assert info["Id"] == image_id
+    assert info["Config"]["Cmd"] == ["/app/run.sh"] and info["Config"]["WorkingDir"] == "/app"
+    assert "MODE=lab" in info["Config"]["Env"] and info["Comment"] == "from a tarball"
+    # from stdin, as `cat rootfs.tar | sandbox import - name`
+    r = sandbox(root, "import", "-", "class/app:stdin", input=tar.read_bytes())
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.skipif(os.environ.get("SANDBOX_TEST_DEBOOTSTRAP") != "1",
+                    reason="slow and needs a Debian mirror: set SANDBOX_TEST_DEBOOTSTRAP=1")
+def test_bootstrap_debian(tmp_path):
+    root = tmp_path / "root"
+    r = sandbox(root, "bootstrap", "debian")
+    assert r.returncode == 0, r.stderr
+    engine = Engine(root)
+    image = engine.images.get("debian:bookworm")
+    diff = engine.image_store.layers.get(image.chain_ids[-1]).path
+    assert (diff / "etc" / "debian_version").read_text().startswith("12")
+    assert os.listdir(diff / "dev") == [] and not list((diff / "var/lib/apt/lists").glob("*_Packages"))
