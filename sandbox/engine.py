@@ -83,6 +83,16 @@ class ImageCollection:
         return archive.import_rootfs(self._store, stream, tag=tag, changes=list(changes),
                                      message=message, source_name=source_name)
 
+    def pull(self, name: str, *, platform: str | None = None, progress: Any = None) -> Image:
+        """``docker pull``: fetch ``name`` from its registry, verify everything, then tag it."""
+        from .registry import pull
+        return pull(self._store, name, platform=platform, progress=progress).image
+
+    def push(self, name: str, *, progress: Any = None) -> str:
+        """``docker push``: upload the image tagged ``name``; returns the manifest digest."""
+        from .registry import push
+        return push(self._store, name, progress=progress).digest
+
     def bootstrap(self, kind: str = "busybox", **options: Any) -> Image:
         """Make an offline base image: ``busybox`` (static busybox) or ``debian`` (debootstrap)."""
         from .image import bootstrap
@@ -120,6 +130,15 @@ class Engine:
         if self._images is None:
             self._images = ImageStore(self.store)
         return self._images
+
+    def login(self, registry: str, username: str, password: str) -> str:
+        """Check and store credentials for ``registry`` (Docker's config.json shape)."""
+        from .registry import login
+        return str(login(registry, username, password))
+
+    def logout(self, registry: str) -> bool:
+        from .registry import logout
+        return logout(registry)
 
     def info(self) -> dict[str, Any]:
         """``docker info``: the store, its driver, and what this machine allows."""

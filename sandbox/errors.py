@@ -23,6 +23,10 @@ into one short paragraph without a traceback.
     │   └── UnsafeLayerEntry      a tar entry that would write outside the target
     ├── ArchiveError              save/load/import input that is not what it claims
     ├── BootstrapError            a base image that cannot be made on this host
+    ├── RegistryError             a registry refused a request or could not be reached
+    │   ├── Unauthorized          the registry wants (other) credentials
+    │   ├── RemoteNotFound        no such repository, tag or blob on the registry
+    │   └── RegistryUnreachable   no connection, or it kept dropping after retries
     ├── PermissionRequired        an operation that needs root or a capability
     ├── UsageError                a wrong flag or argument (CLI and magics)
     └── KernelError               a failed system call (keeps errno, op and path)
@@ -128,6 +132,32 @@ class ArchiveError(SandboxError):
 
 class BootstrapError(SandboxError):
     """Raised when a base image cannot be made from this host (no static busybox, no debootstrap)."""
+
+
+class RegistryError(SandboxError):
+    """Raised when a registry answers a pull, push or login with an error.
+
+    ``code`` keeps the distribution spec's error code (``MANIFEST_BLOB_UNKNOWN``,
+    ``DIGEST_INVALID``, ...) when the registry sent one.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 hint: str | None = None) -> None:
+        self.code = code
+        self.status = status
+        super().__init__(message, hint=hint)
+
+
+class Unauthorized(RegistryError):
+    """Raised when the registry refuses the request for lack of (valid) credentials."""
+
+
+class RemoteNotFound(RegistryError, NotFound):
+    """Raised when the registry has no such repository, tag, manifest or blob."""
+
+
+class RegistryUnreachable(RegistryError):
+    """Raised when the registry cannot be reached, or the connection kept dropping after retries."""
 
 
 class PermissionRequired(SandboxError):

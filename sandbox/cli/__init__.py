@@ -18,8 +18,8 @@ from typing import IO, Any, Sequence
 from ..errors import SandboxError, UsageError
 
 #: verb -> module; ``image`` is the management command grouping the image verbs.
-VERBS = ["bootstrap", "history", "images", "import_", "info", "inspect", "load", "rmi",
-         "save", "tag", "version", "image"]
+VERBS = ["bootstrap", "history", "images", "import_", "info", "inspect", "load", "login", "pull",
+         "push", "rmi", "save", "tag", "version", "image"]
 
 
 class Parser(argparse.ArgumentParser):

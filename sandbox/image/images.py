@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import os
 import platform as _platform
 import time
@@ -21,7 +22,7 @@ from .. import reference as _ref
 from ..errors import (AmbiguousReference, BlobCorrupt, ImageInUse, ImageNotFound, InvalidReference,
                       NotFound, SandboxError, StoreCorrupt)
 from . import fsutil
-from .layers import LayerBlob, LayerStore
+from .layers import LayerBlob, LayerStore, check_diff_id
 from .mediatypes import (INDEXES, OCI_CONFIG, OCI_MANIFEST, REF_NAME,
                          chain_ids, sha256_digest)
 from .store import Descriptor, Store
@@ -243,13 +244,35 @@ class ImageStore:
     def add_manifest(self, manifest: dict[str, Any], *, tags: Iterable[str] = (),
                      repo_digests: Iterable[str] = (), size: int | None = None) -> Image:
         """Store ``manifest`` (its config and layers already stored) and point ``tags`` at it."""
-        data = fsutil.canonical_json(manifest)
+        return self.add_manifest_bytes(fsutil.canonical_json(manifest), tags=tags,
+                                       repo_digests=repo_digests, size=size)
+
+    def add_manifest_bytes(self, data: bytes, *, tags: Iterable[str] = (), repo_digests: Iterable[str] = (),
+                           size: int | None = None, verify_diff_ids: bool = False) -> Image:
+        """Store a manifest exactly as given (a pulled manifest keeps its digest) and name it.
+
+        The config and layer blobs must be in the store.  Layers are unpacked (with
+        ``verify_diff_ids``, each new one is first checked against the config's
+        diff_id) before any tag is written.
+        """
+        try:
+            manifest = json.loads(data)
+            config_digest = manifest["config"]["digest"]
+            blobs = [l["digest"] for l in manifest["layers"]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise StoreCorrupt(f"not an image manifest: {e}") from None
         digest = self.store.put_blob(data)
         desc = Descriptor(manifest.get("mediaType") or OCI_MANIFEST, digest, len(data))
-        config_digest = manifest["config"]["digest"]
         if size is None:
             config = self.store.read_json_blob(config_digest, "image config")
-            size = self.unpack(config["rootfs"]["diff_ids"], [l["digest"] for l in manifest["layers"]])
+            diff_ids = list(config["rootfs"]["diff_ids"])
+            if len(diff_ids) != len(blobs):
+                raise StoreCorrupt(f"manifest {digest} lists {len(blobs)} layers but its config {len(diff_ids)}")
+            if verify_diff_ids:
+                for chain_id, diff_id, blob in zip(chain_ids(diff_ids), diff_ids, blobs):
+                    if not self.layers.exists(chain_id):
+                        check_diff_id(self.store, blob, diff_id)
+            size = self.unpack(diff_ids, blobs)
         meta = self.store.update_image_meta(config_digest, size=size, repo_digests=list(repo_digests),
                                             stored=time.time())
         tags = list(tags)
