@@ -24,7 +24,7 @@ from ..errors import (AmbiguousReference, BlobCorrupt, ImageInUse, ImageNotFound
 from . import fsutil
 from .layers import LayerBlob, LayerStore, check_diff_id
 from .mediatypes import (INDEXES, OCI_CONFIG, OCI_MANIFEST, REF_NAME,
-                         chain_ids, sha256_digest)
+                         chain_ids)
 from .store import Descriptor, Store
 
 
@@ -302,25 +302,15 @@ class ImageStore:
         if ref.tag is None:
             raise InvalidReference(f"cannot tag with {name!r}: a tag name cannot contain a digest",
                                    hint="use NAME[:TAG]")
-        previous = self.store.set_ref(ref.familiar, ref.full_name, desc)
-        if previous and previous != desc.digest:
-            # The old image lost this name; keep it as <none>:<none> if nothing else names it.
-            self._keep_if_unnamed(previous)
+        self.store.set_ref(ref.familiar, ref.full_name, desc)
         self.store.update_image_meta(self._config_digest(desc), last_tag_time=time.time())
-
-    def _keep_if_unnamed(self, manifest_digest: str) -> None:
-        if any(d.digest == manifest_digest for d in self.store.manifests()):
-            return
-        with contextlib.suppress(SandboxError, OSError):
-            m = self.store.read_json_blob(manifest_digest, "manifest")
-            self.store.add_untagged(Descriptor(m.get("mediaType") or OCI_MANIFEST, manifest_digest,
-                                               self.store.blob_size(manifest_digest)))
 
     def tag(self, source: str, target: str) -> Image:
         """``docker tag SOURCE TARGET``."""
-        desc = self._find(source)
-        self._set_tag(target, desc)
-        return self.get(target)
+        with self.store.transaction():
+            desc = self._find(source)
+            self._set_tag(target, desc)
+            return self.get(target)
 
     # -- removing --------------------------------------------------------------
 
@@ -342,34 +332,39 @@ class ImageStore:
             except (BlobCorrupt, StoreCorrupt, NotFound) as err:
                 if not force:
                     raise
-                return self._force_untag(name, err)
-            image = self._load_or_none(desc)
-            by_tag = desc.annotations.get(REF_NAME) if self._named_by_tag(name, desc) else None
-            image_id = image.id if image else None
-            all_tags = self._tags_of(desc, image_id)
-            users = self.users(image_id) if image_id else []
-            result: list[dict[str, str]] = []
-            if by_tag and len(all_tags) > 1:
-                self._untag(by_tag)
-                return [{"Untagged": by_tag}]
-            if not by_tag and len(all_tags) > 1 and not force:
-                raise ImageInUse(f"unable to delete {image.short_id if image else desc.digest} (must be forced): "
-                                 f"image is referenced in multiple repositories ({', '.join(all_tags)})",
-                                 hint="remove the tags one by one, or use 'sandbox rmi -f'")
-            if users and not force:
-                raise ImageInUse(f"unable to remove {name}: image is in use by {', '.join(users)}",
-                                 hint="remove the container first ('sandbox rm'), or use 'sandbox rmi -f' to untag it")
-            for tag in all_tags:
-                self._untag(tag)
-                result.append({"Untagged": tag})
-            if users:  # forced: the name goes, the data stays for the container
-                return result
-            self._drop_entries(desc, image_id)
-            if image_id:
-                self.store.delete_image_meta(image_id)
-                result.append({"Deleted": image_id})
-        if prune:
+                result = self._force_untag(name, err)
+            else:
+                result = self._remove_found(name, desc, force)
+        if prune:  # outside the index lock: collect takes the GC lock first
             self.collect()
+        return result
+
+    def _remove_found(self, name: str, desc: Descriptor, force: bool) -> list[dict[str, str]]:
+        image = self._load_or_none(desc)
+        by_tag = desc.annotations.get(REF_NAME) if self._named_by_tag(name, desc) else None
+        image_id = image.id if image else None
+        all_tags = self._tags_of(desc, image_id)
+        users = self.users(image_id) if image_id else []
+        if by_tag and len(all_tags) > 1:
+            self._untag(by_tag)
+            return [{"Untagged": by_tag}]
+        if not by_tag and len(all_tags) > 1 and not force:
+            raise ImageInUse(f"unable to delete {image.short_id if image else desc.digest} (must be forced): "
+                             f"image is referenced in multiple repositories ({', '.join(all_tags)})",
+                             hint="remove the tags one by one, or use 'sandbox rmi -f'")
+        if users and not force:
+            raise ImageInUse(f"unable to remove {name}: image is in use by {', '.join(users)}",
+                             hint="remove the container first ('sandbox rm'), or use 'sandbox rmi -f' to untag it")
+        result: list[dict[str, str]] = []
+        for tag in all_tags:
+            self._untag(tag)
+            result.append({"Untagged": tag})
+        if users:  # forced: the name goes, the data stays for the container
+            return result
+        self._drop_entries(desc, image_id)
+        if image_id:
+            self.store.delete_image_meta(image_id)
+            result.append({"Deleted": image_id})
         return result
 
     def _named_by_tag(self, name: str, desc: Descriptor) -> bool:
@@ -427,7 +422,6 @@ class ImageStore:
         if not hits:
             raise err
         self.store.update_index(lambda ms: [m for m in ms if not match(m)])
-        self.collect()
         return [{"Untagged": d.annotations.get(REF_NAME, d.digest)} for d in hits]
 
     def prune(self, all: bool = False) -> dict[str, Any]:
@@ -494,13 +488,10 @@ class ImageStore:
             blobs.add(image_id)
             with contextlib.suppress(SandboxError, OSError, KeyError, TypeError):
                 config = self.store.read_json_blob(image_id, "image config")
-                cids = chain_ids(config["rootfs"]["diff_ids"])
-                layers.update(cids)
-                for cid in cids:
-                    with contextlib.suppress(SandboxError):
-                        blobs.add(self.layers.get(cid).blob)
+                layers.update(chain_ids(config["rootfs"]["diff_ids"]))
+        for chain_id in list(layers):
+            # An unpacked layer remembers the blob it came from; another image may share
+            # the layer through a differently compressed blob, so keep that one too.
+            with contextlib.suppress(SandboxError, OSError, KeyError):
+                blobs.add(self.layers.get(chain_id).blob)
         return blobs, layers, images
-
-
-def digest_of(data: bytes) -> str:
-    return sha256_digest(data)

@@ -47,7 +47,7 @@ def inspect_image(images: ImageStore, image: Image) -> dict[str, Any]:
     history = image.config.get("history") or []
     if history:
         comment = str(history[-1].get("comment", ""))
-    return {
+    out = {
         "Id": image.id,
         "RepoTags": list(image.tags),
         "RepoDigests": list(image.repo_digests),
@@ -68,6 +68,9 @@ def inspect_image(images: ImageStore, image: Image) -> dict[str, Any]:
         "Metadata": {"LastTagTime": _iso(image.meta.get("last_tag_time"))},
         "Descriptor": {"mediaType": image.manifest.get("mediaType"), "digest": image.manifest_digest},
     }
+    if out["Variant"] is None:  # Docker leaves it out when the platform has none
+        del out["Variant"]
+    return out
 
 
 def _iso(ts: Any) -> str:

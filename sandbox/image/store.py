@@ -32,7 +32,6 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,9 +80,14 @@ class BlobWriter:
 
     def __init__(self, store: "Store") -> None:
         self._store = store
-        self.path = store.ingest_dir / secrets.token_hex(16)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        token = secrets.token_hex(16)
+        # Created under a dot name that recovery ignores, locked, and only then given
+        # its visible name: recovery in another process never sees it unlocked.
+        hidden = store.ingest_dir / f".new-{token}"
+        self._fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self.path = store.ingest_dir / token
+        os.rename(hidden, self.path)
         self._hash = hashlib.sha256()
         self.size = 0
         self.digest: str | None = None
@@ -205,6 +209,13 @@ class Store:
         Only files whose flock can be taken are stale; a live writer holds its lock.
         """
         for entry in os.scandir(self.ingest_dir):
+            if entry.name.startswith(".new-"):
+                # A writer between create and lock, or one killed right there: only
+                # remove it when old enough that no live writer can still be in that gap.
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - entry.stat().st_mtime > 3600:
+                        os.unlink(entry.path)
+                continue
             fd = fsutil.try_lock_exclusive(Path(entry.path))
             if fd is not None:
                 with contextlib.suppress(FileNotFoundError):
@@ -251,15 +262,24 @@ class Store:
         Its lock file stays flock'ed while in use, so ``recover`` removes the
         directory of a killed process and never that of a live one.
         """
-        path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp_dir))
-        lock = path.with_name(path.name + ".lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        # The lock file comes first (O_EXCL, locked before the directory exists), so
+        # recovery never finds a directory whose owner has not locked it yet.
+        while True:
+            path = self.tmp_dir / f"{prefix}{secrets.token_hex(8)}"
+            lock = path.with_name(path.name + ".lock")
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                break
+            except FileExistsError:
+                continue
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            path.mkdir(mode=0o700)
             yield path
         finally:
             remove_tree(path)
-            os.unlink(lock)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
             os.close(fd)
 
     @contextlib.contextmanager
@@ -402,21 +422,24 @@ class Store:
         """Point ``name`` at ``manifest``; return the manifest digest it pointed at before.
 
         An untagged entry for the same manifest is dropped: the image is now named.
+        The image that loses the name stays, as ``<none>:<none>``, in the same index
+        write, so no collection and no crash can come between the two.
         """
         previous: list[str | None] = [None]
 
         def change(ms: list[Descriptor]) -> list[Descriptor]:
-            out = []
+            out, old = [], None
             for m in ms:
                 if m.annotations.get(REF_NAME) == name:
-                    previous[0] = m.digest
+                    previous[0], old = m.digest, m
                     continue
                 if m.digest == manifest.digest and REF_NAME not in m.annotations:
                     continue
                 out.append(m)
-            entry = Descriptor(manifest.media_type, manifest.digest, manifest.size,
-                               {REF_NAME: name, FULL_NAME: full_name}, manifest.platform)
-            out.append(entry)
+            out.append(Descriptor(manifest.media_type, manifest.digest, manifest.size,
+                                  {REF_NAME: name, FULL_NAME: full_name}, manifest.platform))
+            if old is not None and not any(m.digest == old.digest for m in out):
+                out.append(Descriptor(old.media_type, old.digest, old.size, {}, old.platform))
             return sorted(out, key=_index_order)
 
         self.update_index(change)

@@ -98,3 +98,20 @@ def test_lookup_by_id_prefix_digest_and_name(images):
     assert images.get(f"thing@{image.manifest_digest}").id == image.id
     with pytest.raises(ImageNotFound):
         images.get("thing:2")
+
+
+def test_layer_shared_through_differently_compressed_blobs_keeps_its_blob(images):
+    """Two images share a diff_id via a gzip and a plain blob; removing the first
+    must not collect the blob the shared unpacked layer came from."""
+    data = _layer_tar("f", b"shared")
+    gz = write_layer_blob(images.store, lambda out: out.write(data))
+    plain = write_layer_blob(images.store, lambda out: out.write(data), compress=False)
+    assert gz.diff_id == plain.diff_id and gz.digest != plain.digest
+    a = images.create(new_config([gz], [{"created_by": "a"}], config={}), [gz], tags=["a:1"])
+    b = images.create(new_config([plain], [{"created_by": "b"}], config={}), [plain], tags=["b:1"])
+    images.remove("a:1")
+    flat = images.store.tmp_dir / "flat"
+    flat.mkdir()
+    images.layers.flatten(b.chain_ids, flat)
+    assert (flat / "f").read_bytes() == b"shared"
+    assert a.id != b.id

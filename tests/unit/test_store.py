@@ -71,7 +71,8 @@ def test_set_ref_replaces_and_reports_previous(store):
     b = store.put_blob(b"b")
     assert store.set_ref("x:1", "docker.io/library/x:1", Descriptor(OCI_MANIFEST, a, 1)) is None
     assert store.set_ref("x:1", "docker.io/library/x:1", Descriptor(OCI_MANIFEST, b, 1)) == a
-    assert [d.digest for d in store.manifests()] == [b]
+    # the image that lost its name stays, untagged, in the same write
+    assert [(d.digest, d.annotations.get(REF_NAME)) for d in store.manifests()] == [(b, "x:1"), (a, None)]
 
 
 def test_killed_writer_leftovers_are_removed_at_next_start(store):
