@@ -66,3 +66,16 @@ def docker():
         subprocess.run(["umount", "-R", "-l", str(base / "data")], capture_output=True)
         subprocess.run(["umount", "-R", "-l", str(base / "exec")], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def registry(tmp_path_factory):
+    """A fresh docker-registry on 127.0.0.1 (see tests/registry_env.py)."""
+    if shutil.which("docker-registry") is None:
+        pytest.skip("requires docker-registry (apt install docker-registry)")
+    from tests.registry_env import Registry
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    try:
+        yield reg
+    finally:
+        reg.stop()
