@@ -589,16 +589,23 @@ class _LayerTar:
     With ``tee``, a compressed or unseekable layer is also copied, uncompressed,
     into ``tee`` (``teed`` says so), so that the write pass reads a plain file
     instead of decompressing everything a second time.
+
+    ``plain`` says ``raw`` is already uncompressed and must not be sniffed: the
+    write pass reads what the check pass decompressed, and sniffing that again
+    would gunzip a polyglot (a tar whose first bytes also make a gzip header) a
+    second time, so the write pass would apply another tar than was checked.
     """
 
-    def __init__(self, raw: BinaryIO, tee: IO[bytes] | None = None) -> None:
+    def __init__(self, raw: BinaryIO, tee: IO[bytes] | None = None, *,
+                 plain: bool = False) -> None:
         self._raw = raw
         self._tee = tee
+        self._plain = plain
         self._layer: BinaryIO | None = None
         self.teed = False
 
     def __enter__(self) -> _LayerTar:
-        self._layer = open_layer(self._raw)
+        self._layer = self._raw if self._plain else open_layer(self._raw)
         try:
             stream: Any = self._layer
             if self._tee is not None and (stream is not self._raw or not _seekable(stream)):
@@ -714,6 +721,9 @@ class _Plan:
     whiteouts: set[str] = field(default_factory=set)
     opaques: set[str] = field(default_factory=set)
     size: int = 0
+    #: (offset, name, type) of every member checked, in order: the write pass
+    #: must meet exactly these, or it would write something never checked.
+    members: list[tuple[int, str, bytes]] = field(default_factory=list)
 
 
 class _Checker:
@@ -729,6 +739,9 @@ class _Checker:
         self.kinds: dict[str, str] = {}  # what this layer has made so far, by path
         self.plan = _Plan()
         self.is_root = os.geteuid() == 0
+        #: (entry name, target path) of hard links to files found in the target, not
+        #: made by this layer: checked in finish(), once every whiteout is known.
+        self.disk_links: list[tuple[str, str]] = []
 
     def check(self, entry: _Entry) -> None:
         if entry.action == "opaque":
@@ -790,12 +803,39 @@ class _Checker:
             raise UnsafeLayerEntry(entry.name, "a hard link may not point at the root")
         on_disk = self._check_dirs(entry.name, link[:-1])
         path = "/".join(link)
-        kind = self.kinds.get(path) or (_disk_kind(self.target, path) if on_disk else None)
+        kind = self.kinds.get(path)
+        if kind is None and on_disk:
+            kind = _disk_kind(self.target, path)
+            if kind is not None and self.mode == "merge":
+                self.disk_links.append((entry.name, path))
         if kind is None:
-            raise LayerError(f"cannot apply layer entry {entry.name!r}: its hard link target "
-                             f"{entry.member.linkname!r} does not exist", hint=_CORRUPT_HINT)
+            raise _missing_link_target(entry.name, entry.member.linkname)
         if kind == "dir":
             raise UnsafeLayerEntry(entry.name, "a hard link may not point at a directory")
+
+    def finish(self) -> None:
+        """Refuse hard links to target files that this layer's own whiteouts remove.
+
+        The write pass removes what a whiteout or opaque marker hides at the first
+        entry under it, wherever the marker stands in the tar, so such a file may
+        be gone by the time the link is made.  Only a file this layer wrote before
+        the link (then in ``kinds``, never recorded here) is sure to be there.
+        """
+        for name, path in self.disk_links:
+            if self._hidden(path):
+                raise _missing_link_target(name, path, "this layer's whiteouts remove it")
+
+    def _hidden(self, path: str) -> bool:
+        """Whether a whiteout of ``path`` or an ancestor, or an opaque ancestor, hides it."""
+        comps = path.split("/")
+        prefixes = ["/".join(comps[:i]) for i in range(len(comps) + 1)]
+        return any(p in self.plan.whiteouts for p in prefixes[1:]) or \
+            any(p in self.plan.opaques for p in prefixes[:-1])
+
+
+def _missing_link_target(name: str, linkname: str, why: str = "") -> LayerError:
+    return LayerError(f"cannot apply layer entry {name!r}: its hard link target {linkname!r} "
+                      f"does not exist{f' ({why})' if why else ''}", hint=_CORRUPT_HINT)
 
 
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "no change" to chown
@@ -815,6 +855,39 @@ def _check_fields(entry: _Entry) -> None:
     if problems:
         raise LayerError(f"cannot apply layer entry {entry.name!r}: invalid {', '.join(problems)}",
                          hint=_CORRUPT_HINT)
+    _check_xattrs(entry)
+
+
+_XATTR_NAME_MAX = 255  # linux/limits.h: longer names fail with ERANGE
+_XATTR_SIZE_MAX = 65536  # longer values fail with E2BIG
+#: vfs_cap_data revisions the kernel accepts (security/commoncap.c validheader()),
+#: by the high byte of magic_etc, with the size each needs.  Revision 1 (12 bytes)
+#: is refused with EINVAL by every kernel since 4.14, so it is refused here too.
+_CAP_SIZES = {0x02000000: 20, 0x03000000: 24}
+
+
+def _check_xattrs(entry: _Entry) -> None:
+    """Refuse now the xattrs setxattr(2) would refuse half way through the write pass."""
+    for key, text in entry.member.pax_headers.items():
+        name = key[len(_PAX_XATTR):]
+        if not key.startswith(_PAX_XATTR) or not _xattr_allowed(name):
+            continue  # never set, so never a failure
+        why = _xattr_problem(name, text.encode("utf-8", "surrogateescape"))
+        if why:
+            raise LayerError(f"cannot apply layer entry {entry.name!r}: invalid xattr "
+                             f"{name[:64]!r}: {why}", hint=_CORRUPT_HINT)
+
+
+def _xattr_problem(name: str, value: bytes) -> str | None:
+    if len(os.fsencode(name)) > _XATTR_NAME_MAX:
+        return f"its name is longer than {_XATTR_NAME_MAX} bytes"
+    if len(value) > _XATTR_SIZE_MAX:
+        return f"its value is longer than {_XATTR_SIZE_MAX} bytes"
+    if name == "security.capability":
+        magic = int.from_bytes(value[:4], "little") & 0xFF000000
+        if len(value) < 4 or _CAP_SIZES.get(magic) != len(value):
+            return "not a valid vfs_cap_data (revision 2 or 3)"
+    return None
 
 
 def _needs_root(name: str) -> LayerError:
@@ -887,6 +960,8 @@ class _Applier:
         self.dirs: dict[str, tarfile.TarInfo] = {}
         self.size = 0
         self.is_root = os.geteuid() == 0
+        epoch = source_date_epoch()
+        self.implicit_mtime = epoch if epoch is not None else 0
         #: The last parent directory's fd: entries come grouped by directory, and
         #: walking every path from the root again would cost several opens each.
         self._cached: tuple[tuple[str, ...], int] | None = None
@@ -964,27 +1039,47 @@ class _Applier:
     def _open_dir(self, comps: list[str], *, create: bool) -> int | None:
         """An O_PATH fd of the directory ``comps``, walked without following symlinks.
 
-        Missing directories are made (0o755, owned by us) when ``create``, else
-        None is returned.  The caller closes the fd.
+        Missing directories are made (see _make_implicit_dir) when ``create``,
+        else None is returned.  The caller closes the fd.
         """
         cur = os.dup(self.root_fd)
         try:
-            for comp in comps:
+            for i, comp in enumerate(comps):
                 try:
                     nxt = os.open(comp, _DIR_FLAGS, dir_fd=cur)
                 except FileNotFoundError:
                     if not create:
                         os.close(cur)
                         return None
-                    os.mkdir(comp, 0o700, dir_fd=cur)
-                    nxt = os.open(comp, _DIR_FLAGS, dir_fd=cur)
-                    os.chmod(_proc(nxt), 0o755)  # not left to the umask
+                    nxt = self._make_implicit_dir(cur, comp, "/".join(comps[:i + 1]))
                 os.close(cur)
                 cur = nxt
         except BaseException:
             os.close(cur)
             raise
         return cur
+
+    def _make_implicit_dir(self, pfd: int, name: str, path: str) -> int:
+        """A parent directory the tar does not list: 0o755, 0:0, a fixed mtime.
+
+        Nothing about it may depend on the clock, the umask or who runs us, or
+        importing the same tar twice would give two diff_ids.  Its mode and
+        mtime are recorded like a listed directory's, so finish_dirs sets them
+        after its children are written (an entry naming it later replaces them).
+        """
+        os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        try:
+            if self.is_root:
+                os.chown(_proc(fd), 0, 0)
+            os.chmod(_proc(fd), 0o755)  # not left to the umask
+        except BaseException:
+            os.close(fd)
+            raise
+        info = tarfile.TarInfo(path)
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, self.implicit_mtime
+        self.dirs.setdefault(path, info)
+        return fd
 
     def _write(self, entry: _Entry) -> None:
         member = entry.member
@@ -1205,12 +1300,32 @@ def _check_layer(raw: BinaryIO, target: Path, mode: str,
     checker = _Checker(target, mode)
     with _LayerTar(raw, spool) as layer:
         for member in layer.members():
+            checker.plan.members.append(_fingerprint(member))
             entry = _classify(member)
             if entry is not None:
                 checker.check(entry)
         if layer.teed:
             layer.drain()
+    checker.finish()
     return checker.plan, layer.teed
+
+
+def _fingerprint(member: tarfile.TarInfo) -> tuple[int, str, bytes]:
+    return member.offset, member.name, member.type
+
+
+def _same_member(plan: _Plan, index: int, member: tarfile.TarInfo | None) -> None:
+    """Refuse to go on when the write pass reads another archive than the check pass did.
+
+    Both passes read the same uncompressed bytes, so this never fires unless
+    something (a second decompression, a changed file) makes them differ; it is
+    the guard that keeps the write pass from applying entries never checked.
+    """
+    expected = plan.members[index] if index < len(plan.members) else None
+    found = _fingerprint(member) if member is not None else None
+    if expected != found:
+        raise LayerError(f"layer changed between its check and its application: member "
+                         f"{index} is {found!r}, the check saw {expected!r}", hint=_CORRUPT_HINT)
 
 
 def _write_layer(raw: BinaryIO, target: Path, mode: str, plan: _Plan) -> int:
@@ -1219,11 +1334,15 @@ def _write_layer(raw: BinaryIO, target: Path, mode: str, plan: _Plan) -> int:
         root_fd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     applier = _Applier(root_fd, mode, plan)
     try:
-        with _LayerTar(raw) as layer:
-            for member in layer.members():
+        # plain: ``raw`` is the spool (already uncompressed) or a plain seekable layer
+        with _LayerTar(raw, plain=True) as layer:
+            index = -1
+            for index, member in enumerate(layer.members()):
+                _same_member(plan, index, member)
                 entry = _classify(member)
                 if entry is not None:
                     applier.apply(entry)
+            _same_member(plan, index + 1, None)
         applier.finish_dirs()
         return applier.size
     finally:

@@ -283,3 +283,35 @@ def test_tools_read_the_store_after_a_pull(registry, tmp_path):
                    check=True, capture_output=True)
     assert (bundle / "rootfs" / "etc" / "motd").read_bytes() == b"registry lab\n"
     assert json.loads((bundle / "config.json").read_text())["process"]["args"] == ["sh"]
+
+
+def test_pull_picks_this_platform_from_an_index(registry, tmp_path):
+    """An OCI index with an amd64 and an arm64 image: pull takes this machine's, --platform the other."""
+    from sandbox.image.images import host_platform
+    from sandbox.image.mediatypes import OCI_INDEX
+    engine = Engine(tmp_path / "src")
+    os_name, arch, _ = host_platform()
+    other_arch = "arm64" if arch != "arm64" else "amd64"
+    entries = []
+    for a, seed in ((arch, b"native"), (other_arch, b"foreign")):
+        name = f"{registry.host}/multi/app:{a}"
+        layer = write_layer_blob(engine.store, lambda out, s=seed: out.write(_tar({"arch": s})))
+        config = new_config([layer], [{"created_by": a}], config={})
+        config["architecture"] = a
+        image = engine.image_store.create(config, [layer], tags=[name])
+        push(engine.image_store, name)
+        entries.append({"mediaType": image.manifest["mediaType"], "digest": image.manifest_digest,
+                        "size": engine.store.blob_size(image.manifest_digest),
+                        "platform": {"os": os_name, "architecture": a}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+    t = Transport(registry.host)
+    t.request("PUT", "/v2/multi/app/manifests/latest", scope="repository:multi/app:pull,push",
+              headers={"Content-Type": OCI_INDEX}, body=index, ok=(201,))
+    t.close()
+    native = pull(Engine(tmp_path / "a").image_store, f"{registry.host}/multi/app:latest")
+    assert native.image.config["architecture"] == arch and native.digest == entries[0]["digest"]
+    foreign = pull(Engine(tmp_path / "b").image_store, f"{registry.host}/multi/app:latest",
+                   platform=f"linux/{other_arch}")
+    assert foreign.image.config["architecture"] == other_arch
+    with pytest.raises(RegistryError, match="no image for linux/s390x"):
+        pull(Engine(tmp_path / "c").image_store, f"{registry.host}/multi/app:latest", platform="linux/s390x")

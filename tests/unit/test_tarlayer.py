@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -692,3 +693,185 @@ def test_impossible_numbers_are_refused_before_writing(tmp_path: Path) -> None:
         with pytest.raises(LayerError, match="invalid"):
             apply_layer(io.BytesIO(tar_bytes(reg("a", b"a"), (bad, data[:bad.size]))), tmp_path / "t")
         assert not (tmp_path / "t").exists()
+
+
+# --------------------------------------------------------------------------- review regressions
+
+
+def _gzip_polyglot(inner: bytes) -> bytes:
+    """A valid tar (one empty file, then end blocks) whose bytes are also a gzip of ``inner``.
+
+    The gzip header's FEXTRA field spans the tar header and its end blocks, and
+    the deflate stream of ``inner`` follows them, where tarfile stops reading.
+    """
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = deflate.compress(inner) + deflate.flush()
+    trailer = struct.pack("<II", zlib.crc32(inner), len(inner) & 0xFFFFFFFF)
+    header = bytearray(512)
+    header[0:12] = b"\x1f\x8b\x08\x04" + bytes(4) + b"\x00\x03" + struct.pack("<H", 3 * 512 - 12)
+    for offset, field in ((100, b"0000644\0"), (108, b"0000000\0"), (116, b"0000000\0"),
+                          (124, b"00000000000\0"), (136, b"00000000000\0"), (156, b"0"),
+                          (257, b"ustar\x0000"), (148, b" " * 8)):
+        header[offset:offset + len(field)] = field
+    header[148:156] = b"%06o\0 " % sum(header)
+    data = bytes(header) + bytes(1024) + body + trailer
+    assert gzip.decompress(data) == inner
+    return data
+
+
+def _polyglot_layer() -> tuple[bytes, list[str]]:
+    """A gzip layer whose uncompressed bytes are the polyglot; and the names of its tar T1."""
+    evil = tar_bytes(reg("planted", b"never checked"), sym("esc", "/etc"), reg("esc/pwned", b"x"))
+    poly = _gzip_polyglot(evil)
+    with tarfile.open(fileobj=io.BytesIO(poly), mode="r:") as tar:
+        names = tar.getnames()
+    assert names == [os.fsdecode(b"\x1f\x8b\x08\x04")]
+    return gzip.compress(poly, mtime=0), names
+
+
+@pytest.mark.parametrize("mode", ["merge", "overlay"])
+@pytest.mark.parametrize("seekable", [True, False])
+def test_gzip_polyglot_is_applied_as_checked(tmp_path: Path, mode: str, seekable: bool) -> None:
+    """The spool holds uncompressed bytes; gunzipping it again would apply another tar."""
+    blob, checked = _polyglot_layer()
+    target = tmp_path / "t"
+    source: Any = io.BytesIO(blob) if seekable else io.BufferedReader(NonSeekable(blob))
+    try:
+        apply_layer(source, target, mode=mode)
+    except LayerError:
+        assert not target.exists() or os.listdir(target) == []
+    else:
+        assert os.listdir(target) == checked
+    assert not os.path.lexists(target / "planted") and not os.path.lexists(target / "esc")
+    assert not os.path.exists("/etc/pwned")
+
+
+def test_write_pass_refuses_members_the_check_did_not_see(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Second guard: were the spool decompressed again, the first differing member stops it."""
+    blob, _ = _polyglot_layer()
+    real_init = tarlayer._LayerTar.__init__
+
+    def sniff_always(self: Any, raw: Any, tee: Any = None, *, plain: bool = False) -> None:
+        real_init(self, raw, tee)  # the old bug: the write pass sniffs the spool anew
+
+    monkeypatch.setattr(tarlayer._LayerTar, "__init__", sniff_always)
+    target = tmp_path / "t"
+    with pytest.raises(LayerError, match="changed between its check and its application"):
+        apply_layer(io.BytesIO(blob), target)
+    assert os.listdir(target) == []
+
+
+def test_write_pass_stops_before_the_first_unchecked_member(tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    checked = tar_bytes(reg("same", b"1"), reg("ok", b"2"))
+    other = tar_bytes(reg("same", b"1"), reg("evil", b"2"), reg("more", b"3"))
+    plan, _ = tarlayer._check_layer(io.BytesIO(checked), target, "merge", None)
+    with pytest.raises(LayerError, match="changed between"):
+        tarlayer._write_layer(io.BytesIO(other), target, "merge", plan)
+    assert os.listdir(target) == ["same"]
+    plan, _ = tarlayer._check_layer(io.BytesIO(other), target, "merge", None)
+    with pytest.raises(LayerError, match="changed between"):  # fewer members than checked
+        tarlayer._write_layer(io.BytesIO(checked[:1024]), target, "merge", plan)
+
+
+def _lower(tmp_path: Path) -> Path:
+    target = tmp_path / "t"
+    (target / "d").mkdir(parents=True)
+    (target / "f").write_text("lower")
+    (target / "d" / "g").write_text("lower")
+    return target
+
+
+@pytest.mark.parametrize("entries", [
+    [reg(".wh.f"), hardlink("h", "f")],
+    [hardlink("h", "f"), reg(".wh.f")],
+    [reg(".wh.d"), hardlink("h", "d/g")],
+    [reg(".wh.d"), dir_("d"), hardlink("h", "d/g")],
+    [reg(f"d/{OPAQUE_MARKER}"), reg("d/new", b"n"), hardlink("h", "d/g")],
+    [reg("d/new", b"n"), hardlink("h", "d/g"), reg(f"d/{OPAQUE_MARKER}")],
+    [reg("d/new", b"n"), hardlink("d/h", "d/g"), reg(f"d/{OPAQUE_MARKER}")],
+    [reg("new", b"n"), hardlink("h", "d/g"), reg(OPAQUE_MARKER)],
+], ids=["wh-first", "wh-after", "wh-parent", "wh-parent-redone", "opq-first", "opq-after",
+        "opq-link-inside", "opq-root"])
+def test_hard_link_to_a_whited_out_file_is_refused_before_writing(tmp_path: Path,
+                                                                  entries: list[Any]) -> None:
+    target = _lower(tmp_path)
+    before = snapshot(target)
+    with pytest.raises(LayerError, match="does not exist"):
+        apply_layer(io.BytesIO(tar_bytes(*entries)), target)
+    assert snapshot(target) == before
+
+
+def test_hard_link_to_a_file_this_layer_rewrote_after_its_whiteout(tmp_path: Path) -> None:
+    target = _lower(tmp_path)
+    layer = tar_bytes(reg(".wh.f"), reg("f", b"new"), reg(f"d/{OPAQUE_MARKER}"), reg("d/g", b"G"),
+                      hardlink("h", "f"), hardlink("h2", "d/g"), hardlink("h3", "d/g"))
+    apply_layer(io.BytesIO(layer), target)
+    assert (target / "h").read_bytes() == b"new" and (target / "h2").read_bytes() == b"G"
+    assert os.stat(target / "f").st_ino == os.stat(target / "h").st_ino
+
+
+def test_hard_link_to_a_lower_file_replaced_later_keeps_the_old_content(tmp_path: Path) -> None:
+    target = _lower(tmp_path)
+    apply_layer(io.BytesIO(tar_bytes(hardlink("h", "f"), reg("f", b"new"))), target)
+    assert (target / "h").read_text() == "lower" and (target / "f").read_bytes() == b"new"
+
+
+#: vfs_cap_data revision 1 (12 bytes): refused by setxattr(2) since Linux 4.14.
+CAP_V1 = struct.pack("<III", 0x01000000, 1 << 10, 0)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("user." + "n" * 300, "v"),
+    ("user.big", "v" * 70000),
+    ("security.capability", "garbage"),
+    ("security.capability", ""),
+    ("security.capability", CAP_NET_BIND[:16].decode("latin-1")),
+    ("security.capability", CAP_V1.decode("latin-1")),
+], ids=["long-name", "big-value", "cap-garbage", "cap-empty", "cap-short", "cap-v1"])
+def test_xattrs_setxattr_would_refuse_are_refused_before_writing(tmp_path: Path, name: str,
+                                                                  value: str) -> None:
+    info, data = reg("second", b"2")
+    raw = value.encode("latin-1") if name == "security.capability" else value.encode()
+    info.pax_headers = {f"SCHILY.xattr.{name}": raw.decode("utf-8", "surrogateescape")}
+    with pytest.raises(LayerError, match=r"'second'.*xattr") as err:
+        apply_layer(io.BytesIO(tar_bytes(reg("first", b"1"), (info, data))), tmp_path / "t")
+    assert name[:20] in str(err.value)
+    assert not (tmp_path / "t").exists()
+
+
+def test_xattrs_at_the_limits_and_not_allowlisted_pass(tmp_path: Path) -> None:
+    v3 = struct.pack("<IIIIII", 0x03000000, 1 << 10, 0, 0, 0, 0)
+    info, data = reg("f", b"x")
+    info.pax_headers = {"SCHILY.xattr.user." + "n" * 250: "v",
+                        "SCHILY.xattr.security.selinux" + "x" * 300: "ignored",
+                        "SCHILY.xattr.security.capability": v3.decode("utf-8", "surrogateescape")}
+    assert apply_layer(io.BytesIO(tar_bytes((info, data))), tmp_path / "t", check_only=True) == 1
+    assert tarlayer._xattr_problem("security.capability", CAP_NET_BIND) is None  # revision 2
+    assert tarlayer._xattr_problem("user.x", b"v" * 65536) is None
+
+
+@pytest.mark.parametrize("epoch", [None, EPOCH])
+def test_implicit_parents_are_the_same_on_every_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       epoch: int | None) -> None:
+    if epoch is None:
+        monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    else:
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", str(epoch))
+    layer = tar_bytes(reg("usr/bin/tool", b"hi", mtime=100), reg("opt/x/y", b"y"),
+                      dir_("opt", mode=0o700, mtime=1234))
+    old = os.umask(0o077)
+    try:
+        apply_layer(io.BytesIO(layer), tmp_path / "one")
+        apply_layer(io.BytesIO(layer), tmp_path / "two")
+    finally:
+        os.umask(old)
+    for d in ("usr", "usr/bin", "opt/x"):
+        st = os.stat(tmp_path / "one" / d)
+        assert (stat.S_IMODE(st.st_mode), st.st_mtime) == (0o755, epoch or 0), d
+        if IS_ROOT:
+            assert (st.st_uid, st.st_gid) == (0, 0), d
+    listed = os.stat(tmp_path / "one" / "opt")  # a later entry for the directory wins
+    assert (stat.S_IMODE(listed.st_mode), listed.st_mtime) == (0o700, 1234)
+    assert tree_bytes(tmp_path / "one") == tree_bytes(tmp_path / "two")
