@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import struct
+from pathlib import Path
 import subprocess
 
 import pytest
@@ -135,29 +135,12 @@ def sandbox_root(tmp_path, monkeypatch):
 
 
 def _is_static_elf(path: str) -> bool:
-    """True when the ELF file has no PT_INTERP program header."""
-    PT_INTERP = 3
+    """True when the ELF file has no PT_INTERP program header (the engine's own check)."""
+    from sandbox.errors import BootstrapError
+    from sandbox.image.bootstrap import is_static_elf
     try:
-        with open(path, "rb") as f:
-            ident = f.read(16)
-            if ident[:4] != b"\x7fELF":
-                return False
-            is64 = ident[4] == 2
-            end = "<" if ident[5] == 1 else ">"
-            header = f.read(48 if is64 else 36)
-            if is64:
-                phoff, = struct.unpack(end + "Q", header[16:24])
-                phentsize, phnum = struct.unpack(end + "HH", header[38:42])
-            else:
-                phoff, = struct.unpack(end + "I", header[12:16])
-                phentsize, phnum = struct.unpack(end + "HH", header[26:30])
-            for i in range(phnum):
-                f.seek(phoff + i * phentsize)
-                p_type, = struct.unpack(end + "I", f.read(4))
-                if p_type == PT_INTERP:
-                    return False
-            return True
-    except (OSError, struct.error):
+        return is_static_elf(Path(path))
+    except (OSError, BootstrapError):
         return False
 
 

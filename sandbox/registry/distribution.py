@@ -180,34 +180,44 @@ def _fetch_blobs(images: ImageStore, t: Transport, ref: _ref.Reference, manifest
     return total
 
 
+def _with_retries(t: Transport, emit: Progress, sid: str, attempt: Callable[[], None],
+                  failure: str, hint: str) -> None:
+    """Run ``attempt`` until it succeeds, at most RETRIES times with backoff, for dropped connections."""
+    failures = 0
+    while True:
+        try:
+            attempt()
+            return
+        except (OSError, http.client.HTTPException, RegistryUnreachable) as e:
+            failures += 1
+            t.close()
+            if failures >= RETRIES:
+                raise RegistryUnreachable(f"{failure} failed {failures} times: {e}", hint=hint) from None
+            emit({"id": sid, "status": f"Retrying in {BACKOFF[failures - 1]:.1f}s"})
+            time.sleep(BACKOFF[failures - 1])
+
+
 def _download(images: ImageStore, t: Transport, ref: _ref.Reference, digest: str, size: int, scope: str,
               emit: Progress, what: str) -> int:
     """Fetch one blob into the store, resuming with Range after a drop; verify its digest."""
     path = f"/v2/{ref.repository}/blobs/{digest}"
     writer = images.store.ingest()
+
+    def attempt() -> None:
+        nonlocal writer
+        headers = {"Range": f"bytes={writer.size}-"} if writer.size else {}
+        r = t.get_following(path, scope=scope, headers=headers, stream=True,
+                            what=f"{what} {short(digest)} of {ref.familiar_name}")
+        if writer.size and r.status != 206:  # the server ignored Range: start again
+            writer.abort()
+            writer = images.store.ingest()
+        _copy(r, writer, digest, size, emit)
+        if size and writer.size < size:
+            raise ConnectionError(f"connection closed after {writer.size} of {size} bytes")
+
     try:
-        failures = 0
-        while True:
-            headers = {"Range": f"bytes={writer.size}-"} if writer.size else {}
-            try:
-                r = t.get_following(path, scope=scope, headers=headers, stream=True,
-                                    what=f"{what} {short(digest)} of {ref.familiar_name}")
-                if writer.size and r.status != 206:  # the server ignored Range: start again
-                    writer.abort()
-                    writer = images.store.ingest()
-                _copy(r, writer, digest, size, emit)
-                if size and writer.size < size:
-                    raise ConnectionError(f"connection closed after {writer.size} of {size} bytes")
-                break
-            except (OSError, http.client.HTTPException, RegistryUnreachable) as e:
-                failures += 1
-                t.close()
-                if failures >= RETRIES:
-                    raise RegistryUnreachable(
-                        f"downloading {what} {short(digest)} of {ref.familiar} failed {failures} times: {e}",
-                        hint="check the network and pull again") from None
-                emit({"id": short(digest), "status": f"Retrying in {BACKOFF[failures - 1]:.1f}s"})
-                time.sleep(BACKOFF[failures - 1])
+        _with_retries(t, emit, short(digest), attempt, f"downloading {what} {short(digest)} of {ref.familiar}",
+                      "check the network and pull again")
         emit({"id": short(digest), "status": "Verifying Checksum"})
         writer.commit(digest)  # raises BlobCorrupt naming the digest; nothing is tagged then
         emit({"id": short(digest), "status": "Download complete"})
@@ -301,20 +311,9 @@ def _push_blob(images: ImageStore, t: Transport, ref: _ref.Reference, scope: str
         with contextlib.suppress(SandboxError):  # a session was opened instead: cancel it
             t.request("DELETE", r.header("location") or "", scope=scope, ok=(204, 404))
         break
-    failures = 0
-    while True:
-        try:
-            _upload(images, t, ref, scope, digest, size, emit, chunk_size)
-            break
-        except (OSError, http.client.HTTPException, RegistryUnreachable) as e:
-            failures += 1
-            t.close()
-            if failures >= RETRIES:
-                raise RegistryUnreachable(
-                    f"uploading {sid} to {ref.registry} failed {failures} times: {e}",
-                    hint="check the network and push again; layers already uploaded will be skipped") from None
-            emit({"id": sid, "status": f"Retrying in {BACKOFF[failures - 1]:.1f}s"})
-            time.sleep(BACKOFF[failures - 1])
+    _with_retries(t, emit, sid, lambda: _upload(images, t, ref, scope, digest, size, emit, chunk_size),
+                  f"uploading {sid} to {ref.registry}",
+                  "check the network and push again; layers already uploaded will be skipped")
     result.uploaded += size
     emit({"id": sid, "status": "Pushed"})
 
