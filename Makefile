@@ -17,7 +17,7 @@ APT_PACKAGES := busybox-static skopeo umoci oci-image-tool docker-registry \
                 debootstrap zstd runc apache2-utils tini iproute2 uidmap \
                 libseccomp2
 
-.PHONY: help setup system-deps test lab interop bench clean
+.PHONY: help setup system-deps test lint lab interop bench clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -65,6 +65,9 @@ $(STAMP): pyproject.toml | $(VPY)
 
 test: setup ## run unit, integration and lab tests (the CI gate)
 	$(VPY) -m pytest tests/unit tests/integration tests/labs -q -ra $(PYTEST_ARGS)
+
+lint: setup ## type-check the engine and the magics (mypy)
+	$(VPY) -m mypy sandbox magics --ignore-missing-imports
 
 lab: setup ## start JupyterLab on 127.0.0.1 with the labs/ folder
 	$(VENV)/bin/jupyter lab --notebook-dir=labs --ip=127.0.0.1 --no-browser \

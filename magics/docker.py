@@ -35,6 +35,14 @@ class DockerMagics(Magics):
     @line_magic
     def docker(self, line: str) -> None:
         """Run a sandbox/docker verb, e.g. ``%docker images`` or ``%docker history busybox``."""
+        self._run(line)
+
+    @line_magic
+    def sandbox(self, line: str) -> None:
+        """Alias of ``%docker``."""
+        self._run(line)
+
+    def _run(self, line: str) -> None:
         try:
             argv = shlex.split(line)
         except ValueError as e:
@@ -46,8 +54,3 @@ class DockerMagics(Magics):
             pass  # --help printed its text
         except SandboxError as e:
             print(f"Error: {e}", file=sys.stderr)
-
-    @line_magic
-    def sandbox(self, line: str) -> None:
-        """Alias of ``%docker``."""
-        self.docker(line)

@@ -12,7 +12,8 @@ from .engine import Engine, default_root  # noqa: E402
 from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound,  # noqa: E402
                      BootstrapError, Conflict, ImageInUse, ImageNotFound, InvalidReference,
                      KernelError, LayerError, LayerNotFound, NotFound, PermissionRequired,
-                     SandboxError, StoreCorrupt, UnsafeLayerEntry, UsageError)
+                     SandboxError, StoreCorrupt, UnsafeLayerEntry, UsageError,
+                     RegistryError, Unauthorized, RemoteNotFound, RegistryUnreachable)
 from .image.images import Image  # noqa: E402
 from .reference import Reference, parse as parse_reference  # noqa: E402
 
@@ -29,4 +30,5 @@ __all__ = [
     "SandboxError", "InvalidReference", "NotFound", "ImageNotFound", "BlobNotFound", "LayerNotFound",
     "Conflict", "ImageInUse", "AmbiguousReference", "StoreCorrupt", "BlobCorrupt", "LayerError",
     "UnsafeLayerEntry", "ArchiveError", "BootstrapError", "PermissionRequired", "KernelError", "UsageError",
+    "RegistryError", "Unauthorized", "RemoteNotFound", "RegistryUnreachable",
 ]

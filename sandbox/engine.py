@@ -8,9 +8,11 @@ through the supervisor.
 
 from __future__ import annotations
 
+import builtins
+
 import os
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import Any, BinaryIO, Iterable
 
 from . import __version__, hostinfo
 from .image.images import Image, ImageStore
@@ -42,7 +44,7 @@ class ImageCollection:
         """The image called ``name`` (tag, digest reference, id or id prefix)."""
         return self._store.get(name)
 
-    def list(self, name: str | None = None, all: bool = False) -> list[Image]:
+    def list(self, name: str | None = None, all: bool = False) -> builtins.list[Image]:
         """Images, newest first; ``name`` filters by repository (``busybox``) or ``repo:tag``."""
         images = self._store.list(all=True)
         if not all:
@@ -56,28 +58,28 @@ class ImageCollection:
         image = self.get(name)
         return inspect.inspect_image(self._store, image)
 
-    def history(self, name: str) -> list[dict[str, Any]]:
+    def history(self, name: str) -> builtins.list[dict[str, Any]]:
         from .image import inspect
         return inspect.history(self._store, self.get(name))
 
     def tag(self, source: str, target: str) -> Image:
         return self._store.tag(source, target)
 
-    def remove(self, name: str, force: bool = False) -> list[dict[str, str]]:
+    def remove(self, name: str, force: bool = False) -> builtins.list[dict[str, str]]:
         return self._store.remove(name, force=force)
 
     def prune(self, all: bool = False) -> dict[str, Any]:
         return self._store.prune(all=all)
 
-    def save(self, names: Iterable[str], out: IO[bytes], format: str = "docker") -> None:
+    def save(self, names: Iterable[str], out: BinaryIO, format: str = "docker") -> None:
         from .image import archive
         archive.save(self._store, list(names), out, format=format)
 
-    def load(self, stream: IO[bytes]) -> list[Image]:
+    def load(self, stream: BinaryIO) -> builtins.list[Image]:
         from .image import archive
         return archive.load(self._store, stream)
 
-    def import_(self, stream: IO[bytes], *, tag: str | None = None, changes: Iterable[str] = (),
+    def import_(self, stream: BinaryIO, *, tag: str | None = None, changes: Iterable[str] = (),
                 message: str | None = None, source_name: str = "-") -> Image:
         from .image import archive
         return archive.import_rootfs(self._store, stream, tag=tag, changes=list(changes),

@@ -9,6 +9,8 @@ through :class:`~sandbox.image.store.Store`, which makes each step atomic.
 
 from __future__ import annotations
 
+import builtins
+
 import contextlib
 import datetime as _dt
 import json
@@ -132,7 +134,7 @@ class ImageStore:
         return Image(config_digest, manifest.digest, m, config, [],
                      list(meta.get("repo_digests", [])), int(meta.get("size", 0)), meta)
 
-    def list(self, all: bool = True) -> list[Image]:
+    def list(self, all: bool = True) -> builtins.list[Image]:
         """Every image, newest first, with its tags.  Unreadable entries are skipped."""
         by_id: dict[str, Image] = {}
         for desc in self.store.manifests():
@@ -193,7 +195,7 @@ class ImageStore:
         raise ImageNotFound(f"no such image: {ref.familiar}",
                             hint=f"build it, 'sandbox pull {ref.familiar}', or 'sandbox bootstrap busybox' for an offline base")
 
-    def _find_by_id(self, prefix: str, manifests: list[Descriptor]) -> Descriptor | None:
+    def _find_by_id(self, prefix: str, manifests: builtins.list[Descriptor]) -> Descriptor | None:
         hexpart = prefix.split(":", 1)[-1]
         hits: dict[str, Descriptor] = {}
         for desc in manifests:
@@ -218,7 +220,7 @@ class ImageStore:
 
     # -- creating --------------------------------------------------------------
 
-    def create(self, config: dict[str, Any], layers: list[LayerBlob], *, tags: Iterable[str] = (),
+    def create(self, config: dict[str, Any], layers: builtins.list[LayerBlob], *, tags: Iterable[str] = (),
                repo_digests: Iterable[str] = (), annotations: dict[str, str] | None = None) -> Image:
         """Store an image whose layer blobs are already in the store, and name it.
 
@@ -289,7 +291,7 @@ class ImageStore:
             return bool(self.get(image_id).tags)
         return False
 
-    def unpack(self, diff_ids: list[str], blobs: list[str]) -> int:
+    def unpack(self, diff_ids: builtins.list[str], blobs: builtins.list[str]) -> int:
         """Unpack each layer (once per chain id); return the image's unpacked size."""
         total, parent = 0, None
         for chain_id, diff_id, blob in zip(chain_ids(diff_ids), diff_ids, blobs):
@@ -314,11 +316,11 @@ class ImageStore:
 
     # -- removing --------------------------------------------------------------
 
-    def users(self, image_id: str) -> list[str]:
+    def users(self, image_id: str) -> builtins.list[str]:
         """Holders (containers, build cache entries) whose lease names this image."""
         return [l["holder"] for l in self.store.leases() if image_id in l.get("images", [])]
 
-    def remove(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+    def remove(self, name: str, force: bool = False, prune: bool = True) -> builtins.list[dict[str, str]]:
         """``docker rmi``: untag, and delete the image when no name or user is left.
 
         Returns Docker's response shape: ``[{"Untagged": ...}, {"Deleted": ...}]``.
@@ -339,7 +341,7 @@ class ImageStore:
             self.collect()
         return result
 
-    def _remove_found(self, name: str, desc: Descriptor, force: bool) -> list[dict[str, str]]:
+    def _remove_found(self, name: str, desc: Descriptor, force: bool) -> builtins.list[dict[str, str]]:
         image = self._load_or_none(desc)
         by_tag = desc.annotations.get(REF_NAME) if self._named_by_tag(name, desc) else None
         image_id = image.id if image else None
@@ -355,7 +357,7 @@ class ImageStore:
         if users and not force:
             raise ImageInUse(f"unable to remove {name}: image is in use by {', '.join(users)}",
                              hint="remove the container first ('sandbox rm'), or use 'sandbox rmi -f' to untag it")
-        result: list[dict[str, str]] = []
+        result: builtins.list[dict[str, str]] = []
         for tag in all_tags:
             self._untag(tag)
             result.append({"Untagged": tag})
@@ -379,7 +381,7 @@ class ImageStore:
         except (SandboxError, OSError):
             return None
 
-    def _tags_of(self, desc: Descriptor, image_id: str | None) -> list[str]:
+    def _tags_of(self, desc: Descriptor, image_id: str | None) -> builtins.list[str]:
         tags = []
         for d in self.store.manifests():
             name = d.annotations.get(REF_NAME)
@@ -397,7 +399,7 @@ class ImageStore:
         self.store.update_index(lambda ms: [m for m in ms if m.annotations.get(REF_NAME) != name])
 
     def _drop_entries(self, desc: Descriptor, image_id: str | None) -> None:
-        def change(ms: list[Descriptor]) -> list[Descriptor]:
+        def change(ms: builtins.list[Descriptor]) -> builtins.list[Descriptor]:
             out = []
             for m in ms:
                 if m.digest == desc.digest:
@@ -410,7 +412,7 @@ class ImageStore:
             return out
         self.store.update_index(change)
 
-    def _force_untag(self, name: str, err: SandboxError) -> list[dict[str, str]]:
+    def _force_untag(self, name: str, err: SandboxError) -> builtins.list[dict[str, str]]:
         """rmi -f on a damaged image: drop the index entry by name or digest without reading blobs."""
         try:
             ref = _ref.parse(name)
@@ -426,7 +428,7 @@ class ImageStore:
 
     def prune(self, all: bool = False) -> dict[str, Any]:
         """``docker image prune``: remove dangling images (``all``: every unused image), then collect."""
-        deleted: list[dict[str, str]] = []
+        deleted: builtins.list[dict[str, str]] = []
         self.store.repair_index()
         used = {i for l in self.store.leases() for i in l.get("images", [])}
         for image in self.list():

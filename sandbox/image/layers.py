@@ -24,7 +24,7 @@ import secrets
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from .. import kernel
 from ..errors import BlobCorrupt, LayerError, LayerNotFound
@@ -68,7 +68,7 @@ class _HashingSink:
         return "sha256:" + self.hash.hexdigest()
 
 
-def write_layer_blob(store: Store, produce: Callable[[IO[bytes]], None], *, compress: bool = True) -> LayerBlob:
+def write_layer_blob(store: Store, produce: Callable[[BinaryIO], None], *, compress: bool = True) -> LayerBlob:
     """Run ``produce(stream)`` (which writes a tar) and store the result as a layer blob.
 
     gzip is written with mtime 0 and no file name, so the blob digest depends only on

@@ -23,7 +23,7 @@ import json
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, cast
 
 from .. import reference as _ref
 from ..errors import BlobCorrupt, RegistryError, RegistryUnreachable, SandboxError
@@ -334,7 +334,7 @@ def _upload(images: ImageStore, t: Transport, ref: _ref.Reference, scope: str, d
         offset = 0
         while offset < size:
             n = min(chunk_size, size - offset)
-            r = t.request("PATCH", location, scope=scope, body=_Slice(f, offset, n), length=n, ok=(202,),
+            r = t.request("PATCH", location, scope=scope, body=cast(IO[bytes], _Slice(f, offset, n)), length=n, ok=(202,),
                           headers={"Content-Type": "application/octet-stream",
                                    "Content-Range": f"{offset}-{offset + n - 1}"},
                           retry=False, what=f"layer {sid}")
