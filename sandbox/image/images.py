@@ -170,30 +170,43 @@ class ImageStore:
             return False
 
     def _find(self, name: str) -> Descriptor:
+        """Resolve like Docker: a name (``repo[:tag]``, ``@digest``) first, then an id prefix.
+
+        The order matters for names that are also hex (``cafe``, ``bee``): a tag by
+        that name wins over an image whose id happens to start with those letters.
+        """
         manifests = self.store.manifests()
+        try:
+            ref: _ref.Reference | None = _ref.parse(name)
+        except InvalidReference:
+            if not _ref.is_image_id_prefix(name):
+                raise
+            ref = None
+        if ref is not None:
+            found = self._find_by_ref(ref, manifests)
+            if found is not None:
+                return found
         if _ref.is_image_id_prefix(name):
             found = self._find_by_id(name, manifests)
             if found is not None:
                 return found
-        try:
-            ref = _ref.parse(name)
-        except InvalidReference:
-            if _ref.is_image_id_prefix(name):
-                raise ImageNotFound(f"no such image: {name}",
-                                    hint="list images with 'sandbox images'") from None
-            raise
-        for desc in manifests:
-            if desc.annotations.get(REF_NAME) == ref.familiar and ref.tag:
-                return desc
+        shown = ref.familiar if ref is not None else name
+        raise ImageNotFound(f"no such image: {shown}",
+                            hint=f"build it, 'sandbox pull {shown}', or 'sandbox bootstrap busybox' for an offline base")
+
+    def _find_by_ref(self, ref: _ref.Reference, manifests: builtins.list[Descriptor]) -> Descriptor | None:
+        if ref.tag:
+            for desc in manifests:
+                if desc.annotations.get(REF_NAME) == ref.familiar:
+                    return desc
         if ref.digest:
             for desc in manifests:
                 if desc.digest == ref.digest:
                     return desc
             for image in self.list():
                 if any(rd.endswith("@" + ref.digest) for rd in image.repo_digests):
-                    return self._find(image.id)
-        raise ImageNotFound(f"no such image: {ref.familiar}",
-                            hint=f"build it, 'sandbox pull {ref.familiar}', or 'sandbox bootstrap busybox' for an offline base")
+                    return self._find_by_id(image.id, manifests)
+        return None
 
     def _find_by_id(self, prefix: str, manifests: builtins.list[Descriptor]) -> Descriptor | None:
         hexpart = prefix.split(":", 1)[-1]

@@ -115,3 +115,11 @@ def test_layer_shared_through_differently_compressed_blobs_keeps_its_blob(images
     images.layers.flatten(b.chain_ids, flat)
     assert (flat / "f").read_bytes() == b"shared"
     assert a.id != b.id
+
+
+def test_a_hex_looking_name_wins_over_an_id_prefix(images):
+    first = make(images, "first:1", b"one")
+    prefix = first.id.split(":")[1][:4]
+    named = make(images, f"{prefix}:latest", b"two")  # a repository literally called like the prefix
+    assert images.get(prefix).id == named.id            # the name wins, as in Docker
+    assert images.get(first.id.split(":")[1][:12]).id == first.id
