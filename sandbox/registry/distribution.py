@@ -20,13 +20,14 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import socket
 import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import IO, Any, Callable, cast
 
 from .. import reference as _ref
-from ..errors import BlobCorrupt, RegistryError, RegistryUnreachable, SandboxError
+from ..errors import BlobCorrupt, BlobNotFound, RegistryError, RegistryUnreachable, SandboxError
 from ..image import fsutil
 from ..image.images import Image, ImageStore, host_platform
 from ..image.mediatypes import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, INDEXES, MANIFESTS, OCI_INDEX,
@@ -93,14 +94,13 @@ def pull(images: ImageStore, name: str, *, platform: str | None = None, progress
     try:
         with images.store.transaction():
             data, media_type, digest = _fetch_manifest(t, ref, ref.digest or ref.tag or "latest", scope)
-            if media_type in INDEXES:
+            if media_type in INDEXES:  # RepoDigests keep the index digest, as Docker's do
                 child = _choose_platform(json.loads(data), wanted, ref)
                 data, media_type, _ = _fetch_manifest(t, ref, child, scope, expect=child)
-                digest = child
             emit({"status": f"Pulling from {ref.repository}", "id": ref.tag or short(ref.digest or "")})
-            manifest = json.loads(data)
+            manifest = _image_manifest(data, t, ref)
             downloaded = _fetch_blobs(images, t, ref, manifest, scope, emit)
-            tags = [ref.familiar] if ref.tag else []
+            tags = [ref.familiar] if ref.tag and not ref.digest else []  # name@digest pins, never tags
             image = images.add_manifest_bytes(data, tags=tags, repo_digests=[f"{ref.familiar_name}@{digest}"],
                                               verify_diff_ids=True)
     finally:
@@ -128,13 +128,29 @@ def _fetch_manifest(t: Transport, ref: _ref.Reference, what: str, scope: str,
     if header and header.startswith("sha256:") and header != digest:
         raise BlobCorrupt(header, "manifest", actual=digest, hint="the manifest was damaged on the way; pull again")
     try:
-        media_type = json.loads(data).get("mediaType") or (r.header("content-type") or "").split(";")[0]
+        document = json.loads(data)
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        media_type = document.get("mediaType") or (r.header("content-type") or "").split(";")[0]
     except ValueError:
-        raise RegistryError(f"{t.registry} sent a manifest for {ref.familiar} that is not JSON") from None
+        raise RegistryError(f"{t.registry} sent a manifest for {ref.familiar} that is not a JSON object",
+                            hint="the image on the registry is damaged") from None
     if media_type not in MANIFESTS | INDEXES:
         raise RegistryError(f"{ref.familiar} has a manifest of type {media_type!r}, which this engine cannot run",
                             hint="only OCI and Docker v2 schema 2 images are supported")
     return data, media_type, digest
+
+
+def _image_manifest(data: bytes, t: Transport, ref: _ref.Reference) -> dict[str, Any]:
+    """The manifest as a dict, checked for the fields a pull relies on."""
+    manifest = json.loads(data)
+    config = manifest.get("config")
+    layers = manifest.get("layers")
+    if not (isinstance(config, dict) and isinstance(config.get("digest"), str) and isinstance(layers, list)
+            and all(isinstance(l, dict) and isinstance(l.get("digest"), str) for l in layers)):
+        raise RegistryError(f"{t.registry} sent a malformed manifest for {ref.familiar}",
+                            hint="the image on the registry is damaged or in a format this engine does not know")
+    return manifest
 
 
 def _parse_platform(platform: str | None) -> tuple[str, str, str | None]:
@@ -148,14 +164,15 @@ def _parse_platform(platform: str | None) -> tuple[str, str, str | None]:
 
 def _choose_platform(index: dict[str, Any], wanted: tuple[str, str, str | None], ref: _ref.Reference) -> str:
     os_name, arch, variant = wanted
-    candidates = [m for m in index.get("manifests", [])
+    entries = [m for m in index.get("manifests", []) if isinstance(m, dict) and isinstance(m.get("digest"), str)]
+    candidates = [m for m in entries
                   if (m.get("platform") or {}).get("os") == os_name
                   and (m.get("platform") or {}).get("architecture") == arch]
     exact = [m for m in candidates if variant is None or (m.get("platform") or {}).get("variant") in (variant, None)]
     chosen = (exact or candidates)
     if not chosen:
         have = sorted({f"{(m.get('platform') or {}).get('os')}/{(m.get('platform') or {}).get('architecture')}"
-                       for m in index.get("manifests", [])})
+                       for m in entries})
         raise RegistryError(f"{ref.familiar} has no image for {os_name}/{arch} (it has {', '.join(have) or 'none'})",
                             hint="choose one with --platform")
     return str(chosen[0]["digest"])
@@ -188,7 +205,8 @@ def _with_retries(t: Transport, emit: Progress, sid: str, attempt: Callable[[], 
         try:
             attempt()
             return
-        except (OSError, http.client.HTTPException, RegistryUnreachable) as e:
+        except (ConnectionError, TimeoutError, socket.gaierror, http.client.HTTPException,
+                RegistryUnreachable) as e:
             failures += 1
             t.close()
             if failures >= RETRIES:
@@ -206,11 +224,17 @@ def _download(images: ImageStore, t: Transport, ref: _ref.Reference, digest: str
     def attempt() -> None:
         nonlocal writer
         headers = {"Range": f"bytes={writer.size}-"} if writer.size else {}
-        r = t.get_following(path, scope=scope, headers=headers, stream=True,
+        r = t.get_following(path, scope=scope, headers=headers, stream=True, retry=False,
                             what=f"{what} {short(digest)} of {ref.familiar_name}")
-        if writer.size and r.status != 206:  # the server ignored Range: start again
+        if writer.size and not (r.status == 206 and
+                                (r.header("content-range") or "").startswith(f"bytes {writer.size}-")):
+            # The server ignored our Range or answered another one: start from zero.
             writer.abort()
             writer = images.store.ingest()
+            if r.status == 206:
+                if r.raw:
+                    r.raw.close()
+                raise ConnectionError("the registry answered a different byte range")
         _copy(r, writer, digest, size, emit)
         if size and writer.size < size:
             raise ConnectionError(f"connection closed after {writer.size} of {size} bytes")
@@ -231,7 +255,11 @@ def _copy(r: Response, writer: Any, digest: str, size: int, emit: Progress) -> N
     last = 0.0
     try:
         while chunk := r.raw.read(CHUNK):
-            writer.write(chunk)
+            try:
+                writer.write(chunk)
+            except OSError as e:
+                raise SandboxError(f"cannot write {short(digest)} into the store: {e.strerror}",
+                                   hint="free some disk space and pull again") from None
             now = time.monotonic()
             if now - last > 0.1:
                 last = now
@@ -302,8 +330,13 @@ def _push_blob(images: ImageStore, t: Transport, ref: _ref.Reference, scope: str
         if registry != ref.registry or repo == ref.repository:
             continue
         mount_scope = f"{scope} repository:{repo}:pull"
-        r = t.request("POST", f"/v2/{ref.repository}/blobs/uploads/?mount={digest}&from={urllib.parse.quote(repo)}",
-                      scope=mount_scope, ok=(201, 202), what=f"mount of {sid}")
+        try:
+            r = t.request("POST", f"/v2/{ref.repository}/blobs/uploads/?mount={digest}&from={urllib.parse.quote(repo)}",
+                          scope=mount_scope, ok=(201, 202), what=f"mount of {sid}")
+        except RegistryUnreachable:
+            raise
+        except RegistryError:
+            break  # e.g. no pull access to the source any more: upload instead
         if r.status == 201:
             emit({"id": sid, "status": f"Mounted from {repo}"})
             result.mounted.append(digest)
@@ -322,6 +355,9 @@ def _upload(images: ImageStore, t: Transport, ref: _ref.Reference, scope: str, d
             emit: Progress, chunk_size: int) -> None:
     """One upload session: POST, then one PUT (small) or PATCH chunks and a closing PUT (big)."""
     sid = short(digest)
+    if not images.store.has_blob(digest):
+        raise BlobNotFound(f"blob {digest} of {ref.familiar} is missing from the store",
+                           hint="remove the image with 'sandbox rmi -f' and pull, load or build it again")
     r = t.request("POST", f"/v2/{ref.repository}/blobs/uploads/", scope=scope, ok=(202,), retry=False,
                   what=f"an upload of {sid}")
     location = r.header("location") or ""

@@ -17,6 +17,7 @@ import http.client
 import ipaddress
 import json
 import re
+import select
 import ssl
 import time
 import urllib.parse
@@ -96,12 +97,17 @@ class Transport:
         self.scheme, self.host = endpoint(registry)
         self.credentials = credentials or (auth.get_credentials(registry) if use_stored_credentials else None)
         self._conn: http.client.HTTPConnection | None = None
-        self._tokens: dict[str, str] = {}
+        self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expires at, monotonic)
         self._basic = False
 
     # -- connections ------------------------------------------------------------
 
     def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is not None and self._conn.sock is not None:
+            # An idle keep-alive socket that is readable has been closed by the server
+            # (or has junk): reconnect now rather than fail the next, maybe unretried, request.
+            if select.select([self._conn.sock], [], [], 0)[0]:
+                self.close()
         if self._conn is None:
             if self.scheme == "https":
                 self._conn = http.client.HTTPSConnection(self.host, timeout=TIMEOUT,
@@ -114,6 +120,14 @@ class Transport:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _tls_error(self, e: ssl.SSLError) -> RegistryUnreachable:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            hint = "its certificate is not trusted here: install its CA in the system trust store"
+        else:
+            hint = (f"the registry may speak plain HTTP: add {self.registry} to SANDBOX_INSECURE_REGISTRIES "
+                    f"or to \"insecure-registries\" in {auth.config_path()}")
+        return RegistryUnreachable(f"cannot talk HTTPS to {self.registry}: {e.reason or e}", hint=hint)
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.scheme}://{self.host}{path}"
@@ -132,14 +146,20 @@ class Transport:
             try:
                 response = self._send(method, path, scope, headers, body, length, stream)
                 if response.status == 401:
-                    if not self._authenticate(response, scope):
-                        raise self.error(response, what or f"{method} {path}")
+                    # Never answer a challenge from another host (a redirect target):
+                    # it could ask us to send this registry's password elsewhere.
+                    if urllib.parse.urlsplit(self.url(path)).netloc != self.host or \
+                            not self._authenticate(response, scope):
+                        raise self.error(response, what or f"{method} {path}", path)
                     if hasattr(body, "seek"):
                         body.seek(0)  # type: ignore[union-attr]
                     response = self._send(method, path, scope, headers, body, length, stream)
                 if response.status not in ok:
-                    raise self.error(response, what or f"{method} {path}")
+                    raise self.error(response, what or f"{method} {path}", path)
                 return response
+            except ssl.SSLError as e:
+                self.close()
+                raise self._tls_error(e) from None
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 if attempt + 1 >= attempts:
@@ -190,11 +210,11 @@ class Transport:
         return Response(raw.status, headers, raw.read())
 
     def get_following(self, path: str, *, scope: str, headers: dict[str, str] | None = None,
-                      stream: bool = False, what: str = "") -> Response:
+                      stream: bool = False, what: str = "", retry: bool = True) -> Response:
         """GET that follows redirects (registries may send blob downloads to storage elsewhere)."""
         for _ in range(5):
             r = self.request("GET", path, scope=scope, headers=headers, stream=stream,
-                             ok=(200, 206, 301, 302, 303, 307, 308), what=what)
+                             ok=(200, 206, 301, 302, 303, 307, 308), what=what, retry=retry)
             if r.status in (200, 206):
                 return r
             path = urllib.parse.urljoin(self.url(path), r.header("location") or "")
@@ -202,8 +222,15 @@ class Transport:
 
     # -- authentication ---------------------------------------------------------
 
+    def _token(self, scope: str | None) -> str | None:
+        for key in (scope or "", ""):
+            entry = self._tokens.get(key)
+            if entry and entry[1] > time.monotonic():
+                return entry[0]
+        return None
+
     def _auth_header(self, scope: str | None) -> dict[str, str]:
-        token = self._tokens.get(scope or "") or self._tokens.get("")
+        token = self._token(scope)
         if token:
             return {"Authorization": f"Bearer {token}"}
         if self._basic and self.credentials:
@@ -220,18 +247,23 @@ class Transport:
             self._basic = True
             return True
         if challenge.scheme == "bearer":
-            if scope and scope in self._tokens:
-                return False  # the token we sent was refused: more tries will not help
+            if challenge.params.get("error") == "insufficient_scope" and self._token(scope):
+                return False  # a fresh token for the same scope would be refused too
             self._tokens[scope or ""] = self._fetch_token(challenge, scope)
             return True
         return False
 
-    def _fetch_token(self, challenge: Challenge, scope: str | None) -> str:
+    def _fetch_token(self, challenge: Challenge, scope: str | None) -> tuple[str, float]:
+        """Ask the realm for a token; returns (token, expiry on the monotonic clock).
+
+        Each scope is its own ``scope=`` parameter, as Docker's token spec asks
+        (a cross-repository mount needs two: push here, pull there).
+        """
         realm = challenge.params.get("realm")
         if not realm:
             raise Unauthorized(f"{self.registry} asked for a token but named no realm")
         query = [("service", challenge.params["service"])] if "service" in challenge.params else []
-        for s in filter(None, [scope, challenge.params.get("scope")]):
+        for s in " ".join(filter(None, [scope, challenge.params.get("scope")])).split():
             if ("scope", s) not in query:
                 query.append(("scope", s))
         url = urllib.parse.urlsplit(realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query))
@@ -247,22 +279,29 @@ class Transport:
             body = raw_response.read()
             conn.close()
         except (OSError, http.client.HTTPException) as e:
-            raise RegistryUnreachable(f"cannot reach the token service {realm} of {self.registry}: {e}") from None
+            raise RegistryUnreachable(f"cannot reach the token service {realm} of {self.registry}: {e}",
+                                      hint="the registry sends clients there to log in; check that it is running") from None
         if raw_response.status in (401, 403):
-            raise Unauthorized(f"{self.registry} refused the credentials{' for ' + self.credentials[0] if self.credentials else ''}",
+            if self.credentials is None:
+                raise Unauthorized(f"{self.registry} requires a login for this", status=raw_response.status,
+                                   code="UNAUTHORIZED", hint=f"log in with 'sandbox login {self.registry}'")
+            raise Unauthorized(f"{self.registry} refused the credentials for {self.credentials[0]}",
                                status=raw_response.status, code="UNAUTHORIZED",
                                hint=f"check the user name and password; log in with 'sandbox login {self.registry}'")
         if raw_response.status != 200:
-            raise RegistryError(f"the token service {realm} answered {raw_response.status}", status=raw_response.status)
+            raise RegistryError(f"the token service {realm} answered {raw_response.status}", status=raw_response.status,
+                                hint="try again later; if it persists, the registry's token service is misconfigured")
         try:
             data = json.loads(body)
-            return str(data.get("token") or data["access_token"])
-        except (ValueError, KeyError):
+            token = str(data.get("token") or data["access_token"])
+            lifetime = max(int(data.get("expires_in") or 60), 60)
+        except (ValueError, KeyError, AttributeError, TypeError):
             raise RegistryError(f"the token service {realm} sent no token") from None
+        return token, time.monotonic() + lifetime - 10
 
     # -- errors -----------------------------------------------------------------
 
-    def error(self, response: Response, what: str) -> RegistryError:
+    def error(self, response: Response, what: str, path: str = "") -> RegistryError:
         """A RegistryError in plain words from an error response (spec: "Error codes")."""
         code, detail = _first_error(response)
         where = f"{self.registry}"
@@ -291,7 +330,9 @@ class Transport:
             "UNSUPPORTED": (RegistryError, f"{where} does not support the operation {what}", None),
         }
         if code is None:
-            code = {401: "UNAUTHORIZED", 403: "DENIED", 404: "MANIFEST_UNKNOWN", 429: "TOOMANYREQUESTS"}.get(response.status)
+            code = {401: "UNAUTHORIZED", 403: "DENIED", 429: "TOOMANYREQUESTS"}.get(response.status)
+            if response.status == 404 and "/manifests/" in path:
+                code = "MANIFEST_UNKNOWN"
         if code in table:
             cls, message, hint = table[code]
         else:

@@ -48,7 +48,7 @@ def _error(status: int, code: str | None) -> Response:
     (401, "UNAUTHORIZED", Unauthorized, "log in"),
     (404, "NAME_UNKNOWN", RemoteNotFound, "no repository"),
     (404, "MANIFEST_UNKNOWN", RemoteNotFound, "no such tag"),
-    (404, None, RemoteNotFound, "no such tag"),
+    (404, None, RegistryError, "answered 404"),
     (400, "MANIFEST_BLOB_UNKNOWN", RegistryError, "does not have"),
     (400, "DIGEST_INVALID", RegistryError, "does not match its digest"),
     (500, None, RegistryError, "answered 500"),
