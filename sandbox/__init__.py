@@ -13,7 +13,8 @@ from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound
                      BootstrapError, Conflict, ImageInUse, ImageNotFound, InvalidReference,
                      KernelError, LayerError, LayerNotFound, NotFound, PermissionRequired,
                      SandboxError, StoreCorrupt, UnsafeLayerEntry, UsageError,
-                     RegistryError, Unauthorized, RemoteNotFound, RegistryUnreachable)
+                     RegistryError, Unauthorized, RemoteNotFound, RegistryUnreachable,
+                     CgroupError, CgroupUnavailable, InvalidResources)
 from .image.images import Image  # noqa: E402
 from .reference import Reference, parse as parse_reference  # noqa: E402
 
@@ -31,4 +32,5 @@ __all__ = [
     "Conflict", "ImageInUse", "AmbiguousReference", "StoreCorrupt", "BlobCorrupt", "LayerError",
     "UnsafeLayerEntry", "ArchiveError", "BootstrapError", "PermissionRequired", "KernelError", "UsageError",
     "RegistryError", "Unauthorized", "RemoteNotFound", "RegistryUnreachable",
+    "CgroupError", "CgroupUnavailable", "InvalidResources",
 ]

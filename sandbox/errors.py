@@ -27,6 +27,9 @@ into one short paragraph without a traceback.
     │   ├── Unauthorized          the registry wants (other) credentials
     │   ├── RemoteNotFound        no such repository, tag or blob on the registry
     │   └── RegistryUnreachable   no connection, or it kept dropping after retries
+    ├── CgroupError               a cgroup file write, mkdir or rmdir failed
+    │   ├── CgroupUnavailable     no cgroup file system, or a needed controller is missing
+    │   └── InvalidResources      a limit Docker would refuse too (--memory 1m, --cpus 99)
     ├── PermissionRequired        an operation that needs root or a capability
     ├── UsageError                a wrong flag or argument (CLI and magics)
     └── KernelError               a failed system call (keeps errno, op and path)
@@ -158,6 +161,35 @@ class RemoteNotFound(RegistryError, NotFound):
 
 class RegistryUnreachable(RegistryError):
     """Raised when the registry cannot be reached, or the connection kept dropping after retries."""
+
+
+class CgroupError(SandboxError):
+    """A cgroup operation failed: a control file write, a mkdir or rmdir, a freeze
+    that never settled, or a group that still holds processes when removed.
+
+    ``path`` is the file or directory acted on and ``errno`` the kernel's error
+    number (None when the failure is not a system call).
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None,
+                 errno: int | None = None, hint: str | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.errno = errno
+        super().__init__(message, hint=hint)
+
+
+class CgroupUnavailable(CgroupError):
+    """The host cannot give what was asked: no cgroup file system at all, or a
+    controller (memory, cpu, pids, ...) that is not mounted (v1) or not enabled
+    for this group (v2).  Only raised when the request actually needs it.
+    """
+
+
+class InvalidResources(CgroupError):
+    """A resource value that docker would refuse too (``--memory 1m``,
+    ``--cpus 99`` on a 2-CPU host, ``--memory-swap`` below ``--memory``, ...).
+    Raised before any file is written, so nothing is left half-applied.
+    """
 
 
 class PermissionRequired(SandboxError):

@@ -1,0 +1,112 @@
+"""cgroup v1 and v2 behind one interface (DESIGN.md "Key decisions").
+
+Most current distributions run the unified cgroup v2 hierarchy; many class
+machines (and the reference VM) still run v1 "hybrid": every controller on its
+own v1 mount below ``/sys/fs/cgroup`` plus a controller-less cgroup2 mount at
+``/sys/fs/cgroup/unified``.  The engine only sees :class:`Cgroup`:
+
+* :mod:`sandbox.cgroups.v1` -- one directory per controller
+  (Documentation/admin-guide/cgroup-v1/*.rst).
+* :mod:`sandbox.cgroups.v2` -- one directory in the unified tree
+  (Documentation/admin-guide/cgroup-v2.rst).
+
+Layout follows youki's ``libcgroups`` (STYLE.md): ``base`` holds the shared
+interface and the docker-flag semantics of :class:`Resources`, ``fs`` the
+unbuffered file access and ``mountinfo`` reading, ``parse`` the kernel's file
+formats.
+
+::
+
+    >>> cg = open_cgroup("3f2a9c")              # sandbox/3f2a9c, v1 or v2
+    >>> cg.create(); cg.apply(Resources(memory=64 << 20, cpus=0.5))
+    >>> cg.add(pid); cg.stats().memory_current
+    >>> cg.freeze(); cg.thaw(); cg.kill(); cg.destroy()
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import CgroupError, CgroupUnavailable, InvalidResources
+from .base import Cgroup, Resources, Stats, cpus_to_quota, shares_to_weight
+from .fs import DEFAULT_ROOT, MountInfo, read_mountinfo
+
+
+def detect(root: str | os.PathLike[str] = DEFAULT_ROOT,
+           mountinfo: str | os.PathLike[str] = "/proc/self/mountinfo") -> str:
+    """Which cgroup version the engine should use below ``root``: "v2", "v1" or "none".
+
+    A cgroup2 mount AT ``root`` is v2.  Any v1 mount below it is "v1" -- also on
+    a hybrid host, whose cgroup2 mount has no controllers (the kernel binds each
+    controller to one hierarchy only).  A cgroup2 mount below ``root`` and no v1
+    mounts is "v2".  When mountinfo knows nothing about ``root`` (a test tree,
+    a bind mount), the files decide: ``cgroup.controllers`` means v2, controller
+    directories with ``cgroup.procs`` mean v1.
+    """
+    root_path = Path(root)
+    mounts = [m for m in read_mountinfo(mountinfo) if m.is_cgroup and m.below(root_path)]
+    if any(m.fstype == "cgroup2" and m.mount_point == root_path for m in mounts):
+        return "v2"
+    if any(m.fstype == "cgroup" for m in mounts):
+        return "v1"
+    if mounts:
+        return "v2"
+    if (root_path / "cgroup.controllers").is_file():
+        return "v2"
+    try:
+        if any((e / "cgroup.procs").is_file() for e in root_path.iterdir() if e.is_dir()):
+            return "v1"
+    except OSError:
+        pass
+    return "none"
+
+
+def cgroup_name(name: str, parent: str | None = "sandbox") -> str:
+    """The group's path below a hierarchy root: ``name`` as given when it has a
+    slash ("sandbox/3f2a", "sandbox-test-1/x"), else ``parent/name``.
+
+    Refuses absolute paths and ``..`` so a container id can never name a group
+    outside the hierarchy.
+    """
+    full = name if "/" in name or not parent else f"{parent}/{name}"
+    parts = full.split("/")
+    if not name or any(p in ("", ".", "..") for p in parts):
+        raise CgroupError(f"invalid cgroup name {name!r}",
+                          hint="use a relative path such as 'sandbox/<container-id>'")
+    return "/".join(parts)
+
+
+def open_cgroup(name: str, *, version: str | None = None,
+                root: str | os.PathLike[str] | None = None,
+                parent: str | None = "sandbox") -> Cgroup:
+    """A handle on the group ``name`` (see :func:`cgroup_name`); nothing is created.
+
+    ``version`` None detects it; "v2" on a hybrid host picks the cgroup2 mount
+    found in mountinfo (``/sys/fs/cgroup/unified``), which can freeze and kill
+    but enforce no limits.  ``root`` overrides where the hierarchy lives (tests
+    use a fake tree); for v1 it is the directory holding the controller mounts,
+    for v2 the cgroup2 mount itself.
+    """
+    # Imported here: a client that never touches a container does not load them.
+    from . import v1, v2
+
+    path = cgroup_name(name, parent)
+    base = Path(root) if root is not None else Path(DEFAULT_ROOT)
+    found = version or detect(base)
+    if found == "v2":
+        return v2.V2Cgroup(path, v2.unified_root(base, explicit=root is not None))
+    if found == "v1":
+        return v1.V1Cgroup(path, v1.controller_dirs(base))
+    if found == "none":
+        raise CgroupUnavailable(
+            f"no cgroup file system is mounted at {base}",
+            hint="mount one: mount -t cgroup2 none /sys/fs/cgroup; or run without limits")
+    raise CgroupError(f"unknown cgroup version {version!r}", hint="use 'v1', 'v2' or None to detect")
+
+
+__all__ = [
+    "Cgroup", "CgroupError", "CgroupUnavailable", "InvalidResources", "MountInfo",
+    "Resources", "Stats", "cgroup_name", "cpus_to_quota", "detect", "open_cgroup",
+    "shares_to_weight",
+]
