@@ -238,13 +238,41 @@ class Cgroup(abc.ABC):
     def create(self) -> None:
         """Make the group (and its parents) so processes can join; idempotent."""
 
-    @abc.abstractmethod
     def apply(self, resources: Resources) -> list[str]:
         """Write the limits that are not None; returns warnings (docker prints them).
 
-        Works on a live group (``docker update``).  Raises InvalidResources before
-        writing anything, CgroupUnavailable when a needed controller is missing.
+        Works on a live group (``docker update``).  Everything is checked first
+        (values, the group, each needed controller), so a refusal writes nothing:
+        InvalidResources for a bad value, CgroupUnavailable for a missing controller.
         """
+        r = resources
+        r.validate()
+        if not self.exists():
+            raise CgroupError(f"cannot apply limits: cgroup {self.name} does not exist",
+                              hint="call create() first")
+        quota, period = r.quota_period()
+        if r.memory is not None or r.memory_swap is not None:
+            self._need("memory", "set a memory limit")
+        if r.cpu_shares is not None or quota is not None or period is not None:
+            self._need("cpu", "set CPU shares or quota")
+        if r.cpuset_cpus is not None or r.cpuset_mems is not None:
+            self._need("cpuset", "set a cpuset")
+            r.check_cpuset(*self._parent_cpuset())
+        if r.pids_limit is not None:
+            self._need("pids", "set a pids limit")
+        return self._write_limits(r, quota, period)
+
+    @abc.abstractmethod
+    def _need(self, controller: str, what: str) -> object:
+        """Raise CgroupUnavailable unless ``controller`` can be used by this group."""
+
+    @abc.abstractmethod
+    def _parent_cpuset(self) -> tuple[str | None, str | None]:
+        """The CPUs and memory nodes the parent allows (a cpuset must stay within them)."""
+
+    @abc.abstractmethod
+    def _write_limits(self, r: Resources, quota: int | None, period: int | None) -> list[str]:
+        """Write the checked limits into the control files; return warnings."""
 
     @abc.abstractmethod
     def add(self, pid: int) -> None:

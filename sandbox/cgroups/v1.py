@@ -162,23 +162,11 @@ class V1Cgroup(Cgroup):
 
     # -------------------------------------------------------------- limits
 
-    def apply(self, resources: Resources) -> list[str]:
-        r = resources
-        r.validate()
-        if not self.exists():
-            raise CgroupError(f"cannot apply limits: cgroup {self.name} does not exist",
-                              hint="call create() first")
-        quota, period = r.quota_period()
-        if r.memory is not None or r.memory_swap is not None:
-            self._need("memory", "set a memory limit")
-        if r.cpu_shares is not None or quota is not None or period is not None:
-            self._need("cpu", "set CPU shares or quota")
-        if r.cpuset_cpus is not None or r.cpuset_mems is not None:
-            parent = self._need("cpuset", "set a cpuset").parent
-            r.check_cpuset(fs.read(parent / "cpuset.cpus"), fs.read(parent / "cpuset.mems"))
-        if r.pids_limit is not None:
-            self._need("pids", "set a pids limit")
+    def _parent_cpuset(self) -> tuple[str | None, str | None]:
+        parent = self._need("cpuset", "set a cpuset").parent
+        return fs.read(parent / "cpuset.cpus"), fs.read(parent / "cpuset.mems")
 
+    def _write_limits(self, r: Resources, quota: int | None, period: int | None) -> list[str]:
         warnings: list[str] = []
         d = self._dirs.get("cpuset")
         if d is not None:

@@ -127,24 +127,11 @@ class V2Cgroup(Cgroup):
 
     # -------------------------------------------------------------- limits
 
-    def apply(self, resources: Resources) -> list[str]:
-        r = resources
-        r.validate()
-        if not self.exists():
-            raise CgroupError(f"cannot apply limits: cgroup {self.path} does not exist",
-                              hint="call create() first")
-        quota, period = r.quota_period()
-        if r.memory is not None or r.memory_swap is not None:
-            self._need("memory", "set a memory limit")
-        if r.cpu_shares is not None or quota is not None or period is not None:
-            self._need("cpu", "set CPU shares or quota")
-        if r.cpuset_cpus is not None or r.cpuset_mems is not None:
-            self._need("cpuset", "set a cpuset")
-            r.check_cpuset(fs.read(self.path.parent / "cpuset.cpus.effective"),
-                           fs.read(self.path.parent / "cpuset.mems.effective"))
-        if r.pids_limit is not None:
-            self._need("pids", "set a pids limit")
+    def _parent_cpuset(self) -> tuple[str | None, str | None]:
+        return (fs.read(self.path.parent / "cpuset.cpus.effective"),
+                fs.read(self.path.parent / "cpuset.mems.effective"))
 
+    def _write_limits(self, r: Resources, quota: int | None, period: int | None) -> list[str]:
         warnings: list[str] = []
         if r.cpuset_cpus is not None:
             fs.write(self.path / "cpuset.cpus", r.cpuset_cpus)
