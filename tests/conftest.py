@@ -79,8 +79,16 @@ def pytest_sessionfinish(session, exitstatus):
     before = _LEAK_STATE.get("before")
     if before is None or session.config.option.collectonly:
         return
-    found = leaks.diff(before, leaks.snapshot(_LEAK_STATE["roots"]))
+    after = leaks.snapshot(_LEAK_STATE["roots"])
+    found = leaks.diff(before, after)
     _LEAK_STATE["found"] = found
+    # Leave the machine as we found it: empty parent groups (sandbox/) that this
+    # session created go too, deepest first; rmdir fails harmlessly on a busy one.
+    for path in sorted(after.cgroups - before.cgroups, key=len, reverse=True):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
     if found and session.exitstatus == 0:
         session.exitstatus = 1
     if found and session.config.pluginmanager.get_plugin("terminalreporter") is None:
