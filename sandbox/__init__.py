@@ -14,7 +14,7 @@ from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound
                      KernelError, LayerError, LayerNotFound, NotFound, PermissionRequired,
                      SandboxError, StoreCorrupt, UnsafeLayerEntry, UsageError,
                      RegistryError, Unauthorized, RemoteNotFound, RegistryUnreachable,
-                     CgroupError, CgroupUnavailable, InvalidResources)
+                     CgroupError, CgroupUnavailable, InvalidResources, StoreFull)
 from .image.images import Image  # noqa: E402
 from .reference import Reference, parse as parse_reference  # noqa: E402
 
@@ -32,5 +32,5 @@ __all__ = [
     "Conflict", "ImageInUse", "AmbiguousReference", "StoreCorrupt", "BlobCorrupt", "LayerError",
     "UnsafeLayerEntry", "ArchiveError", "BootstrapError", "PermissionRequired", "KernelError", "UsageError",
     "RegistryError", "Unauthorized", "RemoteNotFound", "RegistryUnreachable",
-    "CgroupError", "CgroupUnavailable", "InvalidResources",
+    "CgroupError", "CgroupUnavailable", "InvalidResources", "StoreFull",
 ]

@@ -19,6 +19,7 @@ into one short paragraph without a traceback.
     │   └── AmbiguousReference    an id prefix that matches several images
     ├── StoreCorrupt
     │   └── BlobCorrupt           a blob whose content does not match its digest
+    ├── StoreFull                 no space left for a blob, a layer or metadata
     ├── LayerError
     │   └── UnsafeLayerEntry      a tar entry that would write outside the target
     ├── ArchiveError              save/load/import input that is not what it claims
@@ -109,6 +110,17 @@ class BlobCorrupt(StoreCorrupt):
             f"{what} {digest} is corrupt: its content does not match its digest{detail}",
             hint=hint or "remove the image with 'sandbox rmi -f' and pull, load or build it again",
         )
+
+
+class StoreFull(SandboxError):
+    """Raised when the store's file system runs out of space (ENOSPC, EDQUOT).
+
+    The half-written blob, layer or temp file is removed before this is raised.
+    """
+
+    def __init__(self, what: str, where: str) -> None:
+        super().__init__(f"no space left on the device holding {where} while writing {what}",
+                         hint="free some space (e.g. 'sandbox image prune -a'), or point SANDBOX_ROOT at a bigger disk")
 
 
 class LayerError(SandboxError):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import io
 import json
@@ -42,7 +43,7 @@ from typing import IO, Any, BinaryIO, Callable, Iterable, Iterator
 
 from .. import reference as _ref
 from ..errors import (ArchiveError, BlobCorrupt, InvalidReference, LayerError, SandboxError,
-                      UnsafeLayerEntry)
+                      StoreFull, UnsafeLayerEntry)
 from . import fsutil, tarlayer
 from .images import Image, ImageStore, host_platform, new_config, now_rfc3339
 from .layers import LayerBlob, check_diff_id, write_layer_blob
@@ -438,7 +439,13 @@ def _spool(src: _Prefixed, dst: IO[bytes], compressed: str | None, source: str) 
         reader = tarlayer.open_layer(reader)
     try:
         while chunk := reader.read(CHUNK):
-            dst.write(chunk)
+            try:
+                dst.write(chunk)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise StoreFull(f"a spooled copy of {source}", str(Path(dst.name).parent)
+                                    if isinstance(getattr(dst, "name", None), str) else "the store") from None
+                raise
     except (OSError, EOFError, zlib.error, lzma.LZMAError, LayerError) as e:
         raise ArchiveError(f"{source} is not a valid {compressed} stream: {_cause(e)}",
                            hint="the download or copy was probably cut short; fetch it again") from None

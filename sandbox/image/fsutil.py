@@ -47,10 +47,13 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             view = view[os.write(fd, view):]
         os.fchmod(fd, mode)  # the umask must not decide a metadata file's mode
         os.fsync(fd)
-    except BaseException:
+    except BaseException as e:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            from ..errors import StoreFull
+            raise StoreFull(path.name, str(path.parent)) from None
         raise
     os.close(fd)
     os.rename(tmp, path)

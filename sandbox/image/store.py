@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from ..errors import BlobCorrupt, BlobNotFound, StoreCorrupt
+from ..errors import BlobCorrupt, BlobNotFound, StoreCorrupt, StoreFull
 from . import fsutil
 from .mediatypes import FULL_NAME, OCI_INDEX, OCI_LAYOUT_VERSION, REF_NAME, check_digest, sha256_digest
 
@@ -94,8 +94,14 @@ class BlobWriter:
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.abort()
+                raise StoreFull("a blob", str(self._store.root)) from None
+            raise
         self._hash.update(data)
         self.size += len(data)
         return len(data)
