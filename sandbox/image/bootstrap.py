@@ -128,10 +128,13 @@ def _busybox_tree(root: Path, busybox: Path, epoch: int) -> None:
                              ("shadow", SHADOW, 0o640), ("hosts", HOSTS, 0o644)]:
         (root / "etc" / name).write_text(text)
         os.chmod(root / "etc" / name, mode)
+    as_root = os.geteuid() == 0  # without root the layer writer maps our own files to 0:0
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), 0, 0) if os.geteuid() == 0 else None
-            os.utime(os.path.join(dirpath, name), (epoch, epoch), follow_symlinks=False)
+            path = os.path.join(dirpath, name)
+            if as_root:
+                os.lchown(path, 0, 0)
+            os.utime(path, (epoch, epoch), follow_symlinks=False)
     os.utime(root, (epoch, epoch))
 
 

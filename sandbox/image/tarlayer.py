@@ -239,11 +239,24 @@ def _add_path(tar: tarfile.TarFile, root: Path, rel: str,
         tar.addfile(info, f)
 
 
+def stored_owner(uid: int, gid: int) -> tuple[int, int]:
+    """The owner a file gets in a layer.
+
+    As root, its own.  Without root (rootless mode, Binder), files the user owns
+    stand for root's: inside a rootless container root *is* that user, and a
+    base image made without root must still say 0:0 like every image does.
+    """
+    euid = os.geteuid()
+    if euid == 0:
+        return uid, gid
+    return (0 if uid == euid else uid), (0 if gid == os.getegid() else gid)
+
+
 def _tarinfo(rel: str, st: os.stat_result, full: str, epoch: int | None) -> tarfile.TarInfo | None:
     """The header of one entry, with nothing in it that varies between machines."""
     info = tarfile.TarInfo(rel)  # tarfile appends the "/" of a directory name itself
     info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uid, info.gid = stored_owner(st.st_uid, st.st_gid)
     info.uname = info.gname = ""
     mtime = st.st_mtime_ns // 1_000_000_000
     info.mtime = min(mtime, epoch) if epoch is not None else mtime

@@ -875,3 +875,14 @@ def test_implicit_parents_are_the_same_on_every_import(tmp_path: Path, monkeypat
     listed = os.stat(tmp_path / "one" / "opt")  # a later entry for the directory wins
     assert (stat.S_IMODE(listed.st_mode), listed.st_mtime) == (0o700, 1234)
     assert tree_bytes(tmp_path / "one") == tree_bytes(tmp_path / "two")
+
+
+def test_without_root_the_users_files_are_stored_as_root(monkeypatch):
+    """Rootless: the invoking user stands for root in a layer; other owners stay as they are."""
+    import sandbox.image.tarlayer as tl
+    monkeypatch.setattr(tl.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(tl.os, "getegid", lambda: 1000)
+    assert tl.stored_owner(1000, 1000) == (0, 0)
+    assert tl.stored_owner(1001, 50) == (1001, 50)
+    monkeypatch.setattr(tl.os, "geteuid", lambda: 0)
+    assert tl.stored_owner(1000, 1000) == (1000, 1000)
