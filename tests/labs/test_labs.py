@@ -55,11 +55,16 @@ def _failure(nb, path: Path, exc: Exception) -> str:
 
 @pytest.mark.timeout(3 * CELL_TIMEOUT)
 @pytest.mark.parametrize("lab", PARAMS)
-def test_lab(lab: Path, sandbox_root):
+def test_lab(lab: Path, sandbox_root, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
     _kernel_is_ours()
+    # The lab's scratch folders (tempfile) go below the test's store too, so that a
+    # lab failing half-way has its mounts found and removed by the fixture.
+    scratch = sandbox_root / "tmp-lab"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     nb = nbformat.read(lab, as_version=4)
     client = NotebookClient(
         nb,
