@@ -215,10 +215,11 @@ def _write_tar(store: Store, out: BinaryIO, files: dict[str, bytes], blobs: dict
 
 
 class _ExactReader:
-    """Hands tarfile exactly ``size`` bytes, then reads on to EOF so the store checks the digest.
+    """Hands tarfile exactly ``size`` bytes, then makes sure the blob has no more.
 
-    tarfile never asks for more than the member's size, and ``VerifyingReader``
-    only checks at EOF, so without the extra read a corrupt blob would pass.
+    tarfile never asks for more than the header's size; if the blob on disk has
+    grown since that size was taken, the digest check (which fires at the file's
+    real end) would never run, so a longer blob is refused here.
     """
 
     def __init__(self, reader: Any, size: int, digest: str) -> None:
@@ -495,15 +496,21 @@ def _store_config(archive: _Archive, store: Store, name: str, expected: str | No
     if expected and digest != expected:
         raise BlobCorrupt(expected, f"image config {name} of {archive.source}, digest", actual=digest,
                           hint="the archive is damaged; save or download it again")
-    try:
-        config = json.loads(data)
-        if not isinstance(config, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as e:
-        raise ArchiveError(f"{archive.source}: image config {name} is not valid JSON ({e})",
-                           hint="the archive is damaged; save it again") from None
+    config = _json_object(data, archive.source, f"image config {name}")
     store.put_blob(data, digest)
     return digest, config
+
+
+def _json_object(data: bytes, source: str, what: str) -> dict[str, Any]:
+    """``data`` parsed as a JSON object, or an ArchiveError naming the member."""
+    try:
+        obj = json.loads(data)
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        raise ArchiveError(f"{source}: {what} is not valid JSON ({e})",
+                           hint="the archive is damaged; save it again") from None
+    return obj
 
 
 def _diff_ids(config: dict[str, Any], name: str, count: int, source: str) -> list[str]:
@@ -665,14 +672,7 @@ def _read_blob_json(archive: _Archive, store: Store | None, desc: dict[str, Any]
     if sha256_digest(data) != desc["digest"]:
         raise BlobCorrupt(desc["digest"], f"{what} {name} of {archive.source}, digest", actual=sha256_digest(data),
                           hint="the archive is damaged; save or download it again")
-    try:
-        obj = json.loads(data)
-        if not isinstance(obj, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as e:
-        raise ArchiveError(f"{archive.source}: {what} {name} is not valid JSON ({e})",
-                           hint="the archive is damaged; save it again") from None
-    return obj
+    return _json_object(data, archive.source, f"{what} {name}")
 
 
 # ==============================================================================

@@ -69,18 +69,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import UsageError
+from ..kernel import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID,
+                      CLONE_NEWUSER, CLONE_NEWUTS)
 
 ERRNO_EPERM = 1
 ERRNO_ENOSYS = 38
 
-# <linux/sched.h>: the clone flags that create namespaces.
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
+# The clone flags that create namespaces (values kept in one place: sandbox.kernel).
 CLONE_NAMESPACE_FLAGS = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC
                          | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET)
 
