@@ -13,13 +13,16 @@ own v1 mount below ``/sys/fs/cgroup`` plus a controller-less cgroup2 mount at
 Layout follows youki's ``libcgroups`` (STYLE.md): ``base`` holds the shared
 interface and the docker-flag semantics of :class:`Resources`, ``fs`` the
 unbuffered file access and ``mountinfo`` reading, ``parse`` the kernel's file
-formats.
+formats, ``oci`` the OCI ``linux.resources`` reader, ``devices`` the device
+rules (and ``ebpf`` their v2 program), ``oom`` the OOM notifiers.
 
 ::
 
     >>> cg = open_cgroup("3f2a9c")              # sandbox/3f2a9c, v1 or v2
     >>> cg.create(); cg.apply(Resources(memory=64 << 20, cpus=0.5))
+    >>> cg.apply_devices([{"allow": False}, {"allow": True, "type": "c", "major": 1, "minor": 3}])
     >>> cg.add(pid); cg.stats().memory_current
+    >>> with cg.oom_notifier() as oom: oom.wait(1.0)   # OOM events since created
     >>> cg.freeze(); cg.thaw(); cg.kill(); cg.destroy()
 """
 
@@ -30,7 +33,10 @@ from pathlib import Path
 
 from ..errors import CgroupError, CgroupUnavailable, InvalidResources
 from .base import Cgroup, Resources, Stats, cpus_to_quota, shares_to_weight
+from .devices import DeviceRule, DeviceRuleSet, device_allowed, parse_device_rules
 from .fs import DEFAULT_ROOT, MountInfo, read_mountinfo
+from .oci import resources_from_oci
+from .oom import OomNotifier
 
 
 def detect(root: str | os.PathLike[str] = DEFAULT_ROOT,
@@ -106,7 +112,8 @@ def open_cgroup(name: str, *, version: str | None = None,
 
 
 __all__ = [
-    "Cgroup", "CgroupError", "CgroupUnavailable", "InvalidResources", "MountInfo",
-    "Resources", "Stats", "cgroup_name", "cpus_to_quota", "detect", "open_cgroup",
-    "shares_to_weight",
+    "Cgroup", "CgroupError", "CgroupUnavailable", "DeviceRule", "DeviceRuleSet",
+    "InvalidResources", "MountInfo", "OomNotifier", "Resources", "Stats", "cgroup_name",
+    "cpus_to_quota", "detect", "device_allowed", "open_cgroup", "parse_device_rules",
+    "resources_from_oci", "shares_to_weight",
 ]

@@ -1,11 +1,13 @@
 """The interface both cgroup versions implement, and docker's resource semantics.
 
 :class:`Resources` speaks docker's flags (``--memory``, ``--memory-swap``,
-``--cpu-shares``, ``--cpus``, ``--cpu-quota``, ``--cpu-period``,
-``--cpuset-cpus``, ``--cpuset-mems``, ``--pids-limit``) and refuses what docker
-refuses, with docker's wording, before anything is written.  The conversions
-to v2 (shares to weight, memory+swap to swap) are runc's, so a class sees the
-same numbers in ``/sys/fs/cgroup`` as under Docker.
+``--memory-reservation``, ``--cpu-shares``, ``--cpus``, ``--cpu-quota``,
+``--cpu-period``, ``--cpuset-cpus``, ``--cpuset-mems``, ``--pids-limit``) and
+refuses what docker refuses, with docker's wording, before anything is
+written.  The conversions to v2 (shares to weight, memory+swap to swap) are
+runc's, so a class sees the same numbers in ``/sys/fs/cgroup`` as under Docker.
+:meth:`Cgroup.apply_devices` takes OCI device rules (:mod:`.devices`) and
+:meth:`Cgroup.oom_notifier` gives a pollable OOM event source (:mod:`.oom`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import errno as E
 import os
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from . import CgroupError, InvalidResources, fs
+from .devices import DeviceRule, DeviceRuleSet, parse_device_rules
+from .oom import OomNotifier
 from .parse import cpu_list
 
 MIN_MEMORY = 6 * 1024 * 1024          # docker's linuxMinMemory
@@ -67,6 +72,8 @@ class Resources:
 
     memory       bytes; -1 removes the limit; at least 6 MB otherwise
     memory_swap  memory + swap in bytes, as docker's --memory-swap; -1 unlimited swap
+    memory_reservation  soft limit in bytes (v1 memory.soft_limit_in_bytes, v2
+                 memory.low, as runc); -1 removes it
     cpu_shares   relative CPU weight, 2..262144 (docker's default is 1024)
     cpu_quota    us of CPU per period; -1 removes the quota
     cpu_period   us, 1000..1000000 (default 100000)
@@ -75,11 +82,12 @@ class Resources:
     pids_limit   maximum tasks; -1 or 0 means unlimited
 
     Docker's 0 ("not set") is accepted as None for memory, memory_swap,
-    cpu_shares, cpu_quota, cpu_period and cpus.
+    memory_reservation, cpu_shares, cpu_quota, cpu_period and cpus.
     """
 
     memory: int | None = None
     memory_swap: int | None = None
+    memory_reservation: int | None = None
     cpu_shares: int | None = None
     cpu_quota: int | None = None
     cpu_period: int | None = None
@@ -89,9 +97,14 @@ class Resources:
     pids_limit: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("memory", "memory_swap", "cpu_shares", "cpu_quota", "cpu_period", "cpus"):
+        for name in ("memory", "memory_swap", "memory_reservation", "cpu_shares", "cpu_quota",
+                     "cpu_period", "cpus"):
             if getattr(self, name) == 0:
                 setattr(self, name, None)
+
+    def requested(self) -> bool:
+        """True when any limit is set (a group is then required, not optional)."""
+        return any(getattr(self, f.name) is not None for f in fields(self))
 
     def validate(self) -> None:
         """Raise InvalidResources for any value docker would refuse."""
@@ -124,6 +137,14 @@ class Resources:
                 raise InvalidResources("Minimum memoryswap limit should be larger than memory "
                                        "limit, see usage",
                                        hint="--memory-swap is memory plus swap, not swap alone")
+        reservation = self.memory_reservation
+        if reservation is not None and reservation != -1:
+            if reservation < MIN_MEMORY:
+                raise InvalidResources("Minimum memory reservation allowed is 6MB",
+                                       hint=f"asked for {reservation} bytes")
+            if memory is not None and memory != -1 and memory < reservation:
+                raise InvalidResources("Minimum memory limit can not be less than memory "
+                                       "reservation limit, see usage")
 
     def _validate_cpu(self) -> None:
         if self.cpu_shares is not None and not MIN_SHARES <= self.cpu_shares <= MAX_SHARES:
@@ -247,11 +268,9 @@ class Cgroup(abc.ABC):
         """
         r = resources
         r.validate()
-        if not self.exists():
-            raise CgroupError(f"cannot apply limits: cgroup {self.name} does not exist",
-                              hint="call create() first")
+        self._require_group("apply limits")
         quota, period = r.quota_period()
-        if r.memory is not None or r.memory_swap is not None:
+        if r.memory is not None or r.memory_swap is not None or r.memory_reservation is not None:
             self._need("memory", "set a memory limit")
         if r.cpu_shares is not None or quota is not None or period is not None:
             self._need("cpu", "set CPU shares or quota")
@@ -261,6 +280,40 @@ class Cgroup(abc.ABC):
         if r.pids_limit is not None:
             self._need("pids", "set a pids limit")
         return self._write_limits(r, quota, period)
+
+    def apply_devices(self, rules: Iterable[Mapping[str, Any] | DeviceRule] | None) -> list[str]:
+        """Set which device nodes the group's processes may open or create.
+
+        ``rules`` is OCI's ``linux.resources.devices``, applied in order from
+        deny-all (runc's semantics; see :mod:`.devices`).  The whole list is
+        checked first: a malformed rule raises InvalidResources naming its
+        field, a rule the kernel would silently ignore is refused too, and
+        nothing is written.  v1 writes devices.deny/devices.allow (on a live
+        group the list is rewritten from deny-all, so an open(2) racing the
+        call can fail); v2 attaches an eBPF program in place of the old one.
+        Returns warnings (none so far), like apply().
+        """
+        checked = parse_device_rules(rules)
+        state = DeviceRuleSet.from_rules(checked)
+        self._require_group("apply device rules")
+        return self._write_devices(checked, state)
+
+    @abc.abstractmethod
+    def _write_devices(self, rules: list[DeviceRule], state: DeviceRuleSet) -> list[str]:
+        """Make the kernel enforce the checked ``rules`` (whose meaning is ``state``)."""
+
+    @abc.abstractmethod
+    def oom_notifier(self) -> OomNotifier:
+        """A pollable source of this group's OOM events (see :mod:`.oom`).
+
+        Raises CgroupUnavailable when the memory controller is missing, and
+        CgroupError when the group does not exist.
+        """
+
+    def _require_group(self, action: str) -> None:
+        if not self.exists():
+            raise CgroupError(f"cannot {action}: cgroup {self.name} does not exist",
+                              hint="call create() first")
 
     @abc.abstractmethod
     def _need(self, controller: str, what: str) -> object:

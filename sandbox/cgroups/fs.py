@@ -83,6 +83,13 @@ def read_mountinfo(path: str | os.PathLike[str] = "/proc/self/mountinfo") -> lis
 def _hint(path: Path, err: int) -> str | None:
     """What a refused write or mkdir most likely means, by file and errno."""
     name = path.name
+    if name in ("devices.allow", "devices.deny") and os.geteuid() == 0:
+        if err == E.EPERM:
+            return "a group can only allow devices its parent group allows; check the parent's devices.list"
+        if err == E.EINVAL:
+            return "an 'a' (all devices) rule is refused while the group has child groups"
+    if name == "cgroup.event_control" and err == E.EINVAL:
+        return "the eventfd or the control file descriptor is not valid for this group"
     if err in (E.EACCES, E.EPERM, E.EROFS):
         return "the cgroup file system is read-only or not delegated to this process"
     if name.startswith("memory.") and err in (E.EINVAL, E.EBUSY):

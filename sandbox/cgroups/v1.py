@@ -5,9 +5,11 @@ most distros, separate "cpu" and "cpuacct" on others); mountinfo says which,
 so a co-mounted directory is created, joined and removed once.  The files:
 
 * memory (memory.rst): memory.limit_in_bytes, memory.memsw.limit_in_bytes
-  (only with swap accounting), usage/max_usage_in_bytes, memory.oom_control's
-  ``oom_kill`` counter.  memsw must stay >= the memory limit at every moment,
-  so the write order depends on the direction (runc does the same).
+  (only with swap accounting), memory.soft_limit_in_bytes (the reservation),
+  usage/max_usage_in_bytes, memory.oom_control's ``oom_kill`` counter, and
+  cgroup.event_control to get OOM events on an eventfd (:mod:`.oom`).  memsw
+  must stay >= the memory limit at every moment, so the write order depends on
+  the direction (runc does the same).
 * cpu (scheduler/sched-design-CFS, sched-bwc.rst): cpu.shares, cpu.cfs_period_us,
   cpu.cfs_quota_us; cpuacct.rst: cpuacct.usage(_user/_sys), cpuacct.stat.
 * cpuset (cpusets.rst): a new cpuset starts with empty cpus and mems and no
@@ -16,7 +18,8 @@ so a co-mounted directory is created, joined and removed once.  The files:
 * freezer (freezer-subsystem.rst): freezer.state goes FREEZING -> FROZEN; we
   wait for FROZEN.  A frozen task does not die from SIGKILL until thawed.
 * blkio (blkio-controller.rst): io_service_bytes, CFQ/BFQ or throttle layer.
-* devices: only the directory; the runtime writes the rules.
+* devices (devices.rst): devices.deny / devices.allow, one rule per write, in
+  the OCI list's order after a deny-all (:mod:`.devices`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from pathlib import Path
 
 from . import CgroupError, CgroupUnavailable, fs
 from .base import Cgroup, Resources, Stats, wait_until
+from .devices import DeviceRule, DeviceRuleSet
+from .oom import EventfdOomNotifier, OomNotifier
 from .parse import blkio_service_bytes, flat_keyed
 
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")
@@ -176,6 +181,8 @@ class V1Cgroup(Cgroup):
                 fs.write(d / "cpuset.mems", r.cpuset_mems)
         if r.memory is not None or r.memory_swap is not None:
             warnings += self._apply_memory(r.memory, r.memory_swap)
+        if r.memory_reservation is not None:
+            fs.write(self._dirs["memory"] / "memory.soft_limit_in_bytes", r.memory_reservation)
         if "cpu" in self._dirs:
             self._apply_cpu(r.cpu_shares, quota, period)
         if r.pids_limit is not None:
@@ -227,6 +234,16 @@ class V1Cgroup(Cgroup):
         if pending is not None:
             fs.write(d / "cpu.cfs_period_us", pending)
 
+    def _write_devices(self, rules: list[DeviceRule], state: DeviceRuleSet) -> list[str]:
+        d = self._need("devices", "apply device rules")
+        # A new group inherits its parent's list (usually allow-all); the OCI list
+        # starts from deny-all as in runc, so say so unless it resets by itself.
+        if not rules or not rules[0].is_reset:
+            fs.write(d / "devices.deny", "a")
+        for rule in rules:
+            fs.write(d / ("devices.allow" if rule.allow else "devices.deny"), rule.cgroup_line())
+        return []
+
     # -------------------------------------------------------------- stats
 
     def stats(self) -> Stats:
@@ -274,6 +291,11 @@ class V1Cgroup(Cgroup):
     def oom_kills(self) -> int:
         f = self._file("memory", "memory.oom_control")
         return flat_keyed(fs.read(f)).get("oom_kill", 0) if f is not None else 0
+
+    def oom_notifier(self) -> OomNotifier:
+        d = self._need("memory", "watch for OOM kills")
+        self._require_group("watch for OOM kills")
+        return EventfdOomNotifier(d)
 
     # -------------------------------------------------------------- freezer
 

@@ -9,18 +9,28 @@ and only the core files work there: cgroup.procs, cgroup.freeze,
 cgroup.events, cgroup.kill and cpu.stat.
 
 Files used: memory.max, memory.swap.max (swap alone, not docker's memory+swap),
-memory.current, memory.peak (Linux 5.19+), memory.events (``oom_kill``),
+memory.low (the reservation), memory.current, memory.peak (Linux 5.19+),
+memory.events (``oom_kill``, and polled for OOM notification, :mod:`.oom`),
 cpu.weight, cpu.max ("$QUOTA $PERIOD"), cpu.stat (usec), cpuset.cpus/mems,
 pids.max/current, io.stat, cgroup.freeze + cgroup.events (``frozen 1``, 5.2+)
 and cgroup.kill (5.14+).
+
+Device rules have no file on v2: they are an eBPF program (:mod:`.ebpf`)
+attached to the group's directory with bpf(2).  That works wherever there is
+a cgroup2 mount, also the controller-less one of a hybrid host.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
+from ..errors import KernelError
 from . import CgroupError, CgroupUnavailable, fs
 from .base import DEFAULT_PERIOD, Cgroup, Resources, Stats, shares_to_weight, wait_until
+from .devices import DeviceRule, DeviceRuleSet
+from .oom import EventsFileNotifier, OomNotifier
 from .parse import cpu_max, flat_keyed, io_stat
 
 #: Controllers the engine enables for its groups.
@@ -139,6 +149,9 @@ class V2Cgroup(Cgroup):
             fs.write(self.path / "cpuset.mems", r.cpuset_mems)
         if r.memory is not None:
             fs.write(self.path / "memory.max", "max" if r.memory == -1 else r.memory)
+        if r.memory_reservation is not None:
+            fs.write(self.path / "memory.low",
+                     "max" if r.memory_reservation == -1 else r.memory_reservation)
         swap = -1 if r.memory == -1 and r.memory_swap is None else r.swap_only()
         if swap is not None:
             swap_file = self.path / "memory.swap.max"
@@ -188,6 +201,46 @@ class V2Cgroup(Cgroup):
     def oom_kills(self) -> int:
         return flat_keyed(fs.read(self.path / "memory.events")).get("oom_kill", 0)
 
+    def oom_notifier(self) -> OomNotifier:
+        self._require_group("watch for OOM kills")
+        self._need("memory", "watch for OOM kills")
+        return EventsFileNotifier(self.path / "memory.events")
+
+    # -------------------------------------------------------------- devices
+
+    def _write_devices(self, rules: list[DeviceRule], state: DeviceRuleSet) -> list[str]:
+        """Attach the new filter, then detach the ones it replaces (runc's order:
+        there is never a moment without a filter)."""
+        # Imported here: only a runtime applying device rules needs ctypes and bpf.
+        from .. import kernel
+        from .ebpf import LICENSE, device_filter
+
+        code = device_filter(state).assemble()
+        try:
+            group = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise fs.os_error("open", self.path, exc) from exc
+        try:
+            old = kernel.bpf_prog_query(group, kernel.BPF_CGROUP_DEVICE)
+            prog = kernel.bpf_prog_load(kernel.BPF_PROG_TYPE_CGROUP_DEVICE, code, LICENSE,
+                                        "sandbox_devices")
+            try:
+                kernel.bpf_prog_attach(group, prog, kernel.BPF_CGROUP_DEVICE,
+                                       kernel.BPF_F_ALLOW_MULTI)
+            finally:
+                os.close(prog)
+            for prog_id in old:
+                old_fd = kernel.bpf_prog_get_fd_by_id(prog_id)
+                try:
+                    kernel.bpf_prog_detach(group, old_fd, kernel.BPF_CGROUP_DEVICE)
+                finally:
+                    os.close(old_fd)
+        except KernelError as exc:
+            raise _device_error(self.path, exc) from exc
+        finally:
+            os.close(group)
+        return []
+
     # -------------------------------------------------------------- freezer
 
     def _kill_file(self) -> Path | None:
@@ -223,3 +276,13 @@ class V2Cgroup(Cgroup):
         if not wait_until(lambda: not self.frozen, self.freeze_timeout):
             raise CgroupError(f"thaw cgroup {self.path}: still frozen after {self.freeze_timeout:g}s",
                               path=f, hint="a parent group may be frozen; thaw it first")
+
+
+def _device_error(path: Path, exc: KernelError) -> CgroupError:
+    """A failed bpf(2) call as a cgroup error; a kernel without cgroup BPF is "unavailable"."""
+    text = f"apply device rules to cgroup {path}: {exc.args[0]}"
+    if exc.errno in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return CgroupUnavailable(text, path=path, errno=exc.errno, hint=exc.hint or (
+            "this kernel cannot filter devices with eBPF (needs Linux 5.1+ with "
+            "CONFIG_CGROUP_BPF); leave linux.resources.devices empty"))
+    return CgroupError(text, path=path, errno=exc.errno, hint=exc.hint)

@@ -2,9 +2,14 @@
 
 v1: limits land in the kernel's files, a real process is counted, frozen
 (its CPU time stops), thawed, killed, and its group removed; a memory hog is
-OOM-killed inside a 32 MB group and the kill is counted.  v2: the cgroup2
-mount (``/sys/fs/cgroup/unified`` on a hybrid host) freezes through
-cgroup.freeze/cgroup.events and kills through cgroup.kill.
+OOM-killed inside a 32 MB group, the kill is counted and the OOM notifier
+(an eventfd) reports it; a pids limit holds while a process forks past it;
+device rules let a process open /dev/null and refuse /dev/zero.  v2: the
+cgroup2 mount (``/sys/fs/cgroup/unified`` on a hybrid host) freezes through
+cgroup.freeze/cgroup.events, kills through cgroup.kill, enforces device rules
+with a real eBPF program, and its POLLPRI change notification (what the v2
+OOM notifier waits for on memory.events) is exercised on cgroup.events when
+the memory controller is bound to v1.  Both versions give the same Stats shape.
 
 Every group is named ``sandbox-test-<random>/x`` and removed in a finally
 block, every child is reaped; the session's leak checker fails the run
@@ -13,25 +18,35 @@ otherwise.  Nothing here needs CAP_SYS_RESOURCE.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import os
 import secrets
+import select
 import signal
 import subprocess
 import sys
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from sandbox import kernel
 from sandbox.cgroups import (
     Cgroup,
     CgroupError,
     CgroupUnavailable,
+    InvalidResources,
     Resources,
+    Stats,
     detect,
+    device_allowed,
     open_cgroup,
 )
 from sandbox.cgroups.fs import read_mountinfo
+from sandbox.cgroups.oom import EventsFileNotifier
 from tests.conftest import requires_root
 
 pytestmark = requires_root
@@ -281,6 +296,270 @@ def test_v2_missing_controller_is_named(v2_group: Cgroup) -> None:
     with pytest.raises(CgroupUnavailable, match="memory controller"):
         cg.apply(Resources(memory=64 * MB))
     cg.apply(Resources())   # nothing asked, nothing needed
+
+
+# ---------------------------------------------------------------- the issue's checks
+
+COUNTER = """
+import mmap, os, sys
+m = mmap.mmap(os.open(sys.argv[1], os.O_RDWR), 8)
+n = 0
+while True:
+    n += 1
+    m[:8] = n.to_bytes(8, "little")
+"""
+
+
+def _freeze_stops_a_counter(cg: Cgroup, tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    counter.write_bytes(bytes(8))
+
+    def value() -> int:
+        return int.from_bytes(counter.read_bytes()[:8], "little")
+
+    procs = [_spawn_in(cg, [sys.executable, "-c", COUNTER, str(counter)])]
+    try:
+        assert wait_for(lambda: value() > 1000), "the counter never started"
+        cg.freeze()
+        assert cg.frozen
+        stopped = value()
+        time.sleep(0.3)
+        assert value() == stopped, "the counter moved in a frozen group"
+        cg.thaw()
+        assert not cg.frozen
+        assert wait_for(lambda: value() > stopped), "the counter did not resume after thaw"
+        cg.kill()
+        assert procs[0].wait(timeout=10) == -signal.SIGKILL
+    finally:
+        _reap(procs)
+
+
+def test_v1_freeze_stops_a_counter_and_thaw_resumes_it(v1_group: Cgroup, tmp_path: Path) -> None:
+    _freeze_stops_a_counter(v1_group, tmp_path)
+
+
+def test_v2_freeze_stops_a_counter_and_thaw_resumes_it(v2_group: Cgroup, tmp_path: Path) -> None:
+    if not (v2_group.paths["unified"] / "cgroup.freeze").exists():
+        pytest.skip("requires the cgroup v2 freezer (Linux 5.2+)")
+    _freeze_stops_a_counter(v2_group, tmp_path)
+
+
+FORKER = """
+import os, sys, time
+made = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(300)
+            os._exit(0)
+        made += 1
+except OSError as exc:
+    print(made, exc.errno, flush=True)
+time.sleep(300)
+"""
+
+
+def test_v1_pids_limit_holds(v1_group: Cgroup) -> None:
+    """A process forking without end: pids.current never passes the limit and
+    the fork past it fails with EAGAIN (pids.rst)."""
+    cg = v1_group
+    limit = 5
+    cg.apply(Resources(pids_limit=limit))
+    proc = subprocess.Popen(["/bin/sh", "-c", 'read _; exec "$@"', "sh", sys.executable, "-c", FORKER],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        cg.add(proc.pid)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        highest = 0
+        while not select.select([proc.stdout], [], [], 0.001)[0]:
+            highest = max(highest, cg.stats().pids_current)   # sampled while it forks
+        made, err = map(int, proc.stdout.readline().split())
+        assert err == errno.EAGAIN
+        assert made == limit - 1                  # the forking process counts too
+        s = cg.stats()
+        assert s.pids_current == limit and s.pids_limit == limit
+        assert highest <= limit
+        assert int((cg.paths["pids"] / "pids.current").read_text()) == limit
+        cg.kill()
+    finally:
+        _reap([proc])
+    assert cg.pids() == []
+
+
+def test_v1_oom_notifier_reports_the_kill(v1_group: Cgroup) -> None:
+    cg = v1_group
+    memsw = (cg.paths["memory"] / "memory.memsw.limit_in_bytes").exists()
+    cg.apply(Resources(memory=32 * MB, memory_swap=32 * MB if memsw else None))
+    with cg.oom_notifier() as oom:
+        assert select.select([oom], [], [], 0)[0] == [] and oom.read() == 0
+        hog = "s = bytearray()\nwhile True: s += bytes(1 << 20)"
+        procs = [_spawn_in(cg, [sys.executable, "-c", hog])]
+        try:
+            assert procs[0].wait(timeout=60) == -signal.SIGKILL
+        finally:
+            _reap(procs)
+        assert select.select([oom], [], [], 10)[0] == [oom], "no OOM notification"
+        assert oom.read() >= 1
+        assert oom.read() == 0 and select.select([oom], [], [], 0)[0] == []   # consumed
+        assert cg.stats().oom_kills >= 1
+        cg.destroy()   # the kernel signals the eventfd once more; that is no OOM
+        assert wait_for(lambda: bool(select.select([oom], [], [], 0)[0]))
+        assert oom.read() == 0 and oom.gone
+    assert oom.closed
+    with pytest.raises(ValueError):
+        oom.fileno()
+
+
+def test_v1_oom_notifier_needs_an_existing_group(v1_group: Cgroup) -> None:
+    missing = open_cgroup(v1_group.name + "-not-created", version="v1", parent=None)
+    with pytest.raises(CgroupError, match="does not exist"):
+        missing.oom_notifier()
+
+
+def test_v2_oom_notifier(v2_group: Cgroup) -> None:
+    """The v2 notifier on the real mount: a real OOM kill where the memory
+    controller is enabled; otherwise a named refusal, and the same POLLPRI
+    machinery watching cgroup.events (populated 0 -> 1 when a process joins)."""
+    cg = v2_group
+    path = cg.paths["unified"]
+    if "memory" in (path / "cgroup.controllers").read_text().split():
+        cg.apply(Resources(memory=32 * MB, memory_swap=32 * MB))
+        with cg.oom_notifier() as oom:
+            procs = [_spawn_in(cg, [sys.executable, "-c", "s = b'x' * (200 << 20)"])]
+            try:
+                assert procs[0].wait(timeout=60) == -signal.SIGKILL
+            finally:
+                _reap(procs)
+            assert select.select([oom], [], [], 10)[0] == [oom]
+            assert oom.read() >= 1 and cg.stats().oom_kills >= 1
+        return
+    with pytest.raises(CgroupUnavailable, match="memory controller") as info:
+        cg.oom_notifier()
+    assert info.value.hint
+    with EventsFileNotifier(path / "cgroup.events", keys=("populated",)) as watch:
+        assert select.select([watch], [], [], 0.2)[0] == [] and watch.read() == 0
+        procs = [_spawn_in(cg, ["sleep", "300"])]
+        try:
+            assert select.select([watch], [], [], 5)[0] == [watch], "no POLLPRI on a change"
+            assert watch.read() == 1
+            assert select.select([watch], [], [], 0)[0] == [], "read() did not consume it"
+            cg.kill()
+            assert procs[0].wait(timeout=10) == -signal.SIGKILL
+        finally:
+            _reap(procs)
+        assert wait_for(lambda: bool(select.select([watch], [], [], 0)[0]))
+        assert watch.read() == 0           # populated 1 -> 0 is no new event
+        cg.destroy()                       # a removed file polls as changed for ever ...
+        assert select.select([watch], [], [], 1)[0] == [watch]
+        assert watch.read() == 0 and watch.gone
+        assert select.select([watch], [], [], 0)[0] == []   # ... so it is no longer watched
+
+
+def _stats_shape(s: Stats) -> dict[str, str]:
+    hints = typing.get_type_hints(Stats)
+    out = {}
+    for f in dataclasses.fields(s):
+        value = getattr(s, f.name)
+        assert isinstance(value, (int, float)) or value is None, (f.name, value)
+        assert value is not None or type(None) in typing.get_args(hints[f.name]), f.name
+        out[f.name] = str(hints[f.name])
+    return out
+
+
+def test_v1_and_v2_stats_have_the_same_shape(v1_group: Cgroup, v2_group: Cgroup) -> None:
+    procs = [_spawn_in(cg, ["/bin/sh", "-c", "while :; do :; done"]) for cg in (v1_group, v2_group)]
+    try:
+        for cg in (v1_group, v2_group):
+            assert wait_for(lambda: cg.stats().cpu_usage_ns > 0)
+        one, two = v1_group.stats(), v2_group.stats()
+        assert type(one) is type(two) is Stats
+        assert _stats_shape(one) == _stats_shape(two)
+        assert one.pids_current == two.pids_current == 1
+        assert one.cpu_usage_ns > 0 and two.cpu_usage_ns > 0
+        assert one.oom_kills == two.oom_kills == 0
+        for cg in (v1_group, v2_group):
+            cg.kill()
+    finally:
+        _reap(procs)
+
+
+# ---------------------------------------------------------------- devices
+
+OPENER = """
+import os, sys
+for path in sys.argv[1:]:
+    try:
+        os.close(os.open(path, os.O_RDWR))
+        print(path, "ok", flush=True)
+    except OSError as exc:
+        print(path, exc.errno, flush=True)
+"""
+
+ONLY_DEV_NULL = [
+    {"allow": False, "access": "rwm"},                                      # deny everything
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},  # but /dev/null
+]
+
+
+def _open_in(cg: Cgroup, *paths: str) -> dict[str, str]:
+    proc = subprocess.Popen(["/bin/sh", "-c", 'read _; exec "$@"', "sh", sys.executable, "-c",
+                             OPENER, *paths], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        cg.add(proc.pid)
+        out, _ = proc.communicate(b"go\n", timeout=30)
+    finally:
+        _reap([proc])
+    assert proc.returncode == 0
+    return dict(line.split() for line in out.decode().splitlines())
+
+
+def _check_only_dev_null(cg: Cgroup) -> None:
+    assert device_allowed(ONLY_DEV_NULL, "c", 1, 3, "rw")
+    assert not device_allowed(ONLY_DEV_NULL, "c", 1, 5, "rw")
+    assert cg.apply_devices(ONLY_DEV_NULL) == []
+    result = _open_in(cg, "/dev/null", "/dev/zero", "/dev/full")
+    assert result == {"/dev/null": "ok", "/dev/zero": str(errno.EPERM),
+                      "/dev/full": str(errno.EPERM)}
+
+
+def test_v1_device_rules_allow_dev_null_only(v1_group: Cgroup) -> None:
+    cg = v1_group
+    _check_only_dev_null(cg)
+    assert (cg.paths["devices"] / "devices.list").read_text().split("\n")[0] == "c 1:3 rwm"
+    # Read-only /dev/full, applied again to the live group: the list is replaced.
+    cg.apply_devices(ONLY_DEV_NULL + [{"allow": True, "type": "c", "major": 1, "minor": 7,
+                                       "access": "r"}])
+    assert set((cg.paths["devices"] / "devices.list").read_text().split("\n")) >= \
+        {"c 1:3 rwm", "c 1:7 r"}
+    assert _open_in(cg, "/dev/full", "/dev/zero")["/dev/full"] == str(errno.EPERM)  # O_RDWR
+
+
+def test_v1_device_rule_errors_write_nothing(v1_group: Cgroup) -> None:
+    cg = v1_group
+    before = (cg.paths["devices"] / "devices.list").read_text()
+    with pytest.raises(InvalidResources, match=r"devices\[1\]\.access"):
+        cg.apply_devices([{"allow": False}, {"allow": True, "type": "c", "access": "rx"}])
+    assert (cg.paths["devices"] / "devices.list").read_text() == before
+
+
+def test_v2_device_rules_are_an_ebpf_program(v2_group: Cgroup) -> None:
+    """On a hybrid host this is the unified mount; cgroup BPF filters there too."""
+    cg = v2_group
+    try:
+        _check_only_dev_null(cg)
+    except CgroupUnavailable as exc:
+        pytest.skip(f"this kernel cannot attach cgroup device programs: {exc}")
+    # Applying again replaces the program instead of stacking a second one.
+    cg.apply_devices(ONLY_DEV_NULL + [{"allow": True, "type": "c", "major": 1, "minor": 5}])
+    fd = os.open(cg.paths["unified"], os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert len(kernel.bpf_prog_query(fd, kernel.BPF_CGROUP_DEVICE)) == 1
+    finally:
+        os.close(fd)
+    assert _open_in(cg, "/dev/zero", "/dev/full") == {"/dev/zero": "ok",
+                                                       "/dev/full": str(errno.EPERM)}
 
 
 def wait_for(check, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]

@@ -81,6 +81,7 @@ V2_GROUP_FILES = {
     "cgroup.procs": "", "cgroup.freeze": "0\n", "cgroup.events": "populated 0\nfrozen 0\n",
     "cgroup.kill": "", "memory.max": "max\n", "memory.swap.max": "max\n", "memory.current": "0\n",
     "memory.peak": "0\n", "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n",
+    "memory.low": "0\n",
     "cpu.weight": "100\n", "cpu.max": "max 100000\n", "cpu.stat": "usage_usec 0\n",
     "cpuset.cpus": "", "cpuset.mems": "", "pids.max": "max\n", "pids.current": "0\n", "io.stat": "",
 }
@@ -272,8 +273,10 @@ V1_FILES = {
     "memory": {"memory.limit_in_bytes": V1_UNLIMITED, "memory.memsw.limit_in_bytes": V1_UNLIMITED,
                "memory.usage_in_bytes": "0\n", "memory.max_usage_in_bytes": "0\n",
                "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
-               "memory.stat": ""},
-    "devices": {}, "freezer": {"freezer.state": "THAWED\n"},
+               "memory.soft_limit_in_bytes": V1_UNLIMITED, "memory.stat": "",
+               "cgroup.event_control": ""},
+    "devices": {"devices.allow": "", "devices.deny": "", "devices.list": "a *:* rwm\n"},
+    "freezer": {"freezer.state": "THAWED\n"},
     "blkio": {"blkio.throttle.io_service_bytes_recursive": "Total 0\n"},
     "pids": {"pids.max": "max\n", "pids.current": "0\n"},
 }
@@ -554,6 +557,11 @@ def test_docker_zero_means_not_set():
     r = Resources(memory=0, memory_swap=0, cpu_shares=0, cpu_quota=0, cpus=0)
     assert (r.memory, r.memory_swap, r.cpu_shares, r.cpu_quota, r.cpus) == (None,) * 5
     r.validate()
+
+
+def test_requested_says_whether_any_limit_is_set():
+    assert not Resources().requested() and not Resources(memory=0, cpus=0).requested()
+    assert Resources(pids_limit=-1).requested() and Resources(memory_reservation=8 * MB).requested()
 
 
 def test_conversions():
