@@ -8,15 +8,37 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .engine import Engine, default_root  # noqa: E402
 from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound,  # noqa: E402
                      BootstrapError, Conflict, ImageInUse, ImageNotFound, InvalidReference,
                      KernelError, LayerError, LayerNotFound, NotFound, PermissionRequired,
                      SandboxError, StoreCorrupt, UnsafeLayerEntry, UsageError,
                      RegistryError, Unauthorized, RemoteNotFound, RegistryUnreachable,
-                     CgroupError, CgroupUnavailable, InvalidResources, StoreFull)
-from .image.images import Image  # noqa: E402
-from .reference import Reference, parse as parse_reference  # noqa: E402
+                     CgroupError, CgroupUnavailable, InvalidResources, StoreFull,
+                     ContainerNotFound, ContainerExists, InvalidStateTransition, InvalidSpec,
+                     ContainerStartError, CommandNotFound, CommandNotExecutable)
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+if TYPE_CHECKING:
+    from .engine import Engine, default_root
+    from .image.images import Image
+    from .reference import Reference, parse as parse_reference
+
+#: Public names whose modules load on first use: ``import sandbox`` (and the
+#: runtime, and a cold ``sandbox run``) must not pay for the image stack.
+_LAZY = {"Engine": ("engine", "Engine"), "default_root": ("engine", "default_root"),
+         "Image": ("image.images", "Image"), "Reference": ("reference", "Reference"),
+         "parse_reference": ("reference", "parse")}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sandbox' has no attribute {name!r}")
 
 
 
@@ -33,4 +55,6 @@ __all__ = [
     "UnsafeLayerEntry", "ArchiveError", "BootstrapError", "PermissionRequired", "KernelError", "UsageError",
     "RegistryError", "Unauthorized", "RemoteNotFound", "RegistryUnreachable",
     "CgroupError", "CgroupUnavailable", "InvalidResources", "StoreFull",
+    "ContainerNotFound", "ContainerExists", "InvalidStateTransition", "InvalidSpec",
+    "ContainerStartError", "CommandNotFound", "CommandNotExecutable",
 ]

@@ -13,10 +13,13 @@ into one short paragraph without a traceback.
     ├── NotFound
     │   ├── ImageNotFound         no image by that name or id
     │   ├── BlobNotFound          a blob the index or a manifest names is missing
-    │   └── LayerNotFound         no unpacked layer for a chain id
+    │   ├── LayerNotFound         no unpacked layer for a chain id
+    │   └── ContainerNotFound     no container by that name or id
     ├── Conflict
     │   ├── ImageInUse            rmi of an image something still uses
-    │   └── AmbiguousReference    an id prefix that matches several images
+    │   ├── AmbiguousReference    an id prefix that matches several images
+    │   ├── ContainerExists       create with an id or name already taken
+    │   └── InvalidStateTransition  start of a running container, delete without --force, ...
     ├── StoreCorrupt
     │   └── BlobCorrupt           a blob whose content does not match its digest
     ├── StoreFull                 no space left for a blob, a layer or metadata
@@ -31,6 +34,10 @@ into one short paragraph without a traceback.
     ├── CgroupError               a cgroup file write, mkdir or rmdir failed
     │   ├── CgroupUnavailable     no cgroup file system, or a needed controller is missing
     │   └── InvalidResources      a limit Docker would refuse too (--memory 1m, --cpus 99)
+    ├── InvalidSpec               a config.json (OCI bundle) with a missing or wrong field
+    ├── ContainerStartError       a step of the container's set-up failed (names the step)
+    │   ├── CommandNotFound       the command is not in the image (exit code 127)
+    │   └── CommandNotExecutable  the command exists but cannot be executed (exit code 126)
     ├── PermissionRequired        an operation that needs root or a capability
     ├── UsageError                a wrong flag or argument (CLI and magics)
     └── KernelError               a failed system call (keeps errno, op and path)
@@ -84,6 +91,25 @@ class LayerNotFound(NotFound):
 
 class Conflict(SandboxError):
     """Base for requests that clash with the store's current state."""
+
+
+class ContainerNotFound(NotFound):
+    """Raised when no container (or runtime state directory) has the given id or name."""
+
+
+class ContainerExists(Conflict):
+    """Raised when a container is created with an id or name that is already taken."""
+
+
+class InvalidStateTransition(Conflict):
+    """Raised for a life-cycle verb the container's state does not allow: start of a
+    running container, delete of a running one without force, pause of a stopped one.
+    ``state`` is the state the container was found in.
+    """
+
+    def __init__(self, message: str, *, state: str | None = None, hint: str | None = None) -> None:
+        self.state = state
+        super().__init__(message, hint=hint)
 
 
 class ImageInUse(Conflict):
@@ -202,6 +228,47 @@ class InvalidResources(CgroupError):
     ``--cpus 99`` on a 2-CPU host, ``--memory-swap`` below ``--memory``, ...).
     Raised before any file is written, so nothing is left half-applied.
     """
+
+
+class InvalidSpec(SandboxError):
+    """Raised when an OCI bundle's ``config.json`` is not valid JSON, misses a
+    required field or has one of the wrong type or value.  ``field`` is the
+    JSON path of the culprit (``process.capabilities.bounding[3]``).
+    """
+
+    def __init__(self, field: str, message: str, *, hint: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message, hint=hint)
+
+
+class ContainerStartError(SandboxError):
+    """A step of the container's set-up failed in the runtime's init (a mount, a
+    namespace, pivot_root, capabilities, the exec itself).  ``step`` names the
+    step as the runtime's checklist does; ``errno`` is the kernel's error number
+    when a system call failed.  Nothing of the container is left behind.
+    """
+
+    def __init__(self, step: str, message: str, *, errno: int | None = None,
+                 hint: str | None = None) -> None:
+        self.step = step
+        self.errno = errno
+        super().__init__(f"{step}: {message}", hint=hint)
+
+
+class CommandNotFound(ContainerStartError):
+    """The container's command does not exist in its file system, or not in
+    ``$PATH``.  Docker's exit code for this case is 127.
+    """
+
+    exit_code = 127
+
+
+class CommandNotExecutable(ContainerStartError):
+    """The container's command exists but cannot be run (no execute permission,
+    a directory, a bad interpreter).  Docker's exit code is 126.
+    """
+
+    exit_code = 126
 
 
 class PermissionRequired(SandboxError):

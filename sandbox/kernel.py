@@ -576,11 +576,22 @@ def caps_to_mask(caps: Iterable[int | str]) -> int:
     return mask
 
 
+_last_cap: int | None = None
+
+
 def last_cap() -> int:
     """The highest capability number this kernel knows (``/proc/sys/kernel/cap_last_cap``).
 
     Capabilities above it cannot be in any set; the runtime drops names it does not know.
+    Read once per process: the kernel's value cannot change while it runs.
     """
+    global _last_cap
+    if _last_cap is None:
+        _last_cap = _read_last_cap()
+    return _last_cap
+
+
+def _read_last_cap() -> int:
     path = "/proc/sys/kernel/cap_last_cap"
     try:
         with open(path) as f:
@@ -704,6 +715,57 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
     """
     _check(_syscall("pidfd_send_signal", pidfd, int(sig), None, 0), "pidfd_send_signal",
            f"pidfd {pidfd}", {_errno.ESRCH: "the process has already exited"})
+
+
+
+# ------------------------------------------------------------------ network interfaces
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def interface_up(name: str = "lo") -> None:
+    """Bring network interface ``name`` up in the calling process's network namespace.
+
+    A new network namespace has only ``lo``, and it is down: ``ping 127.0.0.1``
+    fails until something raises it, which Docker (and runc for a fresh netns)
+    does.  SIOCSIFFLAGS on a datagram socket is two ioctls, far cheaper than a
+    netlink library for this one job.  https://man7.org/linux/man-pages/man7/netdevice.7.html
+    """
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        request = struct.pack("16sH14x", name.encode(), 0)
+        try:
+            flags = struct.unpack("16sH14x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+            fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | _IFF_UP))
+        except OSError as e:
+            raise _fail("ioctl(SIOCSIFFLAGS)", name, e.errno or _errno.EIO,
+                        {_errno.ENODEV: "no such network interface in this namespace",
+                         _errno.EPERM: "needs CAP_NET_ADMIN in the network namespace"}) from None
+
+
+def mark_cloexec_from(lowest: int, keep: Iterable[int] = ()) -> None:
+    """Set close-on-exec on every open fd >= ``lowest`` except those in ``keep``.
+
+    The container must not inherit the runtime's descriptors (state files, the
+    store's locks, a notebook's sockets) -- runc's CloseExecFrom.  Marking rather
+    than closing keeps the fds the init still needs until the exec itself.
+    """
+    import fcntl
+
+    kept = set(keep)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= lowest and fd not in kept:
+            try:
+                flags = fcntl.fcntl(fd, fcntl.F_GETFD)
+                fcntl.fcntl(fd, fcntl.F_SETFD, flags | fcntl.FD_CLOEXEC)
+            except OSError:
+                pass  # the fd listdir itself used, already closed
 
 
 # ------------------------------------------------------------------ devices and ids
@@ -835,6 +897,7 @@ def _libseccomp() -> ctypes.CDLL:
                                                ctypes.c_uint, ctypes.POINTER(_ScmpArgCmp)]
         lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
         _seccomp = lib
     return _seccomp
 
@@ -846,6 +909,15 @@ def seccomp_available() -> bool:
     except KernelError:
         return False
     return True
+
+
+def seccomp_syscall_known(name: str) -> bool:
+    """Whether libseccomp knows ``name`` as a syscall of any architecture.
+
+    Names of other architectures ("socketcall" on x86_64) resolve to pseudo
+    numbers and count as known; a typo or a syscall newer than the library does not.
+    """
+    return int(_libseccomp().seccomp_syscall_resolve_name(name.encode())) != _NR_SCMP_ERROR
 
 
 def seccomp_action(action: str, errno_ret: int | None = None) -> int:
@@ -932,6 +1004,33 @@ class SeccompFilter:
         https://man7.org/linux/man-pages/man3/seccomp_load.3.html
         """
         lib = self._lib
+        ctx = self._build()
+        try:
+            self._seccomp_call("seccomp_load", None, lib.seccomp_load(ctx), _LOAD_HINTS)
+        finally:
+            lib.seccomp_release(ctx)
+
+    def compile(self) -> bytes:
+        """The filter as a classic BPF program (``struct sock_filter`` array), for :func:`load_bpf`.
+
+        libseccomp takes tens of milliseconds to build Docker's profile; the
+        runtime compiles each profile once in the parent and each container
+        init only loads the bytes, which takes microseconds.
+        https://man7.org/linux/man-pages/man3/seccomp_export_bpf.3.html
+        """
+        lib = self._lib
+        ctx = self._build()
+        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            self._seccomp_call("seccomp_export_bpf", None, lib.seccomp_export_bpf(ctx, fd))
+            size = os.lseek(fd, 0, os.SEEK_END)
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+            lib.seccomp_release(ctx)
+
+    def _build(self) -> int:
+        lib = self._lib
         ctx = lib.seccomp_init(self.default_action)
         if not ctx:
             raise KernelError("seccomp_init", None, _errno.EINVAL, hint="libseccomp refused the default action")
@@ -949,19 +1048,44 @@ class SeccompFilter:
                         for index, op, a, b in group))
                     self._seccomp_call("seccomp_rule_add", name,
                                        lib.seccomp_rule_add_array(ctx, value, nr, len(group), array))
-            self._seccomp_call("seccomp_load", None, lib.seccomp_load(ctx), {
-                _errno.EACCES: "loading a seccomp filter needs CAP_SYS_ADMIN or no_new_privs: "
-                               "call set_no_new_privs() first",
-                _errno.EINVAL: "the kernel refused the filter (is seccomp enabled: CONFIG_SECCOMP_FILTER?)",
-            })
-        finally:
+        except BaseException:
             lib.seccomp_release(ctx)
+            raise
+        return int(ctx)
 
     @staticmethod
     def _seccomp_call(op: str, path: str | None, rc: int, hints: dict[int, str] | None = None) -> None:
         # libseccomp returns -errno instead of setting errno.
         if rc < 0:
             raise _fail(op, path, -rc, hints)
+
+
+_LOAD_HINTS = {
+    _errno.EACCES: "loading a seccomp filter needs CAP_SYS_ADMIN or no_new_privs: "
+                   "call set_no_new_privs() first",
+    _errno.EINVAL: "the kernel refused the filter (is seccomp enabled: CONFIG_SECCOMP_FILTER?)",
+}
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+
+
+def load_bpf(program: bytes) -> None:
+    """Install a compiled seccomp filter (:meth:`SeccompFilter.compile`) on the calling thread.
+
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER): needs no_new_privs or CAP_SYS_ADMIN.
+    https://man7.org/linux/man-pages/man2/seccomp.2.html
+    """
+    if not program or len(program) % 8:
+        raise KernelError("seccomp", None, _errno.EINVAL, hint="not a BPF program (8-byte instructions)")
+    prog = _SockFprog(len(program) // 8, program)
+    _prctl("prctl(PR_SET_SECCOMP)", _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER,
+           ctypes.addressof(prog), hints=_LOAD_HINTS)
 
 
 def _comparison_groups(args: list[SeccompArg]) -> list[list[SeccompArg]]:

@@ -14,8 +14,11 @@ v1.1.0, with the security defaults Docker gives every container
 * A small ``/dev`` on tmpfs with six devices and a device cgroup that denies
   everything else (:data:`DEFAULT_DEVICES`, :data:`DEFAULT_DEVICE_RULES`).
 * Docker's seccomp allowlist (:mod:`sandbox.runtime.seccomp_profile`).
-* New pid, network, ipc, uts and mount namespaces, and a cgroup namespace on
-  cgroup v2 (Docker's ``--cgroupns`` default).
+* New pid, network, ipc, uts, mount and cgroup namespaces.  Docker gives a
+  private cgroup namespace on v2 hosts only; here it is private on v1 too, so
+  a container sees its own group as ``/`` in /proc/self/cgroup everywhere and
+  a lab reads the same on every host (``cgroupns="host"`` restores Docker's v1
+  behaviour).
 
 What the host cannot grant is clamped, never half-applied: capabilities outside
 the host's bounding set and rlimits above its hard limit are cut, and a
@@ -112,10 +115,10 @@ def _rule(allow: bool, kind: str | None = None, major: int | None = None,
 
 
 #: The device cgroup: deny everything, then allow mknod of any node (opening
-#: it is still refused), the default devices, the terminal devices
-#: (/dev/console 5:1, /dev/ptmx 5:2, /dev/pts/* 136:*), and deny /dev/fuse
-#: (10:229) again, as Docker does, so even mknod of it fails.  A missing
-#: major/minor means "*".
+#: it is still refused), the default devices and the terminal devices
+#: (/dev/console 5:1, /dev/ptmx 5:2, /dev/pts/* 136:*), as Docker and runc do.
+#: A missing major/minor means "*".  No deny may follow a wildcard allow: cgroup
+#: v1 cannot punch a hole into an allowed range (runc refuses such a list).
 DEFAULT_DEVICE_RULES: tuple[dict[str, Any], ...] = (
     _rule(False),
     _rule(True, "c", access="m"),
@@ -124,7 +127,6 @@ DEFAULT_DEVICE_RULES: tuple[dict[str, Any], ...] = (
     _rule(True, "c", 5, 1),
     _rule(True, "c", 5, 2),
     _rule(True, "c", 136),
-    _rule(False, "c", 10, 229),
 )
 
 RLIM_INFINITY = 2**64 - 1
@@ -192,7 +194,7 @@ class ContainerOptions:
     netns_path: str | None = None
     #: Join other namespaces by path, e.g. {"ipc": "/proc/123/ns/ipc"} (``--ipc container:ID``).
     namespace_paths: Mapping[str, str] = field(default_factory=dict)
-    #: "private" or "host"; None: private on cgroup v2, host on v1 (docker's default).
+    #: "private" or "host"; None: private (Docker: private on v2, host on v1).
     cgroupns: str | None = None
     #: Extra mounts: dicts with destination, type, source, options.
     mounts: list[dict[str, Any]] = field(default_factory=list)
@@ -590,7 +592,7 @@ def _namespaces(opts: ContainerOptions, cgroup_version: str) -> list[dict[str, s
     joins = dict(opts.namespace_paths)
     if opts.netns_path:
         joins["network"] = opts.netns_path
-    cgroupns = opts.cgroupns or ("private" if cgroup_version == "v2" else "host")
+    cgroupns = opts.cgroupns or "private"
     out: list[dict[str, str]] = []
     if opts.rootless or "user" in joins:
         out.append(_namespace("user", joins.get("user")))
