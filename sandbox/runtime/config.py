@@ -206,8 +206,11 @@ def _check_mount(m: Any, where: str) -> None:
 def _check_hooks(hooks: dict[str, Any] | None) -> None:
     for stage, entries in (hooks or {}).items():
         where = f"hooks.{stage}"
-        if stage not in ("prestart", "createRuntime", "createContainer", "startContainer",
-                         "poststart", "poststop"):
+        if stage in ("createContainer", "startContainer"):
+            raise InvalidSpec(where, "hooks that run inside the container's namespaces are not "
+                              "supported by this runtime", hint="use createRuntime/poststart "
+                              "hooks, or runc for this bundle")
+        if stage not in ("prestart", "createRuntime", "poststart", "poststop"):
             raise InvalidSpec(where, "unknown hook stage")
         _need_type(entries, list, where)
         for i, hook in enumerate(entries):
