@@ -12,10 +12,12 @@ The runtime uses these in runc's order (see runc's ``libcontainer/standard_init_
     sethostname            in the new UTS namespace
     set_no_new_privs       before seccomp, so loading the filter needs no CAP_SYS_ADMIN
     capabilities           bounding set, then capset, then ambient
-    SeccompFilter.load     last before exec: the filter would block the steps above
+    load_bpf               seccomp last before exec: the filter would block the steps above
+                           (SeccompFilter.compile builds it once, in the caller)
 
-Sections: namespaces, mounts, prctl, capabilities, pidfds, devices and ids,
-seccomp (libseccomp, loaded on first use).
+Sections: syscall numbers, namespaces, mounts, prctl, capabilities, pidfds,
+network interfaces (loopback up, close-on-exec marking), devices and ids,
+seccomp (libseccomp, loaded on first use), bpf (cgroup v2 device programs).
 """
 
 from __future__ import annotations
