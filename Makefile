@@ -13,7 +13,7 @@ STAMP       := $(VENV)/.stamp
 PYTEST_ARGS ?=
 
 # System packages; docs/dependencies.md says why each one is here.
-APT_PACKAGES := busybox-static skopeo umoci oci-image-tool docker-registry \
+APT_PACKAGES := busybox-static gcc libc6-dev skopeo umoci oci-image-tool docker-registry \
                 debootstrap zstd runc apache2-utils tini iproute2 uidmap \
                 libseccomp2 openssl
 

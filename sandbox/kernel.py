@@ -452,6 +452,17 @@ def get_no_new_privs() -> bool:
     return _prctl("prctl(PR_GET_NO_NEW_PRIVS)", PR_GET_NO_NEW_PRIVS) == 1
 
 
+PR_SET_DUMPABLE = 4
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """PR_SET_DUMPABLE: a process that changed its uid is made non-dumpable, which
+    also makes its own /proc/self/fd unreadable to it; the runtime sets it back
+    before exec (execve recomputes it anyway).
+    """
+    _prctl("prctl(PR_SET_DUMPABLE)", PR_SET_DUMPABLE, int(dumpable))
+
+
 def set_pdeathsig(sig: int) -> None:
     """PR_SET_PDEATHSIG: the signal this process gets when its parent (thread) dies.
 

@@ -383,6 +383,9 @@ class Runtime:
         try:
             fifo = os.path.join(state_dir, "exec.fifo")
             os.mkfifo(fifo, 0o622)
+            # Not the umask's 0600: the init opens it after switching to the
+            # container's user, who may be anyone (runc's mode too).
+            os.chmod(fifo, 0o622)
             cg, warnings = self._make_cgroup(container_id, spec)
             pid, init_warnings = self._spawn(container_id, spec, spec["process"], fifo_path=fifo,
                                              cgroup=cg, stdio=stdio, console_socket=console_socket,
@@ -500,14 +503,14 @@ class Runtime:
                         raise ContainerStartError("create", "the container's init exited without "
                                                   "saying why (killed, or out of memory?)")
                     if "userns" in msg:
-                        os.write(ack_w, b"1" if _write_id_maps(msg["userns"], spec) else b"0")
+                        _ack(ack_w, b"1" if _write_id_maps(msg["userns"], spec) else b"0")
                     elif "pid" in msg:
                         init_pid = msg["pid"]
                         if cgroup is not None:
                             _join_cgroup(init_pid, cgroup, ack_w)
                     elif "hooks" in msg:
                         ok = self.run_hooks_for(container_id, spec, init_pid, "createRuntime")
-                        os.write(ack_w, b"1" if ok else b"0")
+                        _ack(ack_w, b"1" if ok else b"0")
                     elif "ready" in msg:
                         self.last_timings = [tuple(t) for t in msg.get("timings") or []]
                         return init_pid, list(msg.get("warnings") or [])
@@ -588,9 +591,17 @@ def _join_cgroup(pid: int, cg: cgroups.Cgroup, ack_w: int) -> None:
     try:
         cg.add(pid)
     except (CgroupError, OSError) as e:
-        os.write(ack_w, b"0")
+        _ack(ack_w, b"0")
         raise ContainerStartError("join cgroup", f"cannot move the init into cgroup {cg.name}: {e}") from None
-    os.write(ack_w, b"1")
+    _ack(ack_w, b"1")
+
+
+def _ack(fd: int, answer: bytes) -> None:
+    """Answer the init; if it has died already, its error message follows on the sync pipe."""
+    try:
+        os.write(fd, answer)
+    except BrokenPipeError:
+        pass
 
 
 def _write_id_maps(pid: int, spec: Mapping[str, Any]) -> bool:

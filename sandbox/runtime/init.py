@@ -61,6 +61,7 @@ class InitArgs:
     sync_fd: int                      # write end of the pipe to the caller
     ack_fd: int                       # read end of the pipe from the caller
     fifo_path: str | None             # the exec fifo; None: exec as soon as ready
+    fifo_fd: int | None = None        # stage 1 opens it (O_PATH) for stage 2
     in_cgroup: bool = False           # the caller moves PID 1 into a cgroup and acks
     seccomp_bpf: bytes | None = None  # the compiled filter (compiling is the caller's job)
     stdio: tuple[int, int, int] | None = None
@@ -130,11 +131,28 @@ def stage_one(args: InitArgs) -> NoReturn:
                 for target, fd in enumerate(args.stdio):
                     if fd != target:
                         os.dup2(fd, target)
+        if args.fifo_path is not None:
+            with step("open exec fifo"):
+                # An O_PATH handle now: after pivot_root, or as another user in
+                # a user namespace, the state directory is out of reach.
+                args.fifo_fd = os.open(args.fifo_path, os.O_PATH | os.O_CLOEXEC)
+        process = args.process or spec["process"]
+        if process.get("oomScoreAdj") is not None:
+            with step("oom_score_adj"):
+                # Before the user namespace: inside it the file is not ours to write.
+                _write_file("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))
         flags, joins = namespace_flags(spec)
+        # Open every namespace file first: once in the new mount namespace,
+        # /proc is the container's and the paths would name other processes.
+        handles = {}
         for kind in _JOIN_ORDER:
             if kind in joins:
-                with step(f"join {kind} namespace"):
-                    kernel.setns(joins[kind], NAMESPACE_CLONE[kind])
+                with step(f"open {kind} namespace"):
+                    handles[kind] = os.open(joins[kind], os.O_RDONLY | os.O_CLOEXEC)
+        for kind, fd in handles.items():
+            with step(f"join {kind} namespace"):
+                kernel.setns(fd, NAMESPACE_CLONE[kind])
+            os.close(fd)
         if flags & kernel.CLONE_NEWUSER:
             with step("create user namespace"):
                 kernel.unshare(kernel.CLONE_NEWUSER)
@@ -180,11 +198,7 @@ def stage_two(args: InitArgs) -> NoReturn:
         with step("setsid"):
             os.setsid()  # its own session: a terminal can become the controlling one
         _catch_stop_signals()
-        fifo_fd = None
-        if args.fifo_path is not None:
-            with step("open exec fifo"):
-                # An O_PATH handle now: after pivot_root the state dir is out of reach.
-                fifo_fd = os.open(args.fifo_path, os.O_PATH | os.O_CLOEXEC)
+        fifo_fd = args.fifo_fd
         if flags & kernel.CLONE_NEWNS:
             _prepare_rootfs(args, spec, flags, in_userns)
         _await_cgroup(args, flags)
@@ -215,9 +229,6 @@ def stage_two(args: InitArgs) -> NoReturn:
             if spec.get("root", {}).get("readonly"):
                 with step("read-only rootfs"):
                     fs.readonly_root()
-        with step("oom_score_adj"):
-            if process.get("oomScoreAdj") is not None:
-                _write_file("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))
         with step("rlimits"):
             _set_rlimits(process.get("rlimits") or [], warnings)
         _exec_process(args, spec, process, fifo_fd, warnings)
@@ -466,6 +477,9 @@ def _set_user_and_caps(process: dict[str, Any], warnings: list[str]) -> None:
     kernel.setresgid(gid, gid, gid)
     kernel.setresuid(uid, uid, uid)
     kernel.set_keepcaps(False)
+    # Changing uid made us non-dumpable, so /proc/self/fd (the exec fifo) would
+    # be closed to us; execve recomputes the flag from the program anyway.
+    kernel.set_dumpable(True)
     if caps is None:
         return
     _, have, _ = kernel.capget()
