@@ -29,6 +29,7 @@ rules (and ``ebpf`` their v2 program), ``oom`` the OOM notifiers.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CgroupError, CgroupUnavailable, InvalidResources
@@ -83,6 +84,27 @@ def cgroup_name(name: str, parent: str | None = "sandbox") -> str:
     return "/".join(parts)
 
 
+def cgroup_opener(*, version: str | None = None, root: str | os.PathLike[str] | None = None,
+                  parent: str | None = "sandbox") -> Callable[[str], Cgroup]:
+    """:func:`open_cgroup` with the hierarchy looked up once, for a long-lived caller.
+
+    Finding the version and the controller mounts reads /proc/self/mountinfo,
+    which costs about a millisecond on a host with many mounts; the runtime
+    opens a group for every create, start and status check.
+    """
+    from . import v1, v2
+
+    base = Path(root) if root is not None else Path(DEFAULT_ROOT)
+    found = version or detect(base)
+    if found == "v2":
+        unified = v2.unified_root(base, explicit=root is not None)
+        return lambda name: v2.V2Cgroup(cgroup_name(name, parent), unified)
+    if found == "v1":
+        dirs = v1.controller_dirs(base)
+        return lambda name: v1.V1Cgroup(cgroup_name(name, parent), dict(dirs))
+    return lambda name: open_cgroup(name, version=version, root=root, parent=parent)
+
+
 def open_cgroup(name: str, *, version: str | None = None,
                 root: str | os.PathLike[str] | None = None,
                 parent: str | None = "sandbox") -> Cgroup:
@@ -114,6 +136,6 @@ def open_cgroup(name: str, *, version: str | None = None,
 __all__ = [
     "Cgroup", "CgroupError", "CgroupUnavailable", "DeviceRule", "DeviceRuleSet",
     "InvalidResources", "MountInfo", "OomNotifier", "Resources", "Stats", "cgroup_name",
-    "cpus_to_quota", "detect", "device_allowed", "open_cgroup", "parse_device_rules",
+    "cgroup_opener", "cpus_to_quota", "detect", "device_allowed", "open_cgroup", "parse_device_rules",
     "resources_from_oci", "shares_to_weight",
 ]

@@ -30,7 +30,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +90,7 @@ class Container:
     cgroup_name: str | None = None
     cgroup_version: str | None = None
     warnings: list[str] = field(default_factory=list)
+    _cgroup: cgroups.Cgroup | None = field(default=None, repr=False, compare=False)
 
     @property
     def state_dir(self) -> str:
@@ -103,7 +104,9 @@ class Container:
     def cgroup(self) -> cgroups.Cgroup | None:
         if self.cgroup_name is None:
             return None
-        return cgroups.open_cgroup(self.cgroup_name, version=self.cgroup_version, parent=None)
+        if self._cgroup is None:
+            self._cgroup = self.runtime.open_cgroup(self.cgroup_name, self.cgroup_version)
+        return self._cgroup
 
     # ------------------------------------------------------------------ status
 
@@ -323,6 +326,14 @@ class Runtime:
         self.root = os.path.abspath(root or default_root())
         #: (step, ms) of the last init, in checklist order: where start-up time went.
         self.last_timings: list[tuple[str, float]] = []
+        self._openers: dict[str | None, Callable[[str], cgroups.Cgroup]] = {}
+
+    def open_cgroup(self, name: str, version: str | None = None) -> cgroups.Cgroup:
+        """A handle on group ``name``, the hierarchy looked up once per runtime."""
+        opener = self._openers.get(version)
+        if opener is None:
+            opener = self._openers[version] = cgroups.cgroup_opener(version=version, parent=None)
+        return opener(name)
 
     # ------------------------------------------------------------------ lookup
 
@@ -438,7 +449,7 @@ class Runtime:
             raise InvalidSpec("linux.resources", Exception.__str__(e), hint=e.hint) from None
         rules = (linux.get("resources") or {}).get("devices")
         try:
-            cg = cgroups.open_cgroup(name, parent=None)
+            cg = self.open_cgroup(name)
             cg.create()
         except (CgroupError, PermissionError) as e:
             if any(v is not None for v in vars(resources).values()):

@@ -243,7 +243,7 @@ def _prepare_rootfs(args: InitArgs, spec: dict[str, Any], flags: int, in_userns:
         fs.set_propagation(spec)
     with step("bind rootfs"):
         fs.bind_rootfs(root)
-    for m in spec.get("mounts") or []:
+    for m in _cgroup_mounts_last(spec.get("mounts") or []):
         if m.get("type") in ("cgroup", "cgroup2"):
             _await_cgroup(args, flags)  # the mount shows the container's own group
         with step(f"mount {m.get('type') or 'bind'} on {m['destination']}"):
@@ -268,6 +268,20 @@ def _prepare_rootfs(args: InitArgs, spec: dict[str, Any], flags: int, in_userns:
             fs.chroot_into(root)
         else:
             fs.pivot_root(root)
+
+
+def _cgroup_mounts_last(mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The mounts with the cgroup ones moved to the end, where that changes nothing.
+
+    They are the only ones that must wait for the caller to move us into our
+    cgroup; mounting everything else first lets that move overlap more work.
+    Nothing may be mounted below a cgroup mount, or the order is kept.
+    """
+    groups = [m for m in mounts if m.get("type") in ("cgroup", "cgroup2")]
+    rest = [m for m in mounts if m.get("type") not in ("cgroup", "cgroup2")]
+    below = any(os.path.normpath(m["destination"]).startswith(os.path.normpath(g["destination"]) + "/")
+                for g in groups for m in rest)
+    return list(mounts) if below else rest + groups
 
 
 _cgroup_done = False

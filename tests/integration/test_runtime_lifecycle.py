@@ -135,18 +135,19 @@ def test_exec_joins_every_namespace_and_the_cgroup(bundles, runtime):
 def test_pause_stops_a_counter_and_resume_continues_it(bundles, runtime, tmp_path):
     counter = tmp_path / "counter"
     counter.mkdir()
-    bundle = bundles.make(["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /out/n; done"],
+    # Written to a new file and renamed, so a read never sees a truncated one.
+    bundle = bundles.make(["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /out/t; mv /out/t /out/n; done"],
                           mounts=[{"destination": "/out", "type": "bind", "source": str(counter)}])
     assert bundles.cli("create", "--bundle", str(bundle), "p1").returncode == 0
     assert bundles.cli("start", "p1").returncode == 0
 
     def value():
-        for _ in range(50):
-            text = (counter / "n").read_text().strip() if (counter / "n").exists() else ""
-            if text:
-                return int(text)
-            time.sleep(0.01)
-        raise AssertionError("the counter never wrote")
+        for _ in range(500):
+            try:
+                return int((counter / "n").read_text())
+            except (FileNotFoundError, ValueError):
+                time.sleep(0.01)
+        raise AssertionError(f"the counter never wrote; the container is {status(bundles.cli, 'p1')}")
 
     value()
     assert bundles.cli("pause", "p1").returncode == 0
