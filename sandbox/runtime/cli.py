@@ -264,6 +264,8 @@ def _exec_process(c: Container, a: argparse.Namespace) -> dict[str, Any]:
         process["cwd"] = a.cwd
     if a.user:
         uid, _, gid = a.user.partition(":")
+        if not uid.isdigit() or not (gid or "0").isdigit():
+            raise UsageError(f"invalid --user {a.user!r}", hint="use numbers: UID or UID:GID")
         process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
     if a.no_new_privs:
         process["noNewPrivileges"] = True

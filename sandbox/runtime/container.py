@@ -213,11 +213,7 @@ class Container:
             self._kill_all()
         cg = self.cgroup
         if cg is not None:
-            try:
-                cg.destroy()
-            except CgroupError:
-                cg.kill()
-                cg.destroy()
+            _remove_cgroup(cg)
         self.runtime.run_hooks(self, "poststop", fatal=False)
         _remove_tree(self.state_dir)
 
@@ -305,6 +301,27 @@ def _wait_readable(fd: int, pid: int, *, what: str, timeout: float | None = None
             os.close(pidfd)
 
 
+def _kill_and_wait(pid: int) -> None:
+    """SIGKILL a container init that may already be gone, and wait until it is."""
+    start = process_start_time(pid)
+    if start is None:
+        return
+    try:
+        send_signal(pid, start, signal.SIGKILL)
+    except InvalidStateTransition:
+        return
+    _wait_gone(pid, start, 5.0)
+
+
+def _remove_cgroup(cg: cgroups.Cgroup) -> None:
+    """Remove the group; a process that slipped in (a fork racing the kill) is killed first."""
+    try:
+        cg.destroy()
+    except CgroupError:
+        cg.kill()
+        cg.destroy()
+
+
 def _wait_gone(pid: int, start_time: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while process_start_time(pid) == start_time:
@@ -327,6 +344,7 @@ class Runtime:
         #: (step, ms) of the last init, in checklist order: where start-up time went.
         self.last_timings: list[tuple[str, float]] = []
         self._openers: dict[str | None, Callable[[str], cgroups.Cgroup]] = {}
+        self._creating_bundle = ""
 
     def open_cgroup(self, name: str, version: str | None = None) -> cgroups.Cgroup:
         """A handle on group ``name``, the hierarchy looked up once per runtime."""
@@ -382,6 +400,7 @@ class Runtime:
                              hint="use letters, digits and _ + - . only")
         bundle = os.path.abspath(bundle)
         spec = config_mod.check(spec, bundle) if spec is not None else config_mod.load(bundle)
+        self._creating_bundle = bundle  # for the createRuntime hooks' state
         os.makedirs(self.root, mode=0o711, exist_ok=True)
         state_dir = os.path.join(self.root, container_id)
         try:
@@ -420,19 +439,9 @@ class Runtime:
 
     def _undo_create(self, pid: int, cg: cgroups.Cgroup | None, state_dir: str) -> None:
         if pid:
-            start = process_start_time(pid)
-            if start is not None:
-                try:
-                    send_signal(pid, start, signal.SIGKILL)
-                except InvalidStateTransition:
-                    pass
-                _wait_gone(pid, start, 5.0)
+            _kill_and_wait(pid)
         if cg is not None:
-            try:
-                cg.destroy()
-            except CgroupError:
-                cg.kill()
-                cg.destroy()
+            _remove_cgroup(cg)
         _remove_tree(state_dir)
 
     def _make_cgroup(self, container_id: str, spec: Mapping[str, Any]
@@ -529,13 +538,7 @@ class Runtime:
                         raise _start_error(msg)
         except BaseException:
             if init_pid:
-                start = process_start_time(init_pid)
-                if start is not None:
-                    try:
-                        send_signal(init_pid, start, signal.SIGKILL)
-                    except InvalidStateTransition:
-                        pass
-                    _wait_gone(init_pid, start, 5.0)
+                _kill_and_wait(init_pid)
             raise
         finally:
             os.close(ack_w)
@@ -545,16 +548,16 @@ class Runtime:
 
     def run_hooks(self, container: Container, stage: str, *, fatal: bool) -> bool:
         return self.run_hooks_for(container.id, container.spec, container.pid, stage, fatal=fatal,
-                                  status=container.status)
+                                  status=container.status, bundle=container.bundle)
 
     def run_hooks_for(self, container_id: str, spec: Mapping[str, Any], pid: int, stage: str, *,
-                      fatal: bool = True, status: str = "creating") -> bool:
+                      fatal: bool = True, status: str = "creating", bundle: str | None = None) -> bool:
         """Run the hooks of ``stage`` with the state on stdin (config.md#posix-platform-hooks)."""
         hooks = list((spec.get("hooks") or {}).get(stage) or [])
         if stage == "createRuntime":
             hooks = list((spec.get("hooks") or {}).get("prestart") or []) + hooks
         state = json.dumps({"ociVersion": spec.get("ociVersion"), "id": container_id, "pid": pid,
-                            "status": status, "bundle": os.path.dirname(spec["root"]["path"]),
+                            "status": status, "bundle": bundle or self._creating_bundle,
                             "annotations": spec.get("annotations") or {}})
         for hook in hooks:
             try:

@@ -550,8 +550,3 @@ def _find_executable(command: str, env: list[str], cwd: str) -> str:
     where = "executable file not found in $PATH" if "/" not in command else "no such file or directory"
     raise StepFailed("exec", f'exec: "{command}": {where}', 2, "notfound",
                      hint="check the command's spelling and that the image contains it")
-
-
-def main_error(message: str) -> NoReturn:
-    sys.stderr.write(message + "\n")
-    os._exit(1)

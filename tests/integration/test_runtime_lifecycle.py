@@ -343,3 +343,25 @@ def test_killed_run_command_leaves_a_container_delete_force_removes(bundles, run
     assert bundles.cli("delete", "--force", "r1").returncode == 0
     assert _is_zombie(pid) or not os.path.exists(f"/proc/{pid}")
     _nothing_left(runtime, "r1")
+
+
+def test_hooks_get_the_state_on_stdin(bundles, runtime, tmp_path, reaper):
+    log = tmp_path / "hooks.log"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho \"$1 $(cat)\" >> {log}\n")
+    hook.chmod(0o755)
+
+    def hooks(spec):
+        spec["hooks"] = {stage: [{"path": str(hook), "args": ["hook.sh", stage]}]
+                         for stage in ("createRuntime", "poststart", "poststop")}
+
+    bundle = bundles.make(["true"], edit=hooks)
+    container = runtime.create("h1", str(bundle))
+    container.start()
+    wait_exit(container.pid)
+    container.delete()
+    lines = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    assert [stage for stage, _ in lines] == ["createRuntime", "poststart", "poststop"]
+    states = [json.loads(state) for _, state in lines]
+    assert all(s["id"] == "h1" and s["bundle"] == str(bundle) for s in states)
+    assert states[0]["status"] == "creating" and states[0]["pid"] > 0
