@@ -365,3 +365,29 @@ def test_hooks_get_the_state_on_stdin(bundles, runtime, tmp_path, reaper):
     states = [json.loads(state) for _, state in lines]
     assert all(s["id"] == "h1" and s["bundle"] == str(bundle) for s in states)
     assert states[0]["status"] == "creating" and states[0]["pid"] > 0
+
+
+def test_a_limit_the_cgroup_refuses_leaves_nothing(bundles, runtime):
+    # The group is made while the init starts; its refusal must still end the init.
+    from sandbox.errors import CgroupError
+
+    def forks_of_this_process() -> set[int]:
+        # The init stages are forks of this process: same command line.
+        own = _cmdline(os.getpid())
+        return {int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()
+                and _cmdline(int(p)) == own and not _is_zombie(int(p))}
+
+    before = forks_of_this_process()
+    bundle = bundles.make(["true"], edit=lambda s: s["linux"]["resources"].__setitem__(
+        "memory", {"limit": 1024}))
+    with pytest.raises(CgroupError, match="(?i)memory"):
+        runtime.create("lim", str(bundle))
+    _nothing_left(runtime, "lim")
+    assert forks_of_this_process() - before == set()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
