@@ -15,7 +15,8 @@ from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound
                      RegistryError, Unauthorized, RemoteNotFound, RegistryUnreachable,
                      CgroupError, CgroupUnavailable, InvalidResources, StoreFull,
                      ContainerNotFound, ContainerExists, InvalidStateTransition, InvalidSpec,
-                     ContainerStartError, CommandNotFound, CommandNotExecutable)
+                     ContainerStartError, CommandNotFound, CommandNotExecutable,
+                     VolumeNotFound, ContainerError, SupervisorError)
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 if TYPE_CHECKING:
@@ -57,4 +58,5 @@ __all__ = [
     "CgroupError", "CgroupUnavailable", "InvalidResources", "StoreFull",
     "ContainerNotFound", "ContainerExists", "InvalidStateTransition", "InvalidSpec",
     "ContainerStartError", "CommandNotFound", "CommandNotExecutable",
+    "VolumeNotFound", "ContainerError", "SupervisorError",
 ]

@@ -119,7 +119,42 @@ class Engine:
         self.root = Path(root) if root is not None else default_root()
         self._store: Store | None = None
         self._images: ImageStore | None = None
+        self._client: Any = None
         self.images = ImageCollection(self)
+        from .containers.api import ContainerCollection
+        from .containers.volume_api import VolumeCollection
+        self.containers = ContainerCollection(self)
+        self.volumes = VolumeCollection(self)
+
+    @property
+    def supervisor(self) -> Any:
+        """The client of this store's supervisor (started on first use)."""
+        if self._client is None:
+            from .supervisor.client import Client
+            self._client = Client(self.root)
+        return self._client
+
+    def ensure_supervisor(self) -> dict[str, Any]:
+        """Make sure the supervisor runs (it recovers containers when it starts)."""
+        return dict(self.supervisor.call("ping"))
+
+    def run(self, image: str, command: str | list[str] | None = None, *, remove: bool = True,
+            **kwargs: Any) -> Any:
+        """Run ``command`` in ``image`` to completion: ``RunResult(exit_code, output, stderr)``.
+
+        The common case of a notebook cell, in one call; unlike
+        ``containers.run`` a non-zero exit is a result, not an exception.
+        """
+        from .containers.api import STDOUT
+        container = self.containers.create(image, command, auto_remove=remove, **kwargs)
+        out, err = bytearray(), bytearray()
+
+        def collect(stream: int, data: bytes) -> None:
+            (out if stream == STDOUT else err).extend(data)
+
+        from .containers.api import RunResult
+        code = self.containers.start_attached(container.id, collect)
+        return RunResult(code, bytes(out), bytes(err), container.id)
 
     @property
     def store(self) -> Store:

@@ -14,7 +14,8 @@ into one short paragraph without a traceback.
     │   ├── ImageNotFound         no image by that name or id
     │   ├── BlobNotFound          a blob the index or a manifest names is missing
     │   ├── LayerNotFound         no unpacked layer for a chain id
-    │   └── ContainerNotFound     no container by that name or id
+    │   ├── ContainerNotFound     no container by that name or id
+    │   └── VolumeNotFound        no volume by that name
     ├── Conflict
     │   ├── ImageInUse            rmi of an image something still uses
     │   ├── AmbiguousReference    an id prefix that matches several images
@@ -38,6 +39,8 @@ into one short paragraph without a traceback.
     ├── ContainerStartError       a step of the container's set-up failed (names the step)
     │   ├── CommandNotFound       the command is not in the image (exit code 127)
     │   └── CommandNotExecutable  the command exists but cannot be executed (exit code 126)
+    ├── ContainerError            containers.run(): the command exited non-zero (docker-py's)
+    ├── SupervisorError           the store's supervisor cannot be started or reached
     ├── PermissionRequired        an operation that needs root or a capability
     ├── UsageError                a wrong flag or argument (CLI and magics)
     └── KernelError               a failed system call (keeps errno, op and path)
@@ -95,6 +98,29 @@ class Conflict(SandboxError):
 
 class ContainerNotFound(NotFound):
     """Raised when no container (or runtime state directory) has the given id or name."""
+
+
+class VolumeNotFound(NotFound):
+    """Raised when no volume has the given name."""
+
+
+class ContainerError(SandboxError):
+    """``containers.run`` (docker-py's shape) raises this when the command exits non-zero
+    and the caller did not detach.  Carries ``exit_status``, ``command``, ``image``
+    and ``stderr`` (bytes), like docker-py's ``ContainerError``.
+    """
+
+    def __init__(self, container: str, exit_status: int, command: str, image: str,
+                 stderr: bytes) -> None:
+        self.container, self.exit_status, self.command = container, exit_status, command
+        self.image, self.stderr = image, stderr
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:] if stderr else []
+        super().__init__(f"command '{command}' in image '{image}' returned non-zero exit status "
+                         f"{exit_status}" + (f": {tail[0]}" if tail else ""))
+
+
+class SupervisorError(SandboxError):
+    """The store's supervisor could not be started or reached, or broke a connection."""
 
 
 class ContainerExists(Conflict):

@@ -738,6 +738,28 @@ _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
 
+PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11   # _IOWR(0xFF, 11, struct pidfd_info)
+PIDFD_INFO_EXIT = 1 << 3
+
+
+def pidfd_exit_status(pidfd: int) -> int | None:
+    """The wait status of the exited process behind ``pidfd``, or None.
+
+    Linux 6.15+ keeps it for anyone holding a pidfd (``PIDFD_GET_INFO`` with
+    ``PIDFD_INFO_EXIT``), even after another process reaped it: that is how a
+    restarted supervisor learns the exit code of a container it did not fork.
+    """
+    import struct
+    buf = ctypes.create_string_buffer(64)
+    struct.pack_into("Q", buf, 0, PIDFD_INFO_EXIT)
+    if _libc.ioctl(pidfd, ctypes.c_ulong(PIDFD_GET_INFO), buf) != 0:
+        return None
+    mask = struct.unpack_from("Q", buf, 0)[0]
+    if not mask & PIDFD_INFO_EXIT:
+        return None
+    return int(struct.unpack_from("i", buf, 60)[0])
+
+
 def interface_up(name: str = "lo") -> None:
     """Bring network interface ``name`` up in the calling process's network namespace.
 

@@ -19,7 +19,19 @@ from ..errors import SandboxError, UsageError
 
 #: verb -> module; ``image`` is the management command grouping the image verbs.
 VERBS = ["bootstrap", "history", "images", "import_", "info", "inspect", "load", "login", "pull",
-         "push", "rmi", "save", "tag", "version", "image"]
+         "push", "rmi", "save", "tag", "version", "image",
+         "run", "lifecycle", "ps", "logs", "exec_", "top", "changes", "events", "volume", "container",
+         "system"]
+
+#: verb -> the module that registers it, for the verbs whose module name differs;
+#: a command line naming one verb builds only that verb's parser (a cold
+#: ``sandbox run`` must not pay for argparse set-up of forty verbs).
+VERB_MODULES = {"import": "import_", "create": "run", "start": "run", "stop": "lifecycle",
+                "kill": "lifecycle", "pause": "lifecycle", "unpause": "lifecycle",
+                "restart": "lifecycle", "rm": "lifecycle", "wait": "lifecycle", "rename": "lifecycle",
+                "update": "lifecycle", "exec": "exec_", "attach": "exec_", "stats": "top",
+                "diff": "changes", "commit": "changes", "cp": "changes", "export": "changes",
+                "logout": "login"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,20 +53,40 @@ class _Exit(Exception):
         self.status = status
 
 
-def build_parser(prog: str = "sandbox") -> Parser:
+def build_parser(prog: str = "sandbox", only: str | None = None) -> Parser:
+    """The whole command line parser; with ``only``, just the module of that verb."""
     parser = Parser(prog=prog, description="A small container engine for teaching, with docker's verbs.")
     parser.add_argument("--root", help="store directory (default: $SANDBOX_ROOT or /var/lib/sandbox)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for name in VERBS:
+    modules = VERBS
+    if only is not None:
+        module = VERB_MODULES.get(only, only)
+        if module in VERBS:
+            modules = [module]
+    for name in modules:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
+
+
+def _verb_of(argv: list[str]) -> str | None:
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--root":
+            i += 2
+            continue
+        if argv[i].startswith("--root="):
+            i += 1
+            continue
+        return None if argv[i].startswith("-") else argv[i]
+    return None
 
 
 def run(argv: Sequence[str], out: IO[str] | None = None, engine: Any = None) -> int:
     """Parse ``argv`` and run the verb; raises SandboxError/UsageError for the caller to show."""
     from ..engine import Engine
-    args, extra = build_parser().parse_known_args(list(argv))
+    argv = list(argv)
+    args, extra = build_parser(only=_verb_of(argv)).parse_known_args(argv)
     if extra:
         verb = " ".join(v for v in (args.verb, getattr(args, "image_verb", None)) if v)
         raise UsageError(f"sandbox {verb}: unknown flag or argument {' '.join(extra)!r}",

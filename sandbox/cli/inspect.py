@@ -10,19 +10,38 @@ from ..errors import NotFound
 
 
 
-def register(sub: Any, name: str = "inspect") -> None:
-    p = sub.add_parser(name, help="Return low-level information on images")
+def register(sub: Any, name: str = "inspect", kind: str | None = None) -> None:
+    p = sub.add_parser(name, help="Return low-level information on containers, images and volumes")
     p.add_argument("names", nargs="+", metavar="NAME|ID")
-    p.add_argument("-f", "--format", help="Go template, e.g. '{{.Id}}' or '{{json .Config}}'")
-    p.add_argument("--type", choices=["image"], default=None, help="only look for this kind of object")
+    p.add_argument("-f", "--format", help="Go template, e.g. '{{.State.Status}}' or '{{json .Config}}'")
+    p.add_argument("--type", choices=["container", "image", "volume"], default=kind,
+                   help="only look for this kind of object")
+    p.add_argument("-s", "--size", action="store_true", help="(accepted for compatibility)")
     p.set_defaults(func=run)
+
+
+def _find(engine: Any, name: str, kind: str | None) -> Any:
+    """Containers first, then images, then volumes, as docker looks them up."""
+    if kind in (None, "container"):
+        try:
+            return engine.containers.get(name).inspect()
+        except NotFound:
+            if kind == "container":
+                raise
+    if kind in (None, "image"):
+        try:
+            return engine.images.inspect(name)
+        except NotFound:
+            if kind == "image":
+                raise
+    return engine.volumes.get(name).attrs
 
 
 def run(engine: Any, args: Any, out: Any) -> int:
     found, status = [], 0
     for name in args.names:
         try:
-            found.append(engine.images.inspect(name))
+            found.append(_find(engine, name, args.type))
         except NotFound:
             print(f"Error: No such object: {name}", file=sys.stderr)
             status = 1

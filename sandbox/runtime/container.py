@@ -226,7 +226,7 @@ class Container:
         _wait_gone(self.pid, self.start_time, 5.0)
 
     def exec(self, process: Mapping[str, Any], *, stdio: tuple[int, int, int] | None = None,
-             console_socket: str | None = None, preserve_fds: int = 0) -> int:
+             console_socket: str | socket.socket | None = None, preserve_fds: int = 0) -> int:
         """Run ``process`` (an OCI process object) in the running container; returns its pid.
 
         It joins every namespace of the init and its cgroup, and gets the
@@ -386,7 +386,7 @@ class Runtime:
     # ------------------------------------------------------------------ create
 
     def create(self, container_id: str, bundle: str, *, stdio: tuple[int, int, int] | None = None,
-               console_socket: str | None = None, pid_file: str | None = None,
+               console_socket: str | socket.socket | None = None, pid_file: str | None = None,
                preserve_fds: int = 0, no_pivot: bool = False,
                spec: dict[str, Any] | None = None) -> Container:
         """Set up the container of ``bundle`` and leave it waiting for start.
@@ -477,7 +477,7 @@ class Runtime:
 
     def _spawn(self, container_id: str, spec: dict[str, Any], process: dict[str, Any], *,
                fifo_path: str | None, cgroup: cgroups.Cgroup | None,
-               stdio: tuple[int, int, int] | None, console_socket: str | None,
+               stdio: tuple[int, int, int] | None, console_socket: str | socket.socket | None,
                preserve_fds: int, no_pivot: bool = False) -> tuple[int, list[str]]:
         """Fork the init (see :mod:`init`) and follow its messages until it is ready."""
         seccomp = (spec.get("linux") or {}).get("seccomp")
@@ -488,7 +488,9 @@ class Runtime:
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
         console = None
-        if process.get("terminal") and console_socket:
+        if process.get("terminal") and isinstance(console_socket, socket.socket):
+            console = console_socket.dup()  # a connected socket (the supervisor's socketpair)
+        elif process.get("terminal") and console_socket:
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 console.connect(console_socket)

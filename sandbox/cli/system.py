@@ -1,0 +1,75 @@
+"""``sandbox system df|prune|info``: what the store holds and clearing out what nothing uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..humanize import size
+from .table import write_table
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("system", help="Manage the store")
+    ssub = p.add_subparsers(dest="system_verb", metavar="COMMAND", parser_class=type(p))
+    ssub.required = True
+    d = ssub.add_parser("df", help="Show disk usage")
+    d.add_argument("-v", "--verbose", action="store_true")
+    d.set_defaults(func=run_df)
+    pr = ssub.add_parser("prune", help="Remove unused data")
+    pr.add_argument("-a", "--all", action="store_true", help="remove all unused images, not just dangling ones")
+    pr.add_argument("--volumes", action="store_true", help="prune anonymous volumes")
+    pr.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    pr.set_defaults(func=run_prune)
+    from . import info
+    info.register(ssub, "info")
+
+
+def _du(path: Any) -> int:
+    import os
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def disk_usage(engine: Any) -> list[list[str]]:
+    images = engine.images.list(all=True)
+    containers = engine.containers.list(all=True)
+    used_images = {c.attrs["Image"] for c in containers}
+    image_size = sum(int(getattr(i, "size", 0) or 0) for i in images)
+    active_images = sum(1 for i in images if i.id in used_images)
+    sizes = [(_du(c.dir / "upper"), c) for c in containers]
+    csize = sum(s for s, _ in sizes)
+    running = sum(1 for c in containers if c.attrs["State"].get("Running"))
+    reclaim_c = sum(s for s, c in sizes if not c.attrs["State"].get("Running"))
+    vols = engine.volumes.list()
+    in_use = engine.volumes.store.in_use()
+    vsize = {v.name: engine.volumes.store.size(v.name) for v in vols}
+    return [["Images", str(len(images)), str(active_images), size(image_size), ""],
+            ["Containers", str(len(containers)), str(running), size(csize), size(reclaim_c)],
+            ["Local Volumes", str(len(vols)), str(sum(1 for v in vols if v.name in in_use)),
+             size(sum(vsize.values())), size(sum(s for n, s in vsize.items() if n not in in_use))]]
+
+
+def run_df(engine: Any, args: Any, out: Any) -> int:
+    write_table(out, ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], disk_usage(engine))
+    return 0
+
+
+def run_prune(engine: Any, args: Any, out: Any) -> int:
+    result = engine.containers.prune()
+    for cid in result["ContainersDeleted"]:
+        out.write(f"deleted container: {cid}\n")
+    if args.volumes:
+        for name in engine.volumes.prune()["VolumesDeleted"]:
+            out.write(f"deleted volume: {name}\n")
+    images = engine.images.prune(all=args.all)
+    for item in images.get("ImagesDeleted") or []:
+        for k, v in item.items():
+            out.write(f"{k.lower()}: {v}\n")
+    out.write(f"Total reclaimed space: {size(images.get('SpaceReclaimed') or 0)}\n")
+    return 0

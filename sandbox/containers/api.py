@@ -1,0 +1,594 @@
+"""``engine.containers``: docker-py's container API over the supervisor.
+
+Shaped after docker-py (``containers.run/create/get/list/prune``, and
+:class:`Container` with ``reload``, ``logs``, ``exec_run``, ``wait``, ...) so
+a student's code carries over.  What changes state goes to the supervisor;
+what only reads (``attrs``, ``logs``, ``diff``, ``top``, ``stats``) reads the
+container's files and cgroup directly, which works even while the
+supervisor restarts.
+
+The image side runs here, in the caller: resolving the image, unpacking its
+layers and merging its config into the container's, as the Docker daemon
+does at ``create`` -- so ``inspect`` shows the command, environment and
+working directory the container really gets.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
+
+from ..errors import (ContainerError, ContainerNotFound, ImageNotFound, InvalidStateTransition,
+                      SandboxError, UsageError)
+from .records import ContainerStore
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..supervisor.client import Client
+
+OutputFn = Callable[[int, bytes], None]
+STDOUT, STDERR = 1, 2
+
+
+@dataclass
+class RunResult:
+    """What ``Engine.run`` returns: the exit code and both outputs."""
+
+    exit_code: int
+    output: bytes
+    stderr: bytes
+    id: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+
+@dataclass
+class ExecResult:
+    """docker-py's ``exec_run`` result: ``(exit_code, output)``."""
+
+    exit_code: int | None
+    output: Any
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.exit_code, self.output))
+
+
+def merge_image_config(image_config: dict[str, Any], config: dict[str, Any],
+                       command_given: bool) -> dict[str, Any]:
+    """The container's Config: the image's defaults under what the user asked for.
+
+    Docker's rules: ENV merges by name (the user's value wins); CMD comes
+    from the image unless a command was given -- or an entrypoint was, which
+    resets the image's CMD; labels, volumes and exposed ports are unions.
+    """
+    img = image_config or {}
+    out = dict(config)
+    env: dict[str, str] = {}
+    for entry in list(img.get("Env") or []) + list(config.get("Env") or []):
+        k, _, _ = entry.partition("=")
+        env[k] = entry
+    out["Env"] = list(env.values())
+    entrypoint_given = config.get("Entrypoint") is not None
+    if entrypoint_given:
+        out["Entrypoint"] = list(config["Entrypoint"])
+        if not command_given:
+            out["Cmd"] = None
+    else:
+        out["Entrypoint"] = img.get("Entrypoint")
+        if not command_given:
+            out["Cmd"] = img.get("Cmd")
+    for key in ("WorkingDir", "User", "StopSignal"):
+        if not out.get(key) and img.get(key):
+            out[key] = img[key]
+    if out.get("Healthcheck") is None and img.get("Healthcheck"):
+        out["Healthcheck"] = img["Healthcheck"]
+    out["Labels"] = {**(img.get("Labels") or {}), **(config.get("Labels") or {})}
+    volumes = {**(img.get("Volumes") or {}), **(config.get("Volumes") or {})}
+    out["Volumes"] = volumes or None
+    ports = {**(img.get("ExposedPorts") or {}), **(config.get("ExposedPorts") or {})}
+    out["ExposedPorts"] = ports or None
+    if not (out.get("Entrypoint") or out.get("Cmd")):
+        raise UsageError("No command specified",
+                         hint="give a command after the image name; this image has no CMD or ENTRYPOINT")
+    return out
+
+
+class ContainerCollection:
+    """``engine.containers``."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self._engine = engine
+        self.records = ContainerStore(engine.root)
+
+    @property
+    def client(self) -> "Client":
+        return self._engine.supervisor
+
+    # ------------------------------------------------------------------ making
+
+    def create(self, image: str, command: str | builtins.list[str] | None = None, **kwargs: Any) -> "Container":
+        from .options import config_from_kwargs
+        config, host, name = config_from_kwargs(image, command, **kwargs)
+        return self.create_from(image, config, host, name, command_given=command is not None)
+
+    def create_from(self, image: str, config: dict[str, Any], host: dict[str, Any], name: str | None,
+                    *, command_given: bool) -> "Container":
+        """Create from docker's Config/HostConfig (what the CLI parser produces)."""
+        store = self._engine.image_store
+        try:
+            img = store.get(image)
+        except ImageNotFound:
+            raise ImageNotFound(f"Unable to find image '{image}' locally",
+                                hint=f"`sandbox pull {image}`, or `sandbox bootstrap busybox` "
+                                     "for an offline base image") from None
+        merged = merge_image_config(img.config.get("config") or {}, config, command_given)
+        merged["Image"] = image
+        _check_resources(host)
+        with self._engine.store.transaction():
+            store.unpack(img.diff_ids, [l.digest for l in img.layers])
+            result = self.client.call("create", config=merged, host_config=host, name=name,
+                                      image_id=img.id, layers=img.chain_ids, image_ref=image)
+        return self.get(result["Id"])
+
+    def run(self, image: str, command: str | builtins.list[str] | None = None, *, stdout: bool = True,
+            stderr: bool = False, remove: bool = False, detach: bool = False, **kwargs: Any) -> Any:
+        """docker-py's ``containers.run``: a Container when detached, else the output bytes.
+
+        A non-zero exit raises :class:`~sandbox.errors.ContainerError` carrying stderr.
+        """
+        kwargs["auto_remove"] = bool(kwargs.get("auto_remove") or remove)
+        container = self.create(image, command, **kwargs)
+        if detach:
+            container.start()
+            return container
+        out, err = bytearray(), bytearray()
+
+        def collect(stream: int, data: bytes) -> None:
+            (out if stream == STDOUT else err).extend(data)
+
+        code = self.start_attached(container.id, collect)
+        if code != 0:
+            raise ContainerError(container.id, code, " ".join(container.attrs["Config"].get("Cmd") or []),
+                                 image, bytes(err))
+        if stdout and stderr:
+            return bytes(out) + bytes(err)
+        return bytes(out) if stdout else bytes(err)
+
+    def start_attached(self, cid: str, on_output: OutputFn, *, stdin_fd: int | None = None,
+                       on_start: Callable[[Any, Any], None] | None = None,
+                       interrupt_timeout: float = 2.0) -> int:
+        """Start with output streaming to ``on_output``; return the exit code.
+
+        KeyboardInterrupt (Ctrl-C in a terminal, "interrupt" in Jupyter) stops
+        the container like ``docker stop -t 2`` -- its stop signal, then
+        SIGKILL -- honours ``--rm``, and is raised again.
+        """
+        try:
+            final = self.client.stream("start", on_output, stdin=stdin_fd, on_reply=on_start,
+                                       id=cid, attach=True, stdin_attach=stdin_fd is not None)
+        except KeyboardInterrupt:
+            with contextlib.suppress(SandboxError):
+                self.client.stream("stop", None, id=cid, timeout=interrupt_timeout)
+            raise
+        return int(final["exit"])
+
+    # ------------------------------------------------------------------ finding
+
+    def get(self, ref: str) -> "Container":
+        cid = self.records.resolve(ref)
+        return Container(self, self.records.load(cid))
+
+    def list(self, all: bool = False, filters: dict[str, Any] | None = None, limit: int = -1,
+             since: str | None = None, before: str | None = None) -> builtins.list["Container"]:
+        self._engine.ensure_supervisor()
+        records = sorted(self.records.all(), key=lambda r: r.get("Created", ""), reverse=True)
+        if since:
+            cut = self.records.load(self.records.resolve(since))["Created"]
+            records = [r for r in records if r["Created"] > cut]
+        if before:
+            cut = self.records.load(self.records.resolve(before))["Created"]
+            records = [r for r in records if r["Created"] < cut]
+        if not all and not (filters and ("status" in filters or "exited" in filters)):
+            records = [r for r in records if r["State"].get("Running") or r["State"].get("Restarting")]
+        for key, values in (filters or {}).items():
+            values = values if isinstance(values, (builtins.list, tuple)) else [values]
+            records = [r for r in records if any(_filter(self._engine, r, key, str(v)) for v in values)]
+        if limit is not None and limit >= 0:
+            records = records[:limit]
+        return [Container(self, r) for r in records]
+
+    def prune(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+        labels = builtins.list((filters or {}).get("label") or [])
+        return dict(self.client.call("prune", labels=labels))
+
+
+def _filter(engine: "Engine", r: dict[str, Any], key: str, value: str) -> bool:
+    st = r["State"]
+    if key == "status":
+        return bool(st.get("Status") == value)
+    if key == "name":
+        import re
+        return re.search(value, r["Name"].lstrip("/")) is not None
+    if key == "id":
+        return bool(r["Id"].startswith(value))
+    if key == "exited":
+        return not st.get("Running") and str(st.get("ExitCode")) == value and bool(r["Sandbox"].get("HasBeenStarted"))
+    if key == "label":
+        k, _, v = value.partition("=")
+        labels = r["Config"].get("Labels") or {}
+        return k in labels and (not v or labels[k] == v)
+    if key == "ancestor":
+        if r["Config"].get("Image") == value or r["Image"] == value or r["Image"].startswith("sha256:" + value):
+            return True
+        with contextlib.suppress(SandboxError):
+            return bool(engine.image_store.get(value).id == r["Image"])
+        return False
+    if key == "health":
+        return bool((st.get("Health") or {}).get("Status", "none") == value)
+    raise UsageError(f"invalid filter '{key}'", hint="filters: status, name, id, exited, label, ancestor, health")
+
+
+def _check_resources(host: dict[str, Any]) -> None:
+    """Refuse impossible limits before anything is made (docker's daemon-side checks)."""
+    from ..cgroups import Resources
+    from ..errors import CgroupError
+    try:
+        Resources(memory=host.get("Memory") or None, memory_swap=host.get("MemorySwap") or None,
+                  memory_reservation=host.get("MemoryReservation") or None,
+                  cpu_shares=host.get("CpuShares") or None, cpu_quota=host.get("CpuQuota") or None,
+                  cpu_period=host.get("CpuPeriod") or None,
+                  cpus=(host["NanoCpus"] / 1e9) if host.get("NanoCpus") else None,
+                  cpuset_cpus=host.get("CpusetCpus") or None,
+                  pids_limit=host.get("PidsLimit")).validate()
+    except CgroupError as e:
+        raise UsageError(Exception.__str__(e), hint=e.hint) from None
+
+
+class Container:
+    """One container; ``attrs`` is docker's inspect document as of the last ``reload``."""
+
+    def __init__(self, collection: ContainerCollection, record: dict[str, Any]) -> None:
+        self.collection = collection
+        self.attrs = record
+
+    def __repr__(self) -> str:
+        return f"<Container: {self.short_id} {self.name} {self.status}>"
+
+    @property
+    def _client(self) -> "Client":
+        return self.collection.client
+
+    @property
+    def id(self) -> str:
+        return str(self.attrs["Id"])
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def name(self) -> str:
+        return str(self.attrs["Name"]).lstrip("/")
+
+    @property
+    def status(self) -> str:
+        return str(self.attrs["State"]["Status"])
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.attrs["Config"].get("Labels") or {})
+
+    @property
+    def health(self) -> str:
+        return str((self.attrs["State"].get("Health") or {}).get("Status", "unknown"))
+
+    @property
+    def image(self) -> Any:
+        return self.collection._engine.images.get(self.attrs["Image"])
+
+    @property
+    def pid(self) -> int:
+        return int(self.attrs["State"].get("Pid") or 0)
+
+    @property
+    def dir(self) -> Any:
+        return self.collection.records.path(self.id)
+
+    def reload(self) -> "Container":
+        self.attrs = self.collection.records.load(self.id)
+        return self
+
+    def inspect(self) -> dict[str, Any]:
+        """docker inspect's document (the private "Sandbox" section left out)."""
+        self.reload()
+        return {k: v for k, v in self.attrs.items() if k != "Sandbox"}
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        self._client.call("start", id=self.id)
+        self.reload()
+
+    def stop(self, timeout: float | None = None, signal: str | None = None) -> None:
+        self._client.stream("stop", None, id=self.id, timeout=timeout, signal=signal)
+        self._reload_quietly()
+
+    def kill(self, signal: str | int = "KILL") -> None:
+        self._client.call("kill", id=self.id, signal=signal)
+        self._reload_quietly()
+
+    def pause(self) -> None:
+        self._client.call("pause", id=self.id)
+        self.reload()
+
+    def unpause(self) -> None:
+        self._client.call("unpause", id=self.id)
+        self.reload()
+
+    def restart(self, timeout: float | None = None) -> None:
+        if self.reload().attrs["State"].get("Running"):
+            self._client.stream("restart", None, id=self.id, timeout=timeout)
+        else:
+            self._client.call("restart", id=self.id, timeout=timeout)
+        self.reload()
+
+    def remove(self, force: bool = False, v: bool = False) -> None:
+        self._client.call("remove", id=self.id, force=force, volumes=v)
+
+    def rename(self, name: str) -> None:
+        self._client.call("rename", id=self.id, name=name)
+        self.reload()
+
+    def wait(self, timeout: float | None = None, condition: str = "not-running") -> dict[str, Any]:
+        """Block until the container stops; docker-py's ``{"StatusCode": N, "Error": ...}``."""
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise UsageError(f"invalid condition {condition!r}", hint="not-running, next-exit or removed")
+        if timeout is None:
+            final = self._client.stream("wait", None, id=self.id, condition=condition)
+            return dict(final.get("result") or {"StatusCode": final["exit"], "Error": None})
+        import threading
+        box: dict[str, Any] = {}
+
+        def waiter() -> None:
+            with contextlib.suppress(SandboxError):
+                box["r"] = self._client.stream("wait", None, id=self.id, condition=condition)
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
+        t.join(timeout)
+        if "r" not in box:
+            raise TimeoutError(f"container {self.short_id} did not stop within {timeout} s")
+        final = box["r"]
+        return dict(final.get("result") or {"StatusCode": final["exit"], "Error": None})
+
+    def update(self, **kwargs: Any) -> dict[str, Any]:
+        """docker update: mem_limit, memswap_limit, cpu_shares, nano_cpus/cpus, cpuset_cpus, pids_limit, ..."""
+        from .options import parse_bytes, parse_restart
+        names = {"mem_limit": "Memory", "memswap_limit": "MemorySwap", "mem_reservation": "MemoryReservation",
+                 "cpu_shares": "CpuShares", "cpu_quota": "CpuQuota", "cpu_period": "CpuPeriod",
+                 "nano_cpus": "NanoCpus", "cpuset_cpus": "CpusetCpus", "pids_limit": "PidsLimit",
+                 "restart_policy": "RestartPolicy"}
+        resources: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key == "cpus":
+                resources["NanoCpus"] = int(float(value) * 1e9)
+            elif key not in names:
+                raise UsageError(f"update() got an unexpected keyword argument {key!r}")
+            elif key in ("mem_limit", "memswap_limit", "mem_reservation") and value is not None:
+                resources[names[key]] = -1 if value == -1 else parse_bytes(value, "--" + key)
+            elif key == "restart_policy" and isinstance(value, str):
+                resources["RestartPolicy"] = parse_restart(value)
+            else:
+                resources[names[key]] = value
+        _check_resources(resources)
+        result = dict(self._client.call("update", id=self.id, resources=resources))
+        self.reload()
+        return result
+
+    def _reload_quietly(self) -> None:
+        with contextlib.suppress(ContainerNotFound):
+            self.reload()
+
+    # ------------------------------------------------------------------ output
+
+    def logs(self, stdout: bool = True, stderr: bool = True, stream: bool = False, timestamps: bool = False,
+             tail: int | str = "all", since: Any = None, until: Any = None, follow: bool | None = None) -> Any:
+        """docker-py's ``logs``: bytes, or an iterator of bytes with ``stream=True``."""
+        from . import logs as logs_mod
+        log_config = self.attrs["HostConfig"].get("LogConfig") or {}
+        if log_config.get("Type") == "none":
+            raise UsageError('configured logging driver does not support reading',
+                             hint="the container was created with --log-driver none")
+        path = self.dir / "container.log"
+        n = None if tail in ("all", None, -1) else int(tail)
+        t_since = _to_time(since)
+        t_until = _to_time(until)
+        follow = stream if follow is None else follow
+        if follow:
+            self.collection._engine.ensure_supervisor()
+            records: Any = logs_mod.follow_logs(path, stdout=stdout, stderr=stderr, tail=n, since=t_since,
+                                                until=t_until, is_running=self._is_running)
+        else:
+            records = logs_mod.read_logs(path, stdout=stdout, stderr=stderr, tail=n, since=t_since,
+                                         until=t_until)
+        chunks = (logs_mod.format_record(r, timestamps=timestamps) for r in records)
+        if stream:
+            return chunks
+        return b"".join(chunks)
+
+    def log_records(self, **kwargs: Any) -> Any:
+        """Log records with their stream kept apart (what the CLI prints to stdout and stderr)."""
+        from . import logs as logs_mod
+        path = self.dir / "container.log"
+        if kwargs.pop("follow", False):
+            self.collection._engine.ensure_supervisor()
+            return logs_mod.follow_logs(path, is_running=self._is_running, **kwargs)
+        return logs_mod.read_logs(path, **kwargs)
+
+    def _is_running(self) -> bool:
+        try:
+            st = self.collection.records.load(self.id)["State"]
+        except ContainerNotFound:
+            return False
+        return bool(st.get("Running") or st.get("Restarting"))
+
+    def attach_stream(self, on_output: OutputFn, *, stdin_fd: int | None = None, stdout: bool = True,
+                      stderr: bool = True) -> int:
+        """docker attach: stream live output until the container exits; returns its exit code."""
+        final = self._client.stream("attach", on_output, stdin=stdin_fd, id=self.id, stdout=stdout,
+                                    stderr=stderr, stdin_attach=stdin_fd is not None)
+        return int(final["exit"])
+
+    def exec_run(self, cmd: str | builtins.list[str], stdout: bool = True, stderr: bool = True,
+                 stdin: bool = False, tty: bool = False, privileged: bool = False, user: str = "",
+                 detach: bool = False, stream: bool = False, environment: Any = None,
+                 workdir: str | None = None, demux: bool = False) -> ExecResult:
+        """docker-py's ``exec_run``: (exit_code, output); output is (stdout, stderr) with demux."""
+        import shlex
+        args = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        env = [f"{k}={v}" for k, v in environment.items()] if isinstance(environment, dict) else list(environment or [])
+        request = {"id": self.id, "Cmd": args, "Env": env, "WorkingDir": workdir or "", "User": user,
+                   "Tty": tty, "Privileged": privileged}
+        if detach:
+            self._client.call("exec", detach=True, **request)
+            return ExecResult(None, b"")
+        out, err = bytearray(), bytearray()
+
+        def collect(s: int, data: bytes) -> None:
+            if s == STDOUT and stdout:
+                out.extend(data)
+            elif s == STDERR and stderr:
+                (err if demux else out).extend(data)
+
+        final = self._client.stream("exec", collect, **request)
+        output: Any = (bytes(out) if stdout else None, bytes(err) if stderr else None) if demux else bytes(out)
+        return ExecResult(int(final["exit"]), output)
+
+    def exec_stream(self, args: builtins.list[str], on_output: OutputFn, *, stdin_fd: int | None = None,
+                    tty: bool = False, env: builtins.list[str] | None = None, workdir: str = "",
+                    user: str = "", privileged: bool = False,
+                    on_start: Callable[[Any, Any], None] | None = None) -> int:
+        final = self._client.stream("exec", on_output, stdin=stdin_fd, on_reply=on_start, id=self.id,
+                                    Cmd=list(args), Env=list(env or []), WorkingDir=workdir, User=user,
+                                    Tty=tty, Privileged=privileged, stdin_attach=stdin_fd is not None)
+        return int(final["exit"])
+
+    # ------------------------------------------------------------------ inside
+
+    def top(self, ps_args: str | None = None) -> dict[str, Any]:
+        from .inspect import top
+        return top(self.reload().attrs, ps_args)
+
+    def stats(self, stream: bool = False, decode: bool | None = None) -> Any:
+        from .inspect import stats_snapshot
+        if not stream:
+            return stats_snapshot(self.reload().attrs)
+
+        def gen() -> Iterator[dict[str, Any]]:
+            previous = None
+            while True:
+                snap = stats_snapshot(self.reload().attrs, previous)
+                yield snap
+                previous = snap
+                if not self.attrs["State"].get("Running"):
+                    return
+                time.sleep(1.0)
+        return gen()
+
+    def diff(self) -> builtins.list[dict[str, Any]]:
+        """docker-py's ``diff``: [{"Path": ..., "Kind": 0 (C) | 1 (A) | 2 (D)}]."""
+        return [{"Path": p, "Kind": {"C": 0, "A": 1, "D": 2}[k]} for k, p in self.changes()]
+
+    def changes(self) -> builtins.list[tuple[str, str]]:
+        """``docker diff`` lines as (kind, path): the writable layer against the image."""
+        from . import fsops
+        from .setup import lower_dirs
+        store = self.collection._engine.store
+        lowers = lower_dirs(store, self.dir, self.attrs["Sandbox"]["Layers"])[1:]  # without the init layer
+        from pathlib import Path
+        return fsops.changes(self.dir / "upper", [Path(p) for p in lowers])
+
+    def commit(self, repository: str | None = None, tag: str | None = None, message: str | None = None,
+               author: str | None = None, changes: Any = None, conf: dict[str, Any] | None = None,
+               pause: bool = True) -> Any:
+        from .commit import commit
+        return commit(self, repository=repository, tag=tag, message=message, author=author,
+                      changes=changes, conf=conf, pause=pause)
+
+    @contextlib.contextmanager
+    def merged_rootfs(self, writable: bool = False) -> Iterator[Any]:
+        """The container's file system as one directory: the live mount, or a temporary one.
+
+        A stopped container gets a temporary overlay of its own layers: read-only
+        (the writable layer as the top lower dir) unless ``writable``, when its
+        writable layer is the upper dir again, as it will be at the next start.
+        """
+        from pathlib import Path
+        from . import setup
+        self.reload()
+        cdir = Path(self.dir)
+        rootfs = cdir / "rootfs"
+        if self.attrs["State"].get("Running") and setup.is_mounted(rootfs):
+            yield rootfs
+            return
+        from .. import kernel
+        store = self.collection._engine.store
+        with store.scratch("cp-") as scratch:
+            target = scratch / "merged"
+            target.mkdir()
+            lowers = setup.lower_dirs(store, cdir, self.attrs["Sandbox"]["Layers"])
+            if writable:
+                options = (f"lowerdir={':'.join(lowers)},upperdir={cdir / 'upper'},"
+                           f"workdir={cdir / 'work'}")
+                kernel.mount("overlay", target, "overlay", 0, options)
+            else:
+                kernel.mount("overlay", target, "overlay", kernel.MS_RDONLY,
+                             "lowerdir=" + ":".join([str(cdir / "upper")] + lowers))
+            try:
+                yield target
+            finally:
+                kernel.umount(target, kernel.MNT_DETACH)
+
+    def export(self, out: BinaryIO) -> None:
+        from . import fsops
+        with self.merged_rootfs() as root:
+            fsops.export(root, out)
+
+    def get_archive(self, path: str, out: BinaryIO) -> dict[str, Any]:
+        from . import fsops
+        with self.merged_rootfs() as root:
+            return dict(fsops.copy_out(root, path, out))
+
+    def put_archive(self, path: str, data: BinaryIO) -> None:
+        from . import fsops
+        with self.merged_rootfs(writable=True) as root:
+            fsops.copy_in(root, data, path)
+
+    def copy_to(self, host_src: str, dest: str) -> None:
+        """``docker cp HOSTPATH CONTAINER:DEST``."""
+        from . import fsops
+        with self.merged_rootfs(writable=True) as root:
+            fsops.copy_in_path(root, host_src, dest)
+
+    def copy_from(self, src: str, host_dest: str) -> None:
+        """``docker cp CONTAINER:SRC HOSTPATH``."""
+        from . import fsops
+        with self.merged_rootfs() as root:
+            fsops.copy_out_path(root, src, host_dest)
+
+
+def _to_time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    import datetime as _dt
+    if isinstance(value, _dt.datetime):
+        return value.timestamp()
+    from .logs import parse_time
+    return parse_time(str(value))

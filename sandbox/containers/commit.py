@@ -1,0 +1,76 @@
+"""``docker commit``: the container's writable layer becomes a new image layer.
+
+The layer is the overlay upper directory written as an OCI layer tar
+(overlay's whiteouts become ``.wh.`` files, opaque directories
+``.wh..wh..opq``), which is why the init layer sits *below* it: the mount
+points for /etc/hosts or /proc never reach an image.  The new config is the
+container's own (its command, environment, working directory ...), with
+``-c`` changes applied on top, as Docker does.  By default the container is
+frozen while its layer is read, so the layer is a consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SandboxError, UsageError
+
+if TYPE_CHECKING:
+    from .api import Container
+
+#: Config keys that go from a container into the committed image (docker's list).
+IMAGE_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
+              "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "Image",
+              "Volumes", "WorkingDir", "Entrypoint", "OnBuild", "Labels", "StopSignal")
+
+
+def commit(container: "Container", *, repository: str | None = None, tag: str | None = None,
+           message: str | None = None, author: str | None = None, changes: Any = None,
+           conf: dict[str, Any] | None = None, pause: bool = True) -> Any:
+    from ..image import tarlayer
+    from ..image.archive import apply_changes
+    from ..image.images import new_config, now_rfc3339
+    from ..image.layers import LayerBlob, write_layer_blob
+    from .setup import command_line
+
+    engine = container.collection._engine
+    rec = container.reload().attrs
+    images = engine.image_store
+    base = images.get(rec["Image"])
+    config = {k: copy.deepcopy(v) for k, v in rec["Config"].items() if k in IMAGE_KEYS}
+    config.pop("Image", None)
+    config.pop("Hostname", None)
+    if conf:
+        config.update(conf)
+    change_list = [changes] if isinstance(changes, str) else list(changes or [])
+    try:
+        apply_changes(config, change_list)
+    except SandboxError as e:
+        raise UsageError(Exception.__str__(e), hint=e.hint) from None
+    target = None
+    if repository:
+        target = f"{repository}:{tag}" if tag else repository
+    upper = container.dir / "upper"
+    frozen = False
+    if pause and rec["State"].get("Running") and not rec["State"].get("Paused"):
+        container._client.call("commit_pause", id=container.id, freeze=True)
+        frozen = True
+    try:
+        with engine.store.transaction():
+            blob = write_layer_blob(engine.store, lambda out: tarlayer.write_overlay_upper(upper, out))
+    finally:
+        if frozen:
+            with contextlib.suppress(SandboxError):
+                container._client.call("commit_pause", id=container.id, freeze=False)
+    history = {"created": now_rfc3339(), "created_by": command_line(rec["Config"])}
+    if message:
+        history["comment"] = message
+    if author:
+        history["author"] = author
+    image_config = new_config([blob], [history], config=config, author=author, base=base.config)
+    image_config.pop("container_config", None)
+    layers = [LayerBlob(diff_id, d.digest, d.size, d.media_type)
+              for diff_id, d in zip(base.diff_ids, base.layers)] + [blob]
+    return images.create(image_config, layers, tags=[target] if target else [])

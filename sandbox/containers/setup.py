@@ -1,0 +1,332 @@
+"""Turning a container record into a mounted rootfs and an OCI spec.
+
+This is what happens between ``docker create`` and the runtime, in the
+supervisor:
+
+* :func:`make_dirs` lays out the container directory, with an *init layer*
+  holding empty files and directories for everything the runtime mounts over
+  (``/etc/hosts``, ``/proc``, ``/dev``, volume targets).  It sits between the
+  image and the writable layer, exactly as Docker's ``-init`` layer does, so
+  the mount points the runtime needs never show up in ``diff`` or ``commit``.
+* :func:`mount_rootfs` mounts image layers + init layer + writable layer with
+  overlayfs at ``rootfs/``; :func:`unmount_rootfs` undoes it.
+* :func:`build_spec` maps docker's ``Config``/``HostConfig`` onto
+  :class:`~sandbox.runtime.spec.ContainerOptions` and lets
+  :func:`~sandbox.runtime.spec.default_spec` add Docker's defaults.  User and
+  group names are looked up in the container's own ``/etc/passwd`` and
+  ``/etc/group`` at start, as Docker does, so ``-u nobody`` means the image's
+  nobody.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import resource
+import shlex
+import stat
+from pathlib import Path
+from typing import Any
+
+from .. import kernel
+from ..errors import KernelError, UsageError
+from ..runtime import spec as spec_mod
+from ..runtime.paths import secure_join
+
+#: Files the runtime bind-mounts or covers, created empty in the init layer.
+INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+INIT_DIRS = ("dev", "proc", "sys", "dev/pts", "dev/shm")
+
+_RLIMITS = {name: getattr(resource, "RLIMIT_" + name.upper()) for name in
+            ("nofile", "nproc", "core", "cpu", "data", "fsize", "memlock", "stack", "as",
+             "locks", "sigpending", "msgqueue", "nice", "rtprio") if hasattr(resource, "RLIMIT_" + name.upper())}
+
+
+class HostFacts:
+    """What default_spec needs to know about this host, looked up once per process."""
+
+    def __init__(self) -> None:
+        from .. import hostinfo
+        self.bounding_set = kernel.host_bounding_set()
+        version = hostinfo.cgroup_version()
+        self.cgroup_version = version if version in ("v1", "v2") else "v2"
+        self.hard_limits = {}
+        for name, number in _RLIMITS.items():
+            hard = resource.getrlimit(number)[1]
+            self.hard_limits[name] = -1 if hard == resource.RLIM_INFINITY else hard
+        self._devices: list[dict[str, Any]] | None = None
+
+    @property
+    def devices(self) -> list[dict[str, Any]]:
+        if self._devices is None:
+            self._devices = spec_mod.host_devices()
+        return self._devices
+
+
+def make_dirs(cdir: Path, mountpoints: list[str]) -> None:
+    """The container directory: init layer, writable layer, mount point, fifos."""
+    for sub in ("init", "upper", "work", "rootfs", "bundle"):
+        (cdir / sub).mkdir(parents=True, exist_ok=True)
+    init = cdir / "init"
+    for d in INIT_DIRS:
+        (init / d).mkdir(parents=True, exist_ok=True)
+    for f in INIT_FILES:
+        (init / f).parent.mkdir(parents=True, exist_ok=True)
+        (init / f).touch()
+    with contextlib.suppress(FileExistsError):
+        os.symlink("/proc/mounts", init / "etc" / "mtab")
+    for target in mountpoints:
+        rel = os.path.normpath(target).lstrip("/")
+        if rel and rel not in INIT_FILES:
+            (init / rel).mkdir(parents=True, exist_ok=True)
+    for name in ("stdout.fifo", "stderr.fifo"):
+        with contextlib.suppress(FileExistsError):
+            os.mkfifo(cdir / name, 0o600)
+
+
+def write_etc_files(cdir: Path, hostname: str, domainname: str, network_mode: str,
+                    extra_hosts: list[str], dns: list[str], dns_search: list[str]) -> None:
+    """hostname, hosts and resolv.conf for the container, as Docker writes them."""
+    (cdir / "hostname").write_text(hostname + "\n")
+    if network_mode == "host":
+        hosts = Path("/etc/hosts").read_text() if os.path.exists("/etc/hosts") else ""
+    else:
+        fqdn = f"{hostname}.{domainname}" if domainname else hostname
+        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                 f"ff02::2\tip6-allrouters\n127.0.1.1\t{fqdn} {hostname}\n" if fqdn != hostname else
+                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                 f"ff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n")
+    for entry in extra_hosts:
+        name, _, ip = entry.partition(":")
+        hosts += f"{ip}\t{name}\n"
+    (cdir / "hosts").write_text(hosts)
+    if dns or dns_search:
+        text = "".join(f"nameserver {d}\n" for d in dns)
+        if dns_search:
+            text += "search " + " ".join(dns_search) + "\n"
+    else:
+        try:
+            text = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            text = ""
+        if network_mode != "host":
+            # Loopback resolvers (systemd-resolved's 127.0.0.53) are unreachable from a
+            # private network namespace; Docker drops them the same way.
+            lines = [l for l in text.splitlines()
+                     if not (l.startswith("nameserver") and l.split()[1:2] and
+                             (l.split()[1].startswith("127.") or l.split()[1] == "::1"))]
+            text = "\n".join(lines) + ("\n" if lines else "")
+    (cdir / "resolv.conf").write_text(text)
+
+
+def lower_dirs(store: Any, cdir: Path, chain_ids: list[str]) -> list[str]:
+    """overlay lowerdirs, top first: the init layer, then the image's layers."""
+    from ..image.layers import LayerStore
+    layers = LayerStore(store)
+    out = [str(cdir / "init")]
+    for chain in reversed(chain_ids):
+        layer = layers.get(chain)
+        layers._ensure_link(layer)
+        out.append(str(store.links_dir / layer.link))
+    return out
+
+
+def mount_rootfs(store: Any, cdir: Path, chain_ids: list[str]) -> None:
+    """Mount the container's overlay on ``cdir/rootfs`` (no-op when mounted already)."""
+    target = cdir / "rootfs"
+    if is_mounted(target):
+        return
+    lowers = lower_dirs(store, cdir, chain_ids)
+    options = f"lowerdir={':'.join(lowers)},upperdir={cdir / 'upper'},workdir={cdir / 'work'}"
+    if len(options) >= kernel.PAGE_SIZE - 64:
+        raise UsageError(f"the image has too many layers ({len(chain_ids)}) for one overlay mount",
+                         hint="squash the image (export and import it)")
+    try:
+        kernel.mount("overlay", target, "overlay", 0, options)
+    except KernelError as e:
+        raise KernelError("mount overlay on", str(target), e.errno or errno.EIO,
+                          hint="is this running without root, or on a file system overlayfs "
+                               "cannot use as upper layer?") from None
+
+
+def is_mounted(path: Path) -> bool:
+    try:
+        return os.stat(path).st_dev != os.stat(path.parent).st_dev
+    except FileNotFoundError:
+        return False
+
+
+def unmount_rootfs(cdir: Path) -> None:
+    target = cdir / "rootfs"
+    while is_mounted(target):
+        try:
+            kernel.umount(target, kernel.MNT_DETACH)
+        except KernelError as e:
+            if e.errno in (errno.EINVAL, errno.ENOENT):
+                return
+            raise
+
+
+# --------------------------------------------------------------------------- users
+
+def _read_db(rootfs: Path, name: str) -> list[list[str]]:
+    try:
+        path = secure_join(str(rootfs), name)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def resolve_user(rootfs: Path, user: str, group_add: list[str] | None = None) -> tuple[int, int, list[int]]:
+    """docker's ``-u name|uid[:group|gid]`` against the container's passwd and group files."""
+    user = (user or "").strip()
+    name, _, group = user.partition(":")
+    passwd = _read_db(rootfs, "/etc/passwd")
+    groups = _read_db(rootfs, "/etc/group")
+    uid, gid = 0, 0
+    login = "root"
+    if name:
+        if name.isdigit():
+            uid = int(name)
+            entry = next((p for p in passwd if len(p) > 3 and p[2] == name), None)
+        else:
+            entry = next((p for p in passwd if p[0] == name and len(p) > 3), None)
+            if entry is None:
+                raise UsageError(f"unable to find user {name}: no matching entries in passwd file",
+                                 hint="use a numeric uid, or a user the image defines in /etc/passwd")
+            uid = int(entry[2])
+        if entry is not None:
+            gid, login = int(entry[3]), entry[0]
+        else:
+            login = ""
+    if group:
+        gid = _group_id(groups, group)
+    extra = sorted({int(g[2]) for g in groups if len(g) > 3 and login and login in g[3].split(",")}
+                   - {gid}) if login else []
+    for g in group_add or []:
+        extra.append(_group_id(groups, g))
+    return uid, gid, extra
+
+
+def _group_id(groups: list[list[str]], group: str) -> int:
+    if group.isdigit():
+        return int(group)
+    entry = next((g for g in groups if g[0] == group and len(g) > 2), None)
+    if entry is None:
+        raise UsageError(f"unable to find group {group}: no matching entries in group file",
+                         hint="use a numeric gid, or a group the image defines in /etc/group")
+    return int(entry[2])
+
+
+# --------------------------------------------------------------------------- the spec
+
+def process_args(config: dict[str, Any]) -> list[str]:
+    """Entrypoint + Cmd, the way docker joins them."""
+    return list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+
+
+def build_spec(record: dict[str, Any], cdir: Path, facts: HostFacts,
+               volume_mounts: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """The OCI spec for ``record``, whose rootfs is mounted at ``cdir/rootfs``."""
+    config, host = record["Config"], record["HostConfig"]
+    rootfs = cdir / "rootfs"
+    uid, gid, extra = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or [])
+    network = host.get("NetworkMode") or "none"
+    host_ns = [kind for kind, mode in (("pid", host.get("PidMode")), ("ipc", host.get("IpcMode")),
+                                        ("uts", host.get("UTSMode"))) if mode == "host"]
+    if network == "host":
+        host_ns.append("network")
+    elif network not in ("none", "default", "bridge", ""):
+        raise UsageError(f"network {network!r} is not supported yet",
+                         hint="use --network none or --network host")
+    seccomp: Any = "default"
+    nnp = False
+    for opt in host.get("SecurityOpt") or []:
+        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
+        if key == "seccomp":
+            if value == "unconfined":
+                seccomp = "unconfined"
+            else:
+                import json
+                seccomp = json.loads(value)
+        elif key == "no-new-privileges":
+            nnp = value.lower() in ("", "true", "1")
+    resources = spec_mod.ResourceLimits(
+        memory=host.get("Memory") or None,
+        memory_swap=host.get("MemorySwap") or None,
+        cpu_shares=host.get("CpuShares") or None,
+        cpu_quota=(host.get("CpuQuota") or None) if not host.get("NanoCpus")
+        else host["NanoCpus"] * 100000 // 10**9,
+        cpu_period=(host.get("CpuPeriod") or None) if not host.get("NanoCpus") else 100000,
+        cpuset_cpus=host.get("CpusetCpus") or None,
+        pids_limit=host.get("PidsLimit") if host.get("PidsLimit") not in (None, 0) else None)
+    mounts = [{"destination": "/etc/hostname", "type": "bind", "source": str(cdir / "hostname"),
+               "options": ["rbind", "rprivate"]},
+              {"destination": "/etc/hosts", "type": "bind", "source": str(cdir / "hosts"),
+               "options": ["rbind", "rprivate"]},
+              {"destination": "/etc/resolv.conf", "type": "bind", "source": str(cdir / "resolv.conf"),
+               "options": ["rbind", "rprivate"]}]
+    mounts += volume_mounts
+    devices = [f"{d['PathOnHost']}:{d.get('PathInContainer') or d['PathOnHost']}:"
+               f"{d.get('CgroupPermissions') or 'rwm'}" for d in host.get("Devices") or []]
+    ulimits = [(u["Name"], int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or []]
+    opts = spec_mod.ContainerOptions(
+        args=process_args(config),
+        env=list(config.get("Env") or []),
+        cwd=config.get("WorkingDir") or "/",
+        user=f"{uid}:{gid}",
+        additional_gids=extra,
+        hostname=config.get("Hostname") or record["Id"][:12],
+        domainname=config.get("Domainname") or "",
+        terminal=bool(config.get("Tty")),
+        readonly_rootfs=bool(host.get("ReadonlyRootfs")),
+        cap_add=list(host.get("CapAdd") or []),
+        cap_drop=list(host.get("CapDrop") or []),
+        privileged=bool(host.get("Privileged")),
+        no_new_privileges=nnp,
+        seccomp=seccomp,
+        host_namespaces=host_ns,
+        mounts=mounts,
+        tmpfs=dict(host.get("Tmpfs") or {}),
+        shm_size=host.get("ShmSize") or spec_mod.DEFAULT_SHM_SIZE,
+        devices=devices,
+        ulimits=ulimits,
+        sysctls=dict(host.get("Sysctls") or {}),
+        init=bool(host.get("Init")),
+        stop_signal=config.get("StopSignal"),
+        cgroups_path=f"/sandbox/{record['Id']}",
+        resources=resources,
+        oom_score_adj=int(host.get("OomScoreAdj") or 0),
+    )
+    warnings: list[str] = []
+    spec = spec_mod.default_spec(str(rootfs), opts, host_bounding_set=facts.bounding_set,
+                                 cgroup_version=facts.cgroup_version, hard_limits=facts.hard_limits,
+                                 host_device_list=facts.devices if host.get("Privileged") else [],
+                                 warnings=warnings)
+    return spec, warnings
+
+
+def ensure_workdir(rootfs: Path, workdir: str, uid: int = 0, gid: int = 0) -> None:
+    """Docker creates a missing WORKDIR at start (in the writable layer)."""
+    if not workdir or workdir == "/":
+        return
+    path = secure_join(str(rootfs), workdir)
+    if not os.path.isdir(path):
+        os.makedirs(path, 0o755, exist_ok=True)
+
+
+def command_line(config: dict[str, Any]) -> str:
+    """The COMMAND column of ``ps``: entrypoint and cmd joined, quoted like docker."""
+    args = process_args(config)
+    return " ".join(shlex.quote(a) if (" " in a or not a) else a for a in args)
+
+
+def is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False

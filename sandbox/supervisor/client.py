@@ -1,0 +1,248 @@
+"""The client side of the supervisor socket, and starting the supervisor on demand.
+
+:class:`Client` keeps one connection for plain requests (a round trip costs
+tens of microseconds) and opens another for each stream (attach, exec, wait),
+so a long ``logs -f`` in one notebook cell never blocks a ``stop`` in the next.
+If nothing listens on the socket, the first client starts the supervisor --
+under a lock, so two kernels starting at once make only one -- and waits for
+it to say it is ready (it has recovered every container by then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import SupervisorError
+from . import protocol
+
+START_TIMEOUT = 30.0
+
+OutputFn = Callable[[int, bytes], None]
+
+
+class Client:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        self.sock_path = self.root / "supervisor.sock"
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        #: Set when this client had to (re)start the supervisor: its pid.
+        self.started_supervisor: int | None = None
+
+    # ------------------------------------------------------------------ connecting
+
+    def _try_connect(self) -> socket.socket | None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            s.connect(str(self.sock_path))
+            return s
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+            return None
+        except OSError as e:
+            s.close()
+            raise SupervisorError(f"cannot connect to the supervisor at {self.sock_path}: {e.strerror}",
+                                  hint="is the store on a file system that allows unix sockets?") from None
+
+    def connect(self) -> socket.socket:
+        s = self._try_connect()
+        if s is not None:
+            return s
+        self._start()
+        s = self._try_connect()
+        if s is None:
+            raise SupervisorError(f"the supervisor started but {self.sock_path} does not answer",
+                                  hint=f"look at {self.root / 'supervisor.log'}")
+        return s
+
+    def _start(self) -> None:
+        (self.root / "locks").mkdir(parents=True, exist_ok=True)
+        lock = os.open(self.root / "locks" / "supervisor-start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            probe = self._try_connect()
+            if probe is not None:  # another client started it while we waited
+                probe.close()
+                return
+            log = os.open(self.root / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            ready_r, ready_w = os.pipe()
+            os.set_inheritable(ready_r, False)
+            env = dict(os.environ)
+            package_parent = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "sandbox.supervisor", "--root", str(self.root),
+                     "--ready-fd", str(ready_w)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", env=env,
+                    start_new_session=True, pass_fds=(ready_w,), close_fds=True)
+            finally:
+                os.close(ready_w)
+                os.close(log)
+            try:
+                answer = _read_with_timeout(ready_r, START_TIMEOUT)
+            finally:
+                os.close(ready_r)
+            if not answer:
+                code = proc.poll()
+                raise SupervisorError(
+                    f"the supervisor for {self.root} did not start"
+                    + (f" (exit status {code})" if code is not None else ""),
+                    hint=f"its last words are in {self.root / 'supervisor.log'}")
+            self.started_supervisor = proc.pid
+            _forget_child(proc)
+        finally:
+            os.close(lock)
+
+    # ------------------------------------------------------------------ requests
+
+    def call(self, op: str, **args: Any) -> Any:
+        """One request, one reply (raises the error the supervisor raised)."""
+        with self._lock:
+            for attempt in (0, 1):
+                if self._sock is None:
+                    self._sock = self.connect()
+                try:
+                    protocol.send(self._sock, {"op": op, **args})
+                except OSError as e:
+                    # The supervisor went away since our last request; it never saw this one.
+                    self.close()
+                    if attempt or e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                        raise
+                    continue
+                data, _ = protocol.recv(self._sock)
+                if not data:
+                    self.close()
+                    raise SupervisorError(f"the supervisor closed the connection during {op!r}",
+                                          hint=f"it may have crashed; see {self.root / 'supervisor.log'}")
+                return _result(json.loads(data))
+        raise AssertionError("unreachable")
+
+    def stream(self, op: str, on_output: OutputFn | None = None, *, stdin: int | None = None,
+               on_reply: Callable[[Any, "Stream"], None] | None = None, **args: Any) -> dict[str, Any]:
+        """A streaming request on its own connection: output until ``{"exit": ...}``.
+
+        ``stdin`` is a file descriptor whose bytes are forwarded (in a thread)
+        until EOF.  Returns the final JSON object (``{"exit": code, ...}``).
+        """
+        sock = self.connect()
+        stream = Stream(sock)
+        try:
+            protocol.send(sock, {"op": op, **args})
+            first = _recv_json(sock, op)
+            result = _result(first)
+            if on_reply is not None:
+                on_reply(result, stream)
+            if stdin is not None:
+                threading.Thread(target=stream.pump_stdin, args=(stdin,), daemon=True).start()
+            while True:
+                data, _ = protocol.recv(sock)
+                if not data:
+                    raise SupervisorError(f"the supervisor closed the stream of {op!r}",
+                                          hint=f"it may have been killed; see {self.root / 'supervisor.log'}")
+                if data[:1] == b"{":
+                    obj = json.loads(data)
+                    if "exit" in obj:
+                        if obj.get("error"):
+                            protocol.raise_error(obj["error"])
+                        return obj
+                    if obj.get("ok") is False:
+                        _result(obj)
+                    if obj.get("ok") is True:
+                        stream.late_result = obj.get("result")
+                    continue
+                if on_output is not None:
+                    on_output(data[0], bytes(data[1:]))
+        finally:
+            stream.closed = True
+            sock.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+
+class Stream:
+    """The client's end of a streaming request: send stdin and resize packets."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.closed = False
+        self.late_result: Any = None
+
+    def send_stdin(self, data: bytes) -> None:
+        step = protocol.MAX_PACKET
+        if not data:
+            self.sock.send(bytes([protocol.STDIN]))
+            return
+        for i in range(0, len(data), step):
+            self.sock.send(bytes([protocol.STDIN]) + data[i:i + step])
+
+    def resize(self, height: int, width: int) -> None:
+        self.sock.send(b"R" + json.dumps({"h": height, "w": width}).encode())
+
+    def pump_stdin(self, fd: int) -> None:
+        try:
+            while not self.closed:
+                data = os.read(fd, 65536)
+                self.send_stdin(data)
+                if not data:
+                    return
+        except OSError:
+            return
+
+
+def _recv_json(sock: socket.socket, op: str) -> dict[str, Any]:
+    data, _ = protocol.recv(sock)
+    if not data:
+        raise SupervisorError(f"the supervisor closed the connection during {op!r}")
+    obj: dict[str, Any] = json.loads(data)
+    return obj
+
+
+def _result(reply: dict[str, Any]) -> Any:
+    if reply.get("ok") is False:
+        protocol.raise_error(reply["error"])
+    return reply.get("result")
+
+
+def _read_with_timeout(fd: int, timeout: float) -> bytes:
+    import select
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return b""
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return b""
+        chunk = os.read(fd, 64)
+        if not chunk:
+            return buf
+        buf += chunk
+    return buf
+
+
+def _forget_child(proc: subprocess.Popen[bytes]) -> None:
+    """The supervisor outlives us; reap it if it ever exits while we live, never wait for it."""
+    proc.returncode = None
+    threading.Thread(target=_reap_quietly, args=(proc.pid,), daemon=True).start()
+
+
+def _reap_quietly(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, 0)

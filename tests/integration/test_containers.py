@@ -1,0 +1,418 @@
+"""Containers end to end: the supervisor, docker's verbs and the Python API, on real kernels parts.
+
+Every test runs real containers (namespaces, overlayfs, cgroups) from a
+busybox image bootstrapped from the host, through the supervisor of a
+per-module store; the module fixture removes them all and stops the
+supervisor, and the session leak check must find nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+from sandbox import cli
+from sandbox.errors import (CommandNotFound, Conflict, ContainerError, ContainerExists,
+                            ContainerNotFound, ImageNotFound, InvalidStateTransition, UsageError)
+from tests.integration.container_env import engine, stop_supervisor  # noqa: F401
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+
+
+def wait_for(check, timeout=10.0, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {check}")
+
+
+def sandbox_cli(engine, *argv, input=None, check=True):
+    """The `sandbox` command as a new process (the cold path users take)."""
+    env = dict(os.environ, SANDBOX_ROOT=str(engine.root))
+    proc = subprocess.run([sys.executable, "-m", "sandbox", *argv], input=input, capture_output=True,
+                          env=env, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sandbox {' '.join(argv)} -> {proc.returncode}\n{proc.stderr.decode()}")
+    return proc
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_returns_exit_code_and_output_apart(engine):
+    r = engine.run("busybox", ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (r.exit_code, r.output, r.stderr) == (3, b"out\n", b"err\n")
+    with pytest.raises(ContainerNotFound):
+        engine.containers.get(r.id)  # remove=True: gone, record and all
+
+
+def test_docker_py_run_raises_container_error(engine):
+    assert engine.containers.run("busybox", "echo hi", remove=True) == b"hi\n"
+    with pytest.raises(ContainerError) as e:
+        engine.containers.run("busybox", ["sh", "-c", "echo bad >&2; exit 7"], remove=True)
+    assert e.value.exit_status == 7 and e.value.stderr == b"bad\n"
+
+
+def test_container_sees_its_own_namespaces_and_hostname(engine):
+    c = engine.containers.run("busybox", ["sleep", "30"], detach=True, name="ns-probe",
+                              hostname="probe")
+    try:
+        assert c.status == "running" and c.pid > 0
+        for ns in ("mnt", "uts", "ipc", "pid", "net", "cgroup"):
+            assert os.readlink(f"/proc/{c.pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+        r = c.exec_run(["sh", "-c", "hostname; cat /etc/hostname; echo $$; ip -o link 2>/dev/null | wc -l"])
+        lines = r.output.decode().split()
+        assert r.exit_code == 0 and lines[:2] == ["probe", "probe"]
+        assert lines[2] != "1"  # exec is not PID 1
+        top = c.top()
+        assert any("sleep" in " ".join(p) for p in top["Processes"])
+    finally:
+        c.remove(force=True)
+
+
+def test_env_workdir_user_and_entrypoint(engine):
+    r = engine.run("busybox", ["sh", "-c", "echo $A-$HOSTNAME; pwd; id -u; id -g"],
+                   environment={"A": "x"}, working_dir="/tmp/new", user="nobody")
+    out = r.output.decode().split()
+    assert r.exit_code == 0
+    assert out[0].startswith("x-") and out[1] == "/tmp/new" and out[2] == "65534"
+    r = engine.run("busybox", ["-c", "echo from-entrypoint"], entrypoint="sh")
+    assert r.output == b"from-entrypoint\n"
+
+
+def test_command_not_found_is_127_and_leaves_nothing(engine):
+    before = {c.id for c in engine.containers.list(all=True)}
+    with pytest.raises(CommandNotFound) as e:
+        engine.run("busybox", ["no-such-command"])
+    assert e.value.exit_code == 127
+    assert {c.id for c in engine.containers.list(all=True)} == before
+    proc = sandbox_cli(engine, "run", "--rm", "busybox", "no-such-command", check=False)
+    assert proc.returncode == 127
+    assert len(proc.stderr.decode().strip().splitlines()) == 1
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(engine, tmp_path):
+    before = {c.id for c in engine.containers.list(all=True)}
+    cases = [
+        (["run", "--rm", "no-such-image:1"], "Unable to find image"),
+        (["run", "--rm", "--memory", "12QB", "busybox", "true"], "12QB"),
+        (["run", "--rm", "--cap-add", "CAP_FOO", "busybox", "true"], "CAP_FOO"),
+        (["run", "--rm", "-v", f"{tmp_path}/missing:/x", "busybox", "true"], "does not exist"),
+    ]
+    for argv, needle in cases:
+        proc = sandbox_cli(engine, *argv, check=False)
+        err = proc.stderr.decode().strip()
+        assert proc.returncode == 125, (argv, err)
+        assert needle in err and len(err.splitlines()) == 1, (argv, err)
+    assert {c.id for c in engine.containers.list(all=True)} == before
+
+
+def test_state_errors(engine):
+    c = engine.containers.create("busybox", ["sleep", "30"], name="states")
+    try:
+        with pytest.raises(InvalidStateTransition):
+            c.exec_run("true")  # not started
+        c.start()
+        with pytest.raises(InvalidStateTransition):
+            c.start()
+        with pytest.raises(InvalidStateTransition):
+            c.unpause()
+        with pytest.raises(Conflict):
+            c.remove()
+        with pytest.raises(ContainerExists):
+            engine.containers.create("busybox", ["true"], name="states")
+    finally:
+        c.remove(force=True)
+    with pytest.raises(ContainerNotFound):
+        c.reload()
+
+
+# --------------------------------------------------------------------------- life cycle
+
+
+def test_stop_reaches_a_term_trap_then_kills_after_timeout(engine):
+    script = "trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.1; done"
+    c = engine.containers.run("busybox", ["sh", "-c", script], detach=True)
+    try:
+        wait_for(lambda: b"ready" in c.logs())
+        c.stop(timeout=5)
+        assert c.attrs["State"]["ExitCode"] == 0 and b"got-term" in c.logs()
+        # A process that ignores TERM is killed after the timeout.
+        c2 = engine.containers.run("busybox", ["sh", "-c", "trap '' TERM; echo ready; sleep 60"], detach=True)
+        wait_for(lambda: b"ready" in c2.logs())
+        t0 = time.monotonic()
+        c2.stop(timeout=1)
+        assert 0.9 < time.monotonic() - t0 < 5
+        assert c2.attrs["State"]["ExitCode"] == 137
+        c2.remove()
+    finally:
+        c.remove(force=True)
+
+
+def test_kill_signal_reaches_trap(engine):
+    c = engine.containers.run("busybox", ["sh", "-c", "trap 'echo hup; exit 5' HUP; echo ready; "
+                                          "while true; do sleep 0.1; done"], detach=True)
+    try:
+        wait_for(lambda: b"ready" in c.logs())
+        c.kill("HUP")
+        assert c.wait()["StatusCode"] == 5
+        assert b"hup" in c.logs()
+    finally:
+        c.remove(force=True)
+
+
+def test_pause_stops_a_counter_and_unpause_resumes(engine):
+    c = engine.containers.run("busybox", ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; "
+                                          "sleep 0.02; done"], detach=True)
+    try:
+        read = lambda: int(c.exec_run(["cat", "/tmp/n"]).output or b"0")  # noqa: E731
+        wait_for(lambda: read() > 3)
+        c.pause()
+        assert c.status == "paused"
+        with pytest.raises(InvalidStateTransition):
+            c.exec_run("true")
+        frozen = int((c.dir / "upper" / "tmp" / "n").read_text())
+        time.sleep(0.3)
+        assert int((c.dir / "upper" / "tmp" / "n").read_text()) == frozen
+        c.unpause()
+        wait_for(lambda: read() > frozen + 3)
+        # stop thaws a paused container first, or it would never see its signal.
+        c.pause()
+        c.stop(timeout=1)
+        assert c.attrs["State"]["Status"] == "exited"
+    finally:
+        c.remove(force=True)
+
+
+def test_restart_policy_on_failure_counts(engine):
+    c = engine.containers.run("busybox", ["sh", "-c", "exit 3"], detach=True,
+                              restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
+    try:
+        wait_for(lambda: c.reload().attrs["RestartCount"] == 2 and not c.attrs["State"]["Restarting"]
+                 and c.status == "exited", timeout=20)
+        assert c.attrs["State"]["ExitCode"] == 3
+    finally:
+        c.remove(force=True)
+
+
+def test_restart_and_rename_and_wait(engine):
+    c = engine.containers.run("busybox", ["sleep", "30"], detach=True, name="before")
+    try:
+        pid = c.pid
+        c.restart(timeout=0)
+        assert c.status == "running" and c.pid != pid
+        c.rename("after")
+        assert engine.containers.get("after").id == c.id
+        c.kill()
+        assert c.wait()["StatusCode"] == 137
+    finally:
+        c.remove(force=True)
+
+
+def test_oom_kill_is_recorded(engine):
+    c = engine.containers.run("busybox", ["tail", "/dev/zero"], detach=True, mem_limit="32m",
+                              memswap_limit="32m")
+    try:
+        assert c.wait()["StatusCode"] == 137
+        state = c.reload().attrs["State"]
+        assert state["OOMKilled"] is True and state["ExitCode"] == 137
+    finally:
+        c.remove(force=True)
+
+
+def test_pids_limit_contains_a_fork_bomb(engine):
+    c = engine.containers.run("busybox", ["sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 30"],
+                              detach=True, pids_limit=64)
+    try:
+        from sandbox import cgroups
+        cg = cgroups.open_cgroup(c.id)
+        peak = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            peak = max(peak, cg.stats().pids_current)
+            time.sleep(0.05)
+        assert 0 < peak <= 64
+        assert subprocess.run(["true"]).returncode == 0
+    finally:
+        c.remove(force=True)
+
+
+# --------------------------------------------------------------------------- logs, exec, events
+
+
+def test_logs_keep_streams_apart_and_tail_and_follow(engine):
+    c = engine.containers.run("busybox", ["sh", "-c", "for i in 1 2 3; do echo o$i; echo e$i >&2; done"],
+                              detach=True)
+    try:
+        c.wait()
+        assert c.logs(stderr=False) == b"o1\no2\no3\n"
+        assert c.logs(stdout=False) == b"e1\ne2\ne3\n"
+        assert c.logs(stderr=False, tail=1) == b"o3\n"
+        proc = sandbox_cli(engine, "logs", "-t", c.id)
+        assert proc.stdout.decode().splitlines()[0].endswith("Z o1")
+        assert proc.stderr.decode().splitlines()[-1].endswith("Z e3")
+        f = c.dir / "container.log"
+        first = json.loads(f.read_text().splitlines()[0])
+        assert set(first) == {"log", "stream", "time"}
+    finally:
+        c.remove(force=True)
+
+
+def test_exec_env_workdir_user_stdin(engine):
+    c = engine.containers.run("busybox", ["sleep", "30"], detach=True, environment=["BASE=1"])
+    try:
+        r = c.exec_run(["sh", "-c", "echo $BASE$EXTRA; pwd; id -u"], environment={"EXTRA": "2"},
+                       workdir="/etc", user="65534")
+        assert r.exit_code == 0 and r.output.decode().split() == ["12", "/etc", "65534"]
+        r = c.exec_run(["sh", "-c", "exit 4"])
+        assert r.exit_code == 4
+        proc = sandbox_cli(engine, "exec", "-i", c.id, "tr", "a-z", "A-Z", input=b"hello\n")
+        assert proc.stdout == b"HELLO\n"
+        # exec joins the container's cgroup
+        r = c.exec_run(["cat", "/proc/self/cgroup"])
+        assert r.exit_code == 0
+    finally:
+        c.remove(force=True)
+
+
+def test_run_interactive_stdin_through_the_cli(engine):
+    proc = sandbox_cli(engine, "run", "--rm", "-i", "busybox", "wc", "-l", input=b"a\nb\nc\n")
+    assert proc.stdout.strip() == b"3"
+
+
+def test_events_record_the_life_cycle(engine):
+    c = engine.containers.run("busybox", ["true"], detach=True, name="evented")
+    c.wait()
+    c.remove()
+    proc = sandbox_cli(engine, "events", "--since", "1h", "--until", "0s", "--filter", "container=evented",
+                       "--format", "{{.Action}}")
+    actions = proc.stdout.decode().split()
+    assert actions[:4] == ["create", "start", "die", "destroy"]
+
+
+# --------------------------------------------------------------------------- volumes, diff, commit, cp
+
+
+def test_named_volume_outlives_containers(engine):
+    engine.run("busybox", ["sh", "-c", "echo kept > /data/f"], volumes=["vol1:/data"])
+    r = engine.run("busybox", ["cat", "/data/f"], volumes=["vol1:/data"])
+    assert r.output == b"kept\n"
+    with pytest.raises(Conflict):
+        c = engine.containers.create("busybox", ["true"], volumes=["vol1:/data"])
+        try:
+            engine.volumes.get("vol1").remove()
+        finally:
+            c.remove()
+    engine.volumes.get("vol1").remove()
+
+
+def test_bind_mount_read_only(engine, tmp_path):
+    (tmp_path / "in.txt").write_text("host\n")
+    r = engine.run("busybox", ["sh", "-c", "cat /h/in.txt; touch /h/x 2>&1; echo $?"],
+                   volumes=[f"{tmp_path}:/h:ro"])
+    lines = r.output.decode().splitlines()
+    assert lines[0] == "host" and lines[-1] != "0"
+    assert not (tmp_path / "x").exists()
+
+
+def test_diff_and_commit(engine):
+    c = engine.containers.run("busybox", ["sh", "-c", "mkdir /newdir && echo hi > /newdir/f && "
+                                          "rm /bin/true && echo x >> /etc/passwd"], detach=True)
+    try:
+        assert c.wait()["StatusCode"] == 0
+        changes = c.changes()
+        assert ("A", "/newdir") in changes and ("A", "/newdir/f") in changes
+        assert ("D", "/bin/true") in changes and ("C", "/etc/passwd") in changes
+        assert not any(p in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/proc", "/dev")
+                       for _, p in changes), changes
+        image = c.commit("committed", "v1", message="lab change", changes=["CMD cat /newdir/f"])
+        base = engine.images.get("busybox")
+        assert len(image.diff_ids) == len(base.diff_ids) + 1
+        assert engine.run("committed:v1").output == b"hi\n"
+        engine.images.remove("committed:v1")
+    finally:
+        c.remove(force=True)
+
+
+def test_cp_both_ways_and_export(engine, tmp_path):
+    c = engine.containers.run("busybox", ["sleep", "30"], detach=True)
+    try:
+        (tmp_path / "up.txt").write_text("to the container\n")
+        c.copy_to(str(tmp_path / "up.txt"), "/tmp/")
+        assert c.exec_run(["cat", "/tmp/up.txt"]).output == b"to the container\n"
+        c.exec_run(["sh", "-c", "ln -s /../../../../etc/shadow /tmp/escape"])
+        c.copy_from("/etc/passwd", str(tmp_path / "passwd"))
+        assert "root" in (tmp_path / "passwd").read_text()
+        buf = io.BytesIO()
+        c.export(buf)
+        names = tarfile.open(fileobj=io.BytesIO(buf.getvalue())).getnames()
+        assert "bin/busybox" in names and "tmp/up.txt" in names
+    finally:
+        c.remove(force=True)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_cli_ps_inspect_and_formats(engine):
+    c = engine.containers.run("busybox", ["sleep", "30"], detach=True, name="listed", labels={"lab": "1"})
+    try:
+        out = sandbox_cli(engine, "ps", "--filter", "label=lab=1", "--format", "{{.Names}} {{.State}}").stdout
+        assert out.decode().split() == ["listed", "running"]
+        out = sandbox_cli(engine, "inspect", "-f", "{{.State.Status}} {{.State.Running}}", "listed").stdout
+        assert out.decode().split() == ["running", "true"]
+        q = sandbox_cli(engine, "ps", "-q").stdout.decode().split()
+        assert c.short_id in q
+    finally:
+        c.remove(force=True)
+    out = sandbox_cli(engine, "ps", "-a", "-q", "--filter", "name=listed").stdout
+    assert out == b""
+
+
+def test_keyboard_interrupt_stops_and_removes(engine):
+    import threading
+    container_ids = []
+
+    def interrupt_soon():
+        wait_for(lambda: [c for c in engine.containers.list() if c.name == "interrupted"])
+        container_ids.append(engine.containers.get("interrupted").id)
+        os.kill(os.getpid(), signal.SIGINT)  # what Jupyter's "interrupt" does to a kernel
+
+    t = threading.Thread(target=interrupt_soon)
+    t.start()
+    with pytest.raises(KeyboardInterrupt):
+        engine.run("busybox", ["sleep", "60"], name="interrupted")
+    t.join()
+    with pytest.raises(ContainerNotFound):
+        engine.containers.get(container_ids[0])
+
+
+def test_detached_container_survives_supervisor_kill(engine):
+    c = engine.containers.run("busybox", ["sh", "-c", "i=0; while [ $i -lt 30 ]; do echo line$i; "
+                                          "i=$((i+1)); sleep 0.1; done; exit 9"], detach=True)
+    try:
+        wait_for(lambda: b"line2" in c.logs())
+        pid = engine.supervisor.call("ping")["pid"]
+        os.kill(pid, signal.SIGKILL)
+        engine.supervisor.close()
+        time.sleep(0.5)
+        assert os.path.exists(f"/proc/{c.pid}")  # still running without a supervisor
+        # The next request starts a new supervisor, which adopts the container.
+        new = engine.supervisor.call("ping")["pid"]
+        assert new != pid
+        assert c.wait()["StatusCode"] == 9
+        lines = c.logs().decode().split()
+        assert lines == [f"line{i}" for i in range(30)]
+    finally:
+        c.remove(force=True)
