@@ -16,7 +16,6 @@ an flock; a killed unpack is removed by ``Store.recover`` at the next start.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import json
 import os
@@ -28,7 +27,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 from .. import kernel
 from ..errors import BlobCorrupt, LayerError, LayerNotFound
-from . import fsutil, tarlayer
+from . import fsutil
 from .mediatypes import OCI_LAYER, OCI_LAYER_GZIP
 from .store import Store, remove_tree
 
@@ -74,6 +73,7 @@ def write_layer_blob(store: Store, produce: Callable[[BinaryIO], None], *, compr
     gzip is written with mtime 0 and no file name, so the blob digest depends only on
     the tar (and on the zlib build: the diff_id is what stays equal across machines).
     """
+    import gzip
     with store.ingest() as writer:
         if compress:
             compressed = _HashingSink(writer)
@@ -93,6 +93,7 @@ def diff_id_of(store: Store, digest: str) -> str:
     """Hash the uncompressed content of a stored layer blob (verifying the blob too)."""
     h = hashlib.sha256()
     with store.open_blob(digest, "layer") as raw:
+        from . import tarlayer  # imported on use: a cold `sandbox run` never unpacks
         stream = tarlayer.open_layer(raw)  # type: ignore[arg-type]
         while chunk := stream.read(1 << 20):
             h.update(chunk)
@@ -156,6 +157,7 @@ class LayerStore:
                 remove_tree(staging)
             (staging / "diff").mkdir(parents=True)
             try:
+                from . import tarlayer
                 size = tarlayer.apply_layer(self.store.blob_path(blob), staging / "diff", mode="overlay")
                 fsutil.atomic_write_json(staging / "meta.json", {
                     "chain_id": chain_id, "diff_id": diff_id, "parent": parent,
@@ -227,6 +229,7 @@ class LayerStore:
         total = 0
         for chain_id in chain_ids:
             layer = self.get(chain_id)
+            from . import tarlayer
             total += tarlayer.apply_layer(self.store.blob_path(layer.blob), target, mode="merge")
         return total
 

@@ -469,6 +469,10 @@ class Supervisor:
 
     def op_create(self, conn: Conn, msg: dict[str, Any]) -> Any:
         config, host = msg["config"], msg["host_config"]
+        if (host.get("Runtime") or "sandbox") != "sandbox":
+            raise UsageError(f"--runtime {host['Runtime']}: the supervisor drives only the built-in runtime so far",
+                             hint="leave out --runtime; `python -m sandbox.runtime` and runc take the same "
+                                  "bundles for side-by-side runs")
         name = msg.get("name")
         taken = {r.get("Name", "").lstrip("/"): r["Id"] for r in self.containers.all()}
         if name:
