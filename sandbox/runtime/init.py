@@ -25,7 +25,9 @@ away with it.
 from __future__ import annotations
 
 import json
+import fcntl  # here, not in _setup_console: after pivot_root the host's stdlib is out of reach
 import os
+import termios
 import resource
 import signal
 import socket
@@ -348,9 +350,6 @@ def _setup_console(console_fd: int | None) -> None:
     if console_fd is None:
         raise StepFailed("console", "process.terminal is true but no console socket was given",
                          None, hint="pass --console-socket, or set process.terminal to false")
-    import fcntl
-    import termios
-
     master, slave = os.openpty()
     name = os.ttyname(slave)
     sock = socket.socket(fileno=os.dup(console_fd))

@@ -416,3 +416,84 @@ def test_detached_container_survives_supervisor_kill(engine):
         assert lines == [f"line{i}" for i in range(30)]
     finally:
         c.remove(force=True)
+
+
+# --------------------------------------------------------------------------- more of docker's flags
+
+
+def test_tty_gives_a_real_terminal(engine):
+    r = engine.run("busybox", ["sh", "-c", "tty; stty size"], tty=True)
+    lines = r.output.decode().replace("\r", "").split("\n")
+    assert lines[0].startswith("/dev/pts/") and r.exit_code == 0
+
+
+def test_healthcheck_turns_healthy_then_unhealthy(engine):
+    c = engine.containers.run("busybox", ["sleep", "60"], detach=True,
+                              healthcheck={"test": ["CMD-SHELL", "test ! -e /tmp/broken"],
+                                           "interval": 200_000_000, "retries": 2})
+    try:
+        wait_for(lambda: c.reload().health == "healthy", timeout=10)
+        c.exec_run(["touch", "/tmp/broken"])
+        wait_for(lambda: c.reload().health == "unhealthy", timeout=10)
+        log = c.attrs["State"]["Health"]["Log"]
+        assert log[-1]["ExitCode"] == 1 and c.attrs["State"]["Health"]["FailingStreak"] >= 2
+    finally:
+        c.remove(force=True)
+
+
+def test_update_changes_limits_of_a_running_container(engine):
+    c = engine.containers.run("busybox", ["sleep", "60"], detach=True, mem_limit="64m", pids_limit=20)
+    try:
+        from sandbox import cgroups
+        cg = cgroups.open_cgroup(c.id)
+        assert cg.stats().pids_limit == 20
+        c.update(mem_limit="128m", memswap_limit="256m", pids_limit=30)
+        st = cg.stats()
+        assert st.pids_limit == 30 and st.memory_limit == 128 << 20
+        assert c.attrs["HostConfig"]["Memory"] == 128 << 20
+    finally:
+        c.remove(force=True)
+
+
+def test_cpu_shares_split_one_cpu_one_to_two(engine):
+    busy = ["sh", "-c", "while :; do :; done"]
+    a = engine.containers.run("busybox", busy, detach=True, cpu_shares=512, cpuset_cpus="0")
+    b = engine.containers.run("busybox", busy, detach=True, cpu_shares=1024, cpuset_cpus="0")
+    try:
+        from sandbox import cgroups
+        ca, cb = cgroups.open_cgroup(a.id), cgroups.open_cgroup(b.id)
+        time.sleep(0.5)
+        a0, b0 = ca.stats().cpu_usage_ns, cb.stats().cpu_usage_ns
+        time.sleep(3)
+        da, db = ca.stats().cpu_usage_ns - a0, cb.stats().cpu_usage_ns - b0
+        assert abs(db / da - 2.0) < 0.2, (da, db)
+    finally:
+        a.remove(force=True)
+        b.remove(force=True)
+
+
+def test_read_only_rootfs_tmpfs_and_capabilities(engine):
+    r = engine.run("busybox", ["sh", "-c", "touch /x 2>/dev/null; echo $?; touch /scratch/y && echo tmpfs-ok; "
+                               "grep CapEff /proc/self/status"],
+                   read_only=True, tmpfs={"/scratch": "size=1m"}, cap_drop=["ALL"], cap_add=["CHOWN"])
+    lines = r.output.decode().split("\n")
+    assert lines[0] != "0" and lines[1] == "tmpfs-ok"
+    assert lines[2].split()[1] == "0000000000000001"  # only CAP_CHOWN
+
+
+def test_host_network_and_none(engine):
+    none = engine.run("busybox", ["cat", "/proc/net/dev"]).output.decode()
+    assert "lo:" in none and "eth0" not in none
+    host = engine.run("busybox", ["readlink", "/proc/self/ns/net"], network_mode="host").output.decode().strip()
+    assert host == os.readlink("/proc/self/ns/net")
+
+
+def test_volume_cli_and_anonymous_volumes(engine):
+    assert sandbox_cli(engine, "volume", "create", "clivol").stdout.strip() == b"clivol"
+    assert b"clivol" in sandbox_cli(engine, "volume", "ls", "-q").stdout
+    c = engine.containers.create("busybox", ["true"], volumes=["/anon"])
+    anon = [m["Name"] for m in c.attrs["Mounts"] if m["Type"] == "volume"]
+    assert len(anon) == 1 and len(anon[0]) == 64
+    c.remove(v=True)
+    assert anon[0].encode() not in sandbox_cli(engine, "volume", "ls", "-q").stdout
+    sandbox_cli(engine, "volume", "rm", "clivol")
