@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import kernel
 from ..errors import (CgroupError, CommandNotExecutable, CommandNotFound, Conflict,
                       ContainerStartError, InvalidStateTransition, SandboxError)
-from ..runtime.container import Container as RuntimeContainer, parse_signal, process_start_time
+from ..runtime.container import (Container as RuntimeContainer, parse_signal, proc_stat_fields,
+                                 process_start_time)
 from ..containers import setup
 from ..containers.records import boot_id
 from . import protocol
@@ -621,13 +622,9 @@ def exit_code_from_pidfd(pidfd: int, pid: int) -> int | None:
 
 
 def zombie_exit_status(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] != b"Z" or len(fields) < 50:
+    """A zombie's wait status: field 52 of /proc/PID/stat (Linux 3.5+), readable by anyone."""
+    fields = proc_stat_fields(pid)
+    if fields is None or fields[0] != b"Z" or len(fields) < 50:
         return None
     return int(fields[-1])
 
