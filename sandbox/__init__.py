@@ -16,7 +16,8 @@ from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound
                      CgroupError, CgroupUnavailable, InvalidResources, StoreFull,
                      ContainerNotFound, ContainerExists, InvalidStateTransition, InvalidSpec,
                      ContainerStartError, CommandNotFound, CommandNotExecutable,
-                     VolumeNotFound, ContainerError, SupervisorError)
+                     VolumeNotFound, ContainerError, SupervisorError,
+                     DockerfileSyntaxError, BuildError)
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 if TYPE_CHECKING:
@@ -58,5 +59,5 @@ __all__ = [
     "CgroupError", "CgroupUnavailable", "InvalidResources", "StoreFull",
     "ContainerNotFound", "ContainerExists", "InvalidStateTransition", "InvalidSpec",
     "ContainerStartError", "CommandNotFound", "CommandNotExecutable",
-    "VolumeNotFound", "ContainerError", "SupervisorError",
+    "VolumeNotFound", "ContainerError", "SupervisorError", "DockerfileSyntaxError", "BuildError",
 ]

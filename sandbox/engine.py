@@ -95,6 +95,26 @@ class ImageCollection:
         from .registry import push
         return push(self._store, name, progress=progress).digest
 
+    def build(self, path: str | os.PathLike[str] | None = None, *, tag: str | None = None,
+              dockerfile: str | None = None, fileobj: Any = None, buildargs: dict[str, str] | None = None,
+              target: str | None = None, nocache: bool = False, labels: dict[str, str] | None = None,
+              on_event: Any = None) -> tuple[Image, builtins.list[Any]]:
+        """docker-py's ``images.build``: ``(image, events)``; see :meth:`Engine.build`."""
+        events: builtins.list[Any] = []
+
+        def collect(event: Any) -> None:
+            events.append(event)
+            if on_event is not None:
+                on_event(event)
+        text = None
+        if fileobj is not None:
+            data = fileobj.read()
+            text = data.decode() if isinstance(data, bytes) else str(data)
+        image = self._engine.build(path, tags=[tag] if tag else [], dockerfile=dockerfile, dockerfile_text=text,
+                                   build_args=buildargs, target=target, no_cache=nocache, labels=labels,
+                                   on_event=collect)
+        return image, events
+
     def bootstrap(self, kind: str = "busybox", **options: Any) -> Image:
         """Make an offline base image: ``busybox`` (static busybox) or ``debian`` (debootstrap)."""
         from .image import bootstrap
@@ -155,6 +175,29 @@ class Engine:
         from .containers.api import RunResult
         code = self.containers.start_attached(container.id, collect)
         return RunResult(code, bytes(out), bytes(err), container.id)
+
+    def build(self, context: str | os.PathLike[str] | None = ".", *, tags: Iterable[str] = (),
+              dockerfile: str | os.PathLike[str] | None = None, dockerfile_text: str | None = None,
+              build_args: dict[str, str] | None = None, target: str | None = None, no_cache: bool = False,
+              labels: dict[str, str] | None = None, on_event: Any = None) -> Image:
+        """Build an image from a Dockerfile (``docker build``); returns the Image.
+
+        ``context`` is the directory COPY reads from (None: no context, for a
+        Dockerfile given as ``dockerfile_text`` that copies nothing).  Each step
+        reports to ``on_event`` (a :class:`~sandbox.build.events.BuildEvent`):
+        step n/m, HIT or MISS and why, RUN output, layer size and time.  A
+        failed step raises :class:`~sandbox.errors.BuildError` (or
+        :class:`~sandbox.errors.DockerfileSyntaxError`) and tags nothing.
+        """
+        from .build.builder import Builder
+        return Builder(self, context, dockerfile=dockerfile, dockerfile_text=dockerfile_text,
+                       tags=list(tags), build_args=build_args, target=target, no_cache=no_cache,
+                       labels=labels, on_event=on_event).build()
+
+    def build_cache(self) -> Any:
+        """The build cache (``builder prune``, ``system df``)."""
+        from .build.cache import BuildCache
+        return BuildCache(self.store)
 
     @property
     def store(self) -> Store:

@@ -41,6 +41,8 @@ into one short paragraph without a traceback.
     │   └── CommandNotExecutable  the command exists but cannot be executed (exit code 126)
     ├── ContainerError            containers.run(): the command exited non-zero (docker-py's)
     ├── SupervisorError           the store's supervisor cannot be started or reached
+    ├── DockerfileSyntaxError     a Dockerfile that cannot be parsed or makes no sense (file:line)
+    ├── BuildError                a build step failed (a RUN exited non-zero, a COPY source is missing)
     ├── PermissionRequired        an operation that needs root or a capability
     ├── UsageError                a wrong flag or argument (CLI and magics)
     └── KernelError               a failed system call (keeps errno, op and path)
@@ -121,6 +123,39 @@ class ContainerError(SandboxError):
 
 class SupervisorError(SandboxError):
     """The store's supervisor could not be started or reached, or broke a connection."""
+
+
+class DockerfileSyntaxError(SandboxError):
+    """Raised for a Dockerfile that cannot be parsed, or whose instructions make no
+    sense together (an unknown instruction, malformed JSON, a stage that does not
+    exist).  ``filename`` and ``line`` say where; the message starts with them.
+    """
+
+    def __init__(self, message: str, *, filename: str = "Dockerfile", line: int | None = None,
+                 hint: str | None = None) -> None:
+        self.filename, self.line, self.detail = filename, line, message
+        where = f"{filename}:{line}" if line else filename
+        super().__init__(f"{where}: {message}", hint=hint)
+
+
+class BuildError(SandboxError):
+    """Raised when a build step fails: a RUN command exits non-zero, a COPY source is
+    missing, a base image cannot be found.  Carries the ``step`` ("3/7"), the
+    Dockerfile ``filename`` and ``line``, the ``instruction`` text, the RUN's
+    ``returncode`` (or None) and its last output lines (``output_tail``).
+    The command exits 1, as ``docker build`` does.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, step: str = "", filename: str = "Dockerfile",
+                 line: int | None = None, instruction: str = "", exit_code: int | None = None,
+                 output_tail: list[str] | None = None, hint: str | None = None) -> None:
+        self.step, self.filename, self.line, self.instruction = step, filename, line, instruction
+        self.returncode, self.output_tail, self.detail = exit_code, list(output_tail or []), message
+        where = f"{filename}:{line}" if line else filename
+        prefix = f"step {step} ({where}) `{instruction}`: " if step else f"{where}: "
+        super().__init__(prefix + message, hint=hint)
 
 
 class ContainerExists(Conflict):

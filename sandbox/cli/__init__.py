@@ -21,7 +21,7 @@ from ..errors import SandboxError, UsageError
 VERBS = ["bootstrap", "history", "images", "import_", "info", "inspect", "load", "login", "pull",
          "push", "rmi", "save", "tag", "version", "image",
          "run", "lifecycle", "ps", "logs", "exec_", "top", "changes", "events", "volume", "container",
-         "system"]
+         "system", "build"]
 
 #: verb -> the module that registers it, for the verbs whose module name differs;
 #: a command line naming one verb builds only that verb's parser (a cold
@@ -31,7 +31,7 @@ VERB_MODULES = {"import": "import_", "create": "run", "start": "run", "stop": "l
                 "restart": "lifecycle", "rm": "lifecycle", "wait": "lifecycle", "rename": "lifecycle",
                 "update": "lifecycle", "exec": "exec_", "attach": "exec_", "stats": "top",
                 "diff": "changes", "commit": "changes", "cp": "changes", "export": "changes",
-                "logout": "login"}
+                "logout": "login", "builder": "build"}
 
 
 class Parser(argparse.ArgumentParser):
