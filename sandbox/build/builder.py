@@ -455,12 +455,13 @@ class Builder:
             else:
                 value = self.auto_args.get(name)
             state.args[name] = value
-            shown.append(f"{name}={value}" if default is not None or name in self.build_args else name)
-        args = {k: v for k, v in state.args.items() if v is not None}
+            shown.append(f"{name}={default}" if default is not None else name)
 
+        # The declaration, not the values: a new --build-arg value is a change for
+        # the steps that use it (RUN names it), not for the ARG line itself.
         def apply(cfg: dict[str, Any]) -> str:
             return "/bin/sh -c #(nop)  ARG " + " ".join(shown)
-        return self._meta(state, shown, apply, args)
+        return self._meta(state, shown, apply)
 
     def _do_cmd(self, ins: Instruction, state: State) -> Prepared:
         form = json_form(ins.rest, ins)

@@ -121,7 +121,7 @@ class BuildCache:
     def size(self) -> tuple[int, int]:
         """(records, bytes of layers only the cache keeps)."""
         records = self.records()
-        return len(records), sum(r.get("layer_size", 0) for r in records)
+        return len(records), sum(int(r.get("layer_size") or 0) for r in records)
 
     def prune(self, *, keep_newer_than: float | None = None) -> dict[str, Any]:
         """``builder prune``: drop records (all, or older than a time) and their leases."""
@@ -133,7 +133,7 @@ class BuildCache:
             key = record.get("key")
             if not key:
                 continue
-            reclaimed_hint += record.get("layer_size", 0)
+            reclaimed_hint += int(record.get("layer_size") or 0)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.dir / f"{key}.json")
             self.store.release(f"cache-{key}")

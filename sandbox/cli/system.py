@@ -49,10 +49,13 @@ def disk_usage(engine: Any) -> list[list[str]]:
     vols = engine.volumes.list()
     in_use = engine.volumes.store.in_use()
     vsize = {v.name: engine.volumes.store.size(v.name) for v in vols}
+    records = engine.build_cache().records()
+    cache_size = sum(int(r.get("layer_size") or 0) for r in records)
     return [["Images", str(len(images)), str(active_images), size(image_size), ""],
             ["Containers", str(len(containers)), str(running), size(csize), size(reclaim_c)],
             ["Local Volumes", str(len(vols)), str(sum(1 for v in vols if v.name in in_use)),
-             size(sum(vsize.values())), size(sum(s for n, s in vsize.items() if n not in in_use))]]
+             size(sum(vsize.values())), size(sum(s for n, s in vsize.items() if n not in in_use))],
+            ["Build Cache", str(len(records)), "0", size(cache_size), size(cache_size)]]
 
 
 def run_df(engine: Any, args: Any, out: Any) -> int:
@@ -67,6 +70,9 @@ def run_prune(engine: Any, args: Any, out: Any) -> int:
     if args.volumes:
         for name in engine.volumes.prune()["VolumesDeleted"]:
             out.write(f"deleted volume: {name}\n")
+    cache = engine.build_cache().prune()
+    if cache["CachesDeleted"]:
+        out.write(f"deleted build cache records: {cache['CachesDeleted']}\n")
     images = engine.images.prune(all=args.all)
     for item in images.get("ImagesDeleted") or []:
         for k, v in item.items():
