@@ -167,5 +167,17 @@ CASES = [
     Case("scratch-copy", "FROM scratch\nCOPY f.txt /\n", Ok({"Env": [
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}), files={"f.txt": "x"}),
     Case("run-exec-form", B + 'RUN ["sh", "-c", "echo exec > /e"]\nCMD cat /e\n', Ok(output="exec\n")),
+    # the seed slides' examples, adapted to busybox
+    Case("seed-hello", B + 'CMD echo "Hello world"\n', Ok(output="Hello world\n")),
+    Case("seed-redis-like", B + "RUN mkdir -p /usr/bin && printf '#!/bin/sh\\necho ready on port 6379\\n' > /usr/bin/redis-server "
+         "&& chmod +x /usr/bin/redis-server\nEXPOSE 6379\nENTRYPOINT [\"/usr/bin/redis-server\"]\n",
+         Ok({"ExposedPorts": {"6379/tcp": {}}, "Entrypoint": ["/usr/bin/redis-server"]},
+            output="ready on port 6379\n")),
+    Case("seed-app", B + "COPY . /app\nRUN sh /app/make.sh\nCMD sh /app/app.sh\n", Ok(output="built\n"),
+         files={"make.sh": "echo built > /app/built\n", "app.sh": "cat /app/built\n"}),
+    Case("proxy-args", B + "RUN echo $http_proxy > /p\nCMD cat /p\n", Ok(output="http://proxy:3128\n"),
+         build_args={"http_proxy": "http://proxy:3128"}),
+    Case("platform-host", "FROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\n"
+         "RUN echo $TARGETARCH > /arch\nCMD cat /arch\n", Ok(output=None)),
     Case("run-no-change-no-layer", B + "RUN true\nRUN echo x > /x\n", Ok(layers=1)),
 ]
