@@ -59,8 +59,15 @@ class ImageCollection:
         return inspect.inspect_image(self._store, image)
 
     def history(self, name: str) -> builtins.list[dict[str, Any]]:
+        """``docker history`` rows, newest first (a list that shows as a table in a notebook)."""
+        from .display import History
         from .image import inspect
-        return inspect.history(self._store, self.get(name))
+        return History(inspect.history(self._store, self.get(name)))
+
+    def layers(self, name: str) -> builtins.list[Any]:
+        """The image's layers, bottom first, with the step that made each and its changes."""
+        from .display import image_layers
+        return image_layers(self._engine, self.get(name))
 
     def tag(self, source: str, target: str) -> Image:
         return self._store.tag(source, target)

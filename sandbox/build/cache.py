@@ -106,7 +106,8 @@ class BuildCache:
                 return "; ".join(reasons)
             return "its inputs changed since the cached build"
         if siblings:
-            return f"the instruction is new or changed here (the cache has `{_short(siblings[0].get('instruction', ''))}` after the same step)"
+            return ("the instruction is new or changed here; after the same step the cache has "
+                    f"`{_short(siblings[0].get('instruction', ''))}`")
         return "nothing cached yet for this step"
 
     def records(self) -> list[dict[str, Any]]:

@@ -95,6 +95,11 @@ def run(argv: Sequence[str], out: IO[str] | None = None, engine: Any = None) -> 
     return int(args.func(engine, args, out or sys.stdout) or 0)
 
 
+#: ``run`` under a name that the submodule ``sandbox.cli.run`` (the ``run`` verb) cannot shadow:
+#: importing that submodule rebinds the package attribute ``run``.
+run_argv = run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:

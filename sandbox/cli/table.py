@@ -7,6 +7,11 @@ from typing import IO, Any, Sequence
 
 
 def write_table(out: IO[str], headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Write aligned columns; an ``out`` with ``add_table`` (the notebook magics) also gets the cells,
+    to show them as an HTML table."""
+    capture = getattr(out, "add_table", None)
+    if capture is not None:
+        capture(list(map(str, headers)), [[str(c) for c in row] for row in rows])
     cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for row in cells:

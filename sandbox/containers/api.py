@@ -260,6 +260,12 @@ class Container:
     def __repr__(self) -> str:
         return f"<Container: {self.short_id} {self.name} {self.status}>"
 
+    def _repr_html_(self) -> str:
+        from ..display import container_html
+        with contextlib.suppress(SandboxError):
+            self.reload()  # a removed container shows its last known state
+        return container_html(self)
+
     @property
     def _client(self) -> "Client":
         return self.collection.client
@@ -485,9 +491,10 @@ class Container:
         return top(self.reload().attrs, ps_args)
 
     def stats(self, stream: bool = False, decode: bool | None = None) -> Any:
+        from ..display import Stats
         from .inspect import stats_snapshot
         if not stream:
-            return stats_snapshot(self.reload().attrs)
+            return Stats(stats_snapshot(self.reload().attrs))
 
         def gen() -> Iterator[dict[str, Any]]:
             previous = None
@@ -511,7 +518,8 @@ class Container:
         store = self.collection._engine.store
         lowers = lower_dirs(store, self.dir, self.attrs["Sandbox"]["Layers"])[1:]  # without the init layer
         from pathlib import Path
-        return fsops.changes(self.dir / "upper", [Path(p) for p in lowers])
+        from ..display import Diff
+        return Diff(fsops.changes(self.dir / "upper", [Path(p) for p in lowers]))
 
     def commit(self, repository: str | None = None, tag: str | None = None, message: str | None = None,
                author: str | None = None, changes: Any = None, conf: dict[str, Any] | None = None,

@@ -63,7 +63,7 @@ def stats_snapshot(record: dict[str, Any], previous: dict[str, Any] | None = Non
         system_ticks = sum(int(x) for x in f.readline().split()[1:8])
     system_ns = system_ticks * (10**9 // os.sysconf("SC_CLK_TCK"))
     snap: dict[str, Any] = {
-        "read": now, "id": record["Id"], "name": record["Name"],
+        "read": now, "id": record["Id"], "name": record["Name"], "sampled": s is not None,
         "cpu_stats": {"cpu_usage": {"total_usage": s.cpu_usage_ns if s else 0,
                                     "usage_in_usermode": s.cpu_user_ns if s else 0,
                                     "usage_in_kernelmode": s.cpu_system_ns if s else 0},

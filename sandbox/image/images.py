@@ -111,6 +111,15 @@ class Image:
     def __repr__(self) -> str:
         return f"<Image: {', '.join(self.tags) or self.short_id}>"
 
+    def _repr_html_(self) -> str:
+        from ..display import image_html
+        return image_html(self)
+
+    def text(self) -> str:
+        """A readable summary (what ``_repr_html_`` shows, as text)."""
+        from ..display import image_text
+        return image_text(self)
+
 
 class ImageStore:
     """The images of one store: the operations behind ``images``, ``tag``, ``rmi``, ``image prune``."""

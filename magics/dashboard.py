@@ -1,0 +1,146 @@
+"""``Dashboard()``: the store's containers and images, with buttons, refreshing itself.
+
+One row per container (name, image, state, uptime, ports) with the buttons
+that make sense in its state (start, stop, pause, unpause, rm), one row per
+image with rmi.  A button acts through the same engine calls as the
+command, then the view refreshes; an action that fails shows its one-line
+error in the status line instead of raising in a callback.  A daemon thread
+refreshes every ``interval`` seconds while ``auto`` is on; ``close()`` stops
+it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from sandbox.display import table
+from sandbox.errors import SandboxError
+from sandbox.humanize import ago, size as human_size
+
+from .views import View, _engine
+
+ACTIONS = {"running": ("stop", "pause", "rm"), "paused": ("unpause", "stop", "rm"),
+           "restarting": ("stop", "rm"), "created": ("start", "rm"), "exited": ("start", "rm"),
+           "dead": ("rm",)}
+
+
+class Dashboard(View):
+    def __init__(self, *, engine: Any = None, interval: float = 2.0, auto: bool = True) -> None:
+        import ipywidgets as w
+        self.engine = _engine(engine)
+        self.interval = interval
+        self.status = w.HTML()
+        self.refresh_button = w.Button(description="refresh", icon="refresh", layout=w.Layout(width="100px"))
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.auto = w.Checkbox(value=auto, description="refresh every %gs" % interval, indent=False)
+        self.containers_box = w.VBox()
+        self.images_box = w.VBox()
+        self.rows: dict[str, Any] = {}          # container name -> its HBox
+        self.image_rows: dict[str, Any] = {}    # image tag (or short id) -> its HBox
+        self.widget = w.VBox([w.HBox([self.refresh_button, self.auto, self.status]),
+                              w.HTML("<b>Containers</b>"), self.containers_box,
+                              w.HTML("<b>Images</b>"), self.images_box])
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.refresh()
+        self._thread = threading.Thread(target=self._loop, name="sandbox-dashboard", daemon=True)
+        self._thread.start()
+
+    # -- actions ----------------------------------------------------------------------
+
+    def act(self, name: str, action: str) -> None:
+        """Do ``action`` (start, stop, pause, unpause, rm) on container ``name``, then refresh."""
+        try:
+            c = self.engine.containers.get(name)
+            if action == "rm":
+                c.remove(force=True)
+            elif action == "stop":
+                c.stop(timeout=3)
+            else:
+                getattr(c, action)()
+            self.status.value = f"{action} {name}: done"
+        except SandboxError as e:
+            self.status.value = f'<span style="color:#cf222e">{action} {name}: {e}</span>'
+        self.refresh()
+
+    def rmi(self, ref: str) -> None:
+        try:
+            self.engine.images.remove(ref)
+            self.status.value = f"rmi {ref}: done"
+        except SandboxError as e:
+            self.status.value = f'<span style="color:#cf222e">rmi {ref}: {e}</span>'
+        self.refresh()
+
+    # -- drawing -----------------------------------------------------------------------
+
+    def _button(self, label: str, callback: Callable[[], None]) -> Any:
+        import ipywidgets as w
+        b = w.Button(description=label, layout=w.Layout(width="80px"))
+        b.on_click(lambda _: callback())
+        return b
+
+    def _container_rows(self) -> list[dict[str, Any]]:
+        out = []
+        for c in self.engine.containers.list(all=True):
+            a = c.attrs
+            state = a["State"]
+            status = state.get("Status", "")
+            uptime = ago(state["StartedAt"]).replace(" ago", "") if state.get("Running") else ""
+            ports = ", ".join(sorted((a.get("NetworkSettings") or {}).get("Ports") or {}))
+            out.append({"name": c.name, "image": (a.get("Sandbox") or {}).get("ImageRef") or a["Image"][:19],
+                        "state": status + (f" ({state.get('ExitCode')})" if status == "exited" else ""),
+                        "status": status, "uptime": uptime, "ports": ports})
+        return out
+
+    def refresh(self) -> None:
+        """Read the store again and redraw the rows."""
+        import ipywidgets as w
+        with self._lock:
+            try:
+                containers = self._container_rows()
+                images = self.engine.images.list()
+            except SandboxError as e:
+                self.status.value = f'<span style="color:#cf222e">{e}</span>'
+                return
+            rows = {}
+            for r in containers:
+                cells = [w.HTML(f"<code>{r[k]}</code>", layout=w.Layout(width=width))
+                         for k, width in (("name", "160px"), ("image", "160px"), ("state", "110px"),
+                                          ("uptime", "110px"), ("ports", "90px"))]
+                buttons = [self._button(a, lambda a=a, n=r["name"]: self.act(n, a))
+                           for a in ACTIONS.get(r["status"], ("rm",))]
+                rows[r["name"]] = w.HBox(cells + buttons)
+            self.rows = rows
+            self.containers_box.children = list(rows.values()) or [w.HTML("<i>no containers</i>")]
+            image_rows = {}
+            for img in images:
+                ref = img.tags[0] if img.tags else img.short_id
+                cells = [w.HTML(f"<code>{ref}</code>", layout=w.Layout(width="220px")),
+                         w.HTML(f"<code>{img.short_id}</code>", layout=w.Layout(width="120px")),
+                         w.HTML(human_size(img.size), layout=w.Layout(width="90px"))]
+                image_rows[ref] = w.HBox(cells + [self._button("rmi", lambda ref=ref: self.rmi(ref))])
+            self.image_rows = image_rows
+            self.images_box.children = list(image_rows.values()) or [w.HTML("<i>no images</i>")]
+            self._snapshot = (containers, [(i.tags, i.short_id, i.size) for i in images])
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.auto.value:
+                try:
+                    self.refresh()
+                except Exception:  # noqa: BLE001 - a refresh must never kill the thread silently mid-class
+                    pass
+
+    def close(self) -> None:
+        """Stop refreshing (the thread ends within one interval)."""
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 1)
+
+    def static_html(self) -> str:
+        containers, images = getattr(self, "_snapshot", ([], []))
+        return ("<b>Containers</b>" + table(["NAME", "IMAGE", "STATE", "UP", "PORTS"],
+                                            [[r["name"], r["image"], r["state"], r["uptime"], r["ports"]]
+                                             for r in containers])
+                + "<b>Images</b>" + table(["IMAGE", "ID", "SIZE"],
+                                          [[", ".join(t) or "<none>", i, human_size(s)] for t, i, s in images]))

@@ -1,0 +1,206 @@
+"""Views of images and containers built from core ipywidgets: layers, a container's diff,
+its namespaces.
+
+Every view is a small class holding an ipywidgets box (``.widget``); showing
+the view shows the box.  Its display bundle also carries a static HTML copy
+(``text/html``), so a saved notebook on nbviewer, or a front end without the
+widget manager, still shows the content.  Trees are HTML ``<details>``
+elements: they fold and unfold in every front end without any JavaScript of
+ours and nothing fetched from the web.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sandbox.display import esc, table, tree_html
+from sandbox.humanize import size as human_size
+
+
+def _engine(engine: Any) -> Any:
+    if engine is not None:
+        return engine
+    from sandbox import Engine
+    return Engine()
+
+
+class View:
+    """A widget with a static HTML fallback in its display bundle."""
+
+    widget: Any
+
+    def static_html(self) -> str:
+        return ""
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data = dict(data)
+        data["text/html"] = self.static_html()
+        return data
+
+
+# ---------------------------------------------------------------------------- layers
+
+class LayerExplorer(View):
+    """The layers of an image with the step that made each and its size; choose a layer to see
+    the files it added (A), changed (C) and deleted (D) as a tree.  ``compare=`` a second image
+    lists both side by side and marks the layers they share."""
+
+    def __init__(self, image: Any, compare: Any = None, *, engine: Any = None) -> None:
+        import ipywidgets as w
+        self.engine = _engine(engine)
+        self.image = self._get(image)
+        self.other = self._get(compare) if compare is not None else None
+        self.layers = self.engine.images.layers(self.image.id)
+        shared = set(self.other.chain_ids) if self.other is not None else set()
+        self.shared = [l.chain_id in shared for l in self.layers]
+        options = []
+        for layer, is_shared in zip(self.layers, self.shared):
+            mark = "= " if is_shared else ""
+            label = f"{mark}{layer.index}: {human_size(layer.size):>8}  {_short(layer.created_by, 60)}"
+            options.append((label, layer.index))
+        self.select = w.Select(options=options, rows=min(max(len(options), 3), 12),
+                               layout=w.Layout(width="48%"))
+        self.tree = w.HTML(layout=w.Layout(width="52%", max_height="420px", overflow="auto"))
+        self.header = w.HTML(self._header())
+        self.compare_table = w.HTML(self._compare_html() if self.other is not None else "")
+        self.select.observe(lambda change: self.show(change["new"]), names="value")
+        self.widget = w.VBox([self.header, w.HBox([self.select, self.tree]), self.compare_table])
+        if self.layers:
+            self.select.value = len(self.layers) - 1
+            self.show(len(self.layers) - 1)
+
+    def _get(self, image: Any) -> Any:
+        return self.engine.images.get(image) if isinstance(image, str) else image
+
+    def _header(self) -> str:
+        name = ", ".join(self.image.tags) or self.image.short_id
+        total = sum(l.size for l in self.layers)
+        return (f"<b>{esc(name)}</b>: {len(self.layers)} layers, {esc(human_size(total))} unpacked"
+                + (f"; <code>=</code> marks layers shared with <b>{esc(', '.join(self.other.tags) or self.other.short_id)}</b>"
+                   if self.other is not None else ""))
+
+    def show(self, index: int) -> None:
+        """Show layer ``index``'s changes in the tree."""
+        layer = self.layers[index]
+        head = (f"<div><b>layer {layer.index}</b> <code>{esc(layer.diff_id[:19])}</code> "
+                f"{esc(human_size(layer.size))}<br><code>{esc(_short(layer.created_by, 120))}</code></div>")
+        self.tree.value = head + tree_html(list(layer.changes()))
+
+    def _compare_html(self) -> str:
+        assert self.other is not None
+        left = self.layers
+        right = self.engine.images.layers(self.other.id)
+        rows = []
+        for i in range(max(len(left), len(right))):
+            a = left[i] if i < len(left) else None
+            b = right[i] if i < len(right) else None
+            same = a is not None and b is not None and a.chain_id == b.chain_id
+            rows.append([str(i), _short(a.created_by, 50) if a else "", "shared" if same else "",
+                         _short(b.created_by, 50) if b else ""])
+        names = [", ".join(x.tags) or x.short_id for x in (self.image, self.other)]
+        return table(["#", names[0], "", names[1]], rows)
+
+    def static_html(self) -> str:
+        rows = [[str(l.index), ("= " if s else "") + human_size(l.size), _short(l.created_by, 80)]
+                for l, s in zip(self.layers, self.shared)]
+        return self.header.value + table(["layer", "size", "created by"], rows) + self.tree.value \
+            + self.compare_table.value
+
+
+# ---------------------------------------------------------------------------- a container's diff
+
+class DiffView(View):
+    """A container's writable layer as a tree (``docker diff``), with a refresh button."""
+
+    def __init__(self, container: Any, *, engine: Any = None) -> None:
+        import ipywidgets as w
+        self.engine = _engine(engine)
+        self.container = self.engine.containers.get(container) if isinstance(container, str) else container
+        self.tree = w.HTML()
+        self.button = w.Button(description="refresh", icon="refresh", layout=w.Layout(width="100px"))
+        self.button.on_click(lambda _: self.refresh())
+        self.widget = w.VBox([self.button, self.tree])
+        self.changes: Any = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.changes = self.container.changes()
+        c = self.changes.counts()
+        self.tree.value = (f"<b>{esc(self.container.name)}</b>: {c['A']} added, {c['C']} changed, "
+                           f"{c['D']} deleted (the init layer's /etc/hosts and mount points are not shown)"
+                           + tree_html(list(self.changes)))
+
+    def static_html(self) -> str:
+        return self.tree.value
+
+
+# ---------------------------------------------------------------------------- namespaces
+
+NAMESPACES = [
+    ("mnt", "mount points: the container sees its own root file system"),
+    ("uts", "host name and domain name"),
+    ("ipc", "System V IPC and POSIX message queues"),
+    ("pid", "process ids: the container's first process is PID 1"),
+    ("net", "network devices, addresses, routes, ports, firewall"),
+    ("user", "user and group ids (root inside can be nobody outside)"),
+    ("cgroup", "the view of /proc/self/cgroup: the container's cgroup looks like the root"),
+    ("time", "CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets"),
+]
+
+
+def namespace_table(pid: int, reference_pid: int | None = None) -> list[dict[str, Any]]:
+    """For each namespace type: this process's inode, the reference's (default: ours), shared or not."""
+    ref = reference_pid or os.getpid()
+    rows = []
+    for name, what in NAMESPACES:
+        try:
+            mine = os.readlink(f"/proc/{pid}/ns/{name}")
+            theirs = os.readlink(f"/proc/{ref}/ns/{name}")
+        except OSError:
+            continue
+        rows.append({"namespace": name, "host": theirs, "container": mine, "isolated": mine != theirs,
+                     "isolates": what})
+    return rows
+
+
+class NamespaceView(View):
+    """Host (this notebook's kernel) and container namespace inodes side by side."""
+
+    def __init__(self, container: Any, *, engine: Any = None) -> None:
+        import ipywidgets as w
+        self.engine = _engine(engine)
+        self.container = self.engine.containers.get(container) if isinstance(container, str) else container
+        self.html = w.HTML()
+        self.button = w.Button(description="refresh", icon="refresh", layout=w.Layout(width="100px"))
+        self.button.on_click(lambda _: self.refresh())
+        self.widget = w.VBox([self.button, self.html])
+        self.rows: list[dict[str, Any]] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.container.reload()
+        pid = self.container.pid
+        if not pid or not self.container.attrs["State"].get("Running"):
+            self.rows = []
+            self.html.value = f"<i>{esc(self.container.name)} is not running: it has no namespaces to show</i>"
+            return
+        self.rows = namespace_table(pid)
+        body = [[r["namespace"], r["host"], r["container"],
+                 '<b style="color:#1a7f37">own</b>' if r["isolated"] else '<span style="color:#666">shared</span>',
+                 esc(r["isolates"])] for r in self.rows]
+        for row in body:
+            row[1], row[2] = f"<code>{esc(row[1])}</code>", f"<code>{esc(row[2])}</code>"
+        self.html.value = (f"<b>{esc(self.container.name)}</b> (pid {pid} on the host) beside this kernel"
+                           + table(["namespace", "host (this kernel)", "container", "", "what it isolates"],
+                                   body, raw=True))
+
+    def static_html(self) -> str:
+        return self.html.value
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[:n - 1] + "…"
