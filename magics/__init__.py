@@ -10,7 +10,8 @@
 The views (``LayerExplorer``, ``DiffView``, ``ResourceMonitor``,
 ``NamespaceView``, ``Dashboard`` and ``plot_stats``) are importable from here
 and from ``sandbox.widgets``; they load ipywidgets and matplotlib only when
-used, so loading the extension stays cheap.
+used, so loading the extension stays cheap.  ``check`` is how the labs answer
+an exercise (✓, or what is still wrong).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 _VIEWS = {"LayerExplorer": "views", "DiffView": "views", "NamespaceView": "views", "Dashboard": "dashboard",
-          "ResourceMonitor": "monitor", "plot_stats": "monitor"}
+          "ResourceMonitor": "monitor", "plot_stats": "monitor", "check": "lab"}
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -77,5 +77,12 @@ def test_lab(lab: Path, sandbox_root, monkeypatch):
         client.execute()
     except Exception as exc:  # CellExecutionError, CellTimeoutError, DeadKernelError
         failure = _failure(nb, lab, exc)
+    finally:
+        # A lab that ran containers started the store's supervisor; a lab's clean-up cell
+        # removes its containers, and the supervisor goes with the store.
+        from sandbox import Engine
+        from tests.integration.container_env import clean_engine
+        if (sandbox_root / "supervisor.sock").exists() or any(sandbox_root.glob("containers/*")):
+            clean_engine(Engine(sandbox_root))
     if failure:  # outside the except block, so the report is not chained
         pytest.fail(failure, pytrace=False)
