@@ -17,7 +17,7 @@ APT_PACKAGES := busybox-static gcc libc6-dev skopeo umoci oci-image-tool docker-
                 debootstrap zstd runc apache2-utils tini iproute2 uidmap \
                 libseccomp2 openssl
 
-.PHONY: help setup system-deps test lint lab interop bench clean
+.PHONY: help setup system-deps test lint lab interop browser bench clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -79,6 +79,16 @@ interop: setup ## side-by-side tests against Docker/Podman
 	else \
 	    echo "interop: tests/interop does not exist yet; the tier is empty."; \
 	fi
+
+browser: setup ## opt-in: JupyterLab in headless Chromium renders the widgets (installs chromium, selenium)
+	@if ! command -v chromedriver >/dev/null; then \
+	    if [ "$$(id -u)" -eq 0 ]; then \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	            --no-install-recommends chromium chromium-driver; \
+	    else echo "browser: install chromium and chromium-driver (apt) first"; exit 1; fi; \
+	fi
+	$(VPY) -m pip install --quiet --disable-pip-version-check 'selenium>=4.10'
+	$(VPY) -m pytest tests/browser -q -ra -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup ## run benchmarks/bench_*.py (reports ratios, never asserts)
 	@set -uo pipefail; shopt -s nullglob; \

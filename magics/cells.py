@@ -119,7 +119,7 @@ class CellMagics(Magics):
         except KeyboardInterrupt:
             sys.stderr.write("Build interrupted: the running step was stopped and nothing was tagged.\n")
             return None
-        if args.output:
+        if args.output and self.shell is not None:
             self.shell.user_ns[args.output] = image
         hits = sum(1 for e in printer.events if e.kind == "step" and e.cache == "HIT")
         misses = sum(1 for e in printer.events if e.kind == "step" and e.cache == "MISS")

@@ -25,6 +25,11 @@ ACTIONS = {"running": ("stop", "pause", "rm"), "paused": ("unpause", "stop", "rm
            "dead": ("rm",)}
 
 
+def _bind(fn: Callable[..., None], *args: Any) -> Callable[[], None]:
+    """A button callback with its arguments fixed now (not at click time)."""
+    return lambda: fn(*args)
+
+
 class Dashboard(View):
     def __init__(self, *, engine: Any = None, interval: float = 2.0, auto: bool = True) -> None:
         import ipywidgets as w
@@ -108,7 +113,7 @@ class Dashboard(View):
                 cells = [w.HTML(f"<code>{r[k]}</code>", layout=w.Layout(width=width))
                          for k, width in (("name", "160px"), ("image", "160px"), ("state", "110px"),
                                           ("uptime", "110px"), ("ports", "90px"))]
-                buttons = [self._button(a, lambda a=a, n=r["name"]: self.act(n, a))
+                buttons = [self._button(a, _bind(self.act, r["name"], a))
                            for a in ACTIONS.get(r["status"], ("rm",))]
                 rows[r["name"]] = w.HBox(cells + buttons)
             self.rows = rows
@@ -119,7 +124,7 @@ class Dashboard(View):
                 cells = [w.HTML(f"<code>{ref}</code>", layout=w.Layout(width="220px")),
                          w.HTML(f"<code>{img.short_id}</code>", layout=w.Layout(width="120px")),
                          w.HTML(human_size(img.size), layout=w.Layout(width="90px"))]
-                image_rows[ref] = w.HBox(cells + [self._button("rmi", lambda ref=ref: self.rmi(ref))])
+                image_rows[ref] = w.HBox(cells + [self._button("rmi", _bind(self.rmi, ref))])
             self.image_rows = image_rows
             self.images_box.children = list(image_rows.values()) or [w.HTML("<i>no images</i>")]
             self._snapshot = (containers, [(i.tags, i.short_id, i.size) for i in images])

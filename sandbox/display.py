@@ -38,10 +38,10 @@ def table(headers: list[str], rows: Iterable[Iterable[Any]], *, raw: bool = Fals
 
 
 def text_table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
-    rows = [[str(c) for c in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     return "\n".join(lines)
 
 

@@ -768,14 +768,15 @@ class Builder:
             dest = "/" + dest.lstrip("/")
             if slash and dest != "/":
                 dest += "/"
-        chown = self._expand(ins, ins.flags["chown"], env) if ins.flags.get("chown") else None
-        chmod_text = self._expand(ins, ins.flags["chmod"], env) if ins.flags.get("chmod") else None
+        flags = {k: v for k, v in ins.flags.items() if v}
+        chown = self._expand(ins, flags["chown"], env) if "chown" in flags else None
+        chmod_text = self._expand(ins, flags["chmod"], env) if "chmod" in flags else None
         chmod = None
         if chmod_text is not None:
             if not re.fullmatch(r"[0-7]{3,4}", chmod_text):
                 raise ins.error(f"{kw} --chmod={chmod_text}: expected an octal mode such as 755 or 0644")
             chmod = int(chmod_text, 8)
-        from_ref = self._expand(ins, ins.flags["from"], env) if ins.flags.get("from") else None
+        from_ref = self._expand(ins, flags["from"], env) if "from" in flags else None
         plain: list[str] = []
         docs = []
         urls = []

@@ -93,7 +93,7 @@ def json_form(rest: str, where: Instruction) -> list[str] | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         if _LOOKS_JSON_RE.match(text):
             quotes = "'" in text[:3] or "\u201c" in text or "\u2018" in text
             raise where.error(
