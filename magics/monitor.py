@@ -1,8 +1,9 @@
 """``ResourceMonitor``: live memory, CPU and pids of containers, straight from their cgroups.
 
-A daemon thread samples every container's cgroup (5 Hz by default) and
-redraws a matplotlib figure (Agg, rendered to PNG into an ipywidgets Image)
-once a second, so the kernel stays free: other cells run while it plots.
+A daemon thread samples every container's cgroup (5 Hz by default) and a
+second one redraws a matplotlib figure (Agg, rendered to PNG into an
+ipywidgets Image) once a second, so neither a slow redraw delays a sample nor
+does the kernel wait: other cells run while it plots.
 The figure shows the limits as dashed lines and OOM kills as red markers.
 The thread ends by itself when every container it watches has stopped (one
 last redraw), or at ``stop()``; ``start()`` resumes.  What it measured stays
@@ -62,12 +63,26 @@ class ResourceMonitor(View):
         return self.thread is not None and self.thread.is_alive()
 
     def start(self) -> None:
+        """Start sampling.  ``self.thread`` draws; it runs the sampler thread and outlives it,
+        so joining ``self.thread`` waits for both (a slow redraw never delays a sample)."""
         if self.running:
             return
         self._stop.clear()
-        self.thread = threading.Thread(target=self._run, name="sandbox-monitor", daemon=True)
+        self.thread = threading.Thread(target=self._draw_loop, name="sandbox-monitor", daemon=True)
         self.thread.start()
         self.toggle.value = "running"
+
+    def _draw_loop(self) -> None:
+        sampler = threading.Thread(target=self._run, name="sandbox-monitor-sampler", daemon=True)
+        sampler.start()
+        while sampler.is_alive():
+            sampler.join(self.redraw_every)
+            if sampler.is_alive():
+                self._draw()
+        self._draw()
+        self.status.value = f"stopped after {len(self.data)} samples"
+        if self.toggle.value != "stopped":
+            self.toggle.value = "stopped"
 
     def stop(self) -> None:
         """Stop sampling and wait for the thread to end."""
@@ -89,7 +104,7 @@ class ResourceMonitor(View):
         from sandbox.containers.inspect import cpu_percent, memory_usage, stats_snapshot
         previous: dict[str, Any] = {}
         records = {c.id: c.reload().attrs for c in self.containers}
-        last_reload = last_draw = time.monotonic()
+        last_reload = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
             if now - last_reload >= 1.0:
@@ -122,16 +137,9 @@ class ResourceMonitor(View):
                     "pids": snap["pids_stats"].get("current") or 0,
                     "pids_limit": snap["pids_stats"].get("limit"),
                     "oom_kills": snap["memory_stats"].get("failcnt") or 0})
-            if now - last_draw >= self.redraw_every:
-                self._draw()
-                last_draw = now
             if alive == 0:
                 break
-            self._stop.wait(self.interval)
-        self._draw()
-        self.status.value = f"stopped after {len(self.data)} samples"
-        if self.toggle.value != "stopped":
-            self.toggle.value = "stopped"
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - now)))
 
     def _draw(self) -> None:
         fig = plot_stats(self.data, self.metrics, names=[c.name for c in self.containers])
