@@ -60,6 +60,18 @@ def disk_usage(engine: Any) -> list[list[str]]:
 
 def run_df(engine: Any, args: Any, out: Any) -> int:
     write_table(out, ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], disk_usage(engine))
+    if args.verbose:
+        import datetime as _dt
+        from ..humanize import ago
+        records = sorted(engine.build_cache().records(), key=lambda r: r.get("created_at", 0), reverse=True)
+        out.write("\nBuild cache usage: " + size(sum(int(r.get("layer_size") or 0) for r in records)) + "\n\n")
+        rows = []
+        for r in records:
+            created = _dt.datetime.fromtimestamp(r.get("created_at", 0), _dt.timezone.utc).isoformat()
+            kind = "regular" if r.get("layer_size") is not None else "metadata"
+            rows.append([str(r.get("key", ""))[:12], kind, size(int(r.get("layer_size") or 0)), ago(created),
+                         " ".join(str(r.get("instruction", "")).split())[:50]])
+        write_table(out, ["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "STEP"], rows)
     return 0
 
 

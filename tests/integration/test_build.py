@@ -225,6 +225,8 @@ def test_builder_prune_and_system_df(engine, tmp_path):  # noqa: F811
     engine.build(ctx, tags=["prunetest"])
     df = _cli(engine, "system", "df")
     assert "Build Cache" in df.stdout
+    verbose = _cli(engine, "system", "df", "-v")
+    assert "CACHE ID" in verbose.stdout and "RUN echo prune-me > /p" in verbose.stdout
     engine.images.remove("prunetest")
     records = engine.build_cache().records()
     assert records

@@ -129,9 +129,8 @@ def test_docker_line_magic_results_and_container_cell(store, tmp_path):
         "h = %docker history busybox\nprint(len(h))",
         "%docker run --rm busybox sh -c 'exit 5'",
         "%docker?\nprint(get_ipython().magics_manager.magics['line']['docker'].__doc__)",
-        "from magics.docker import completions\nprint(json.dumps([completions(get_ipython().magics_manager"
-        ".registry['DockerMagics'].engine, line) for line in ('%docker hist', '%docker stop tick', "
-        "'%docker rmi bus')]))",
+        "print(json.dumps([get_ipython().complete('', line)[1] for line in ('%docker hist', "
+        "'%docker stop tick', '%sandbox rmi bus')]))",
     ])
     no_errors(outputs)
     assert json_out(outputs[1]) == [["busybox:latest"]]
