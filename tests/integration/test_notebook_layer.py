@@ -77,6 +77,9 @@ def store(sandbox_root, busybox_binary):
 
 def test_dockerfile_magic(store, tmp_path):
     (tmp_path / "notes.txt").write_text("from the notebook's folder\n")
+    other = tmp_path / "other-context"
+    other.mkdir()
+    (other / "only-there.txt").write_text("from --context\n")
     outputs = execute([
         "%load_ext sandbox",
         "%%dockerfile -t greet:v1 -o img --build-arg WHO=class --label course=containers\n"
@@ -90,6 +93,7 @@ def test_dockerfile_magic(store, tmp_path):
         "%%dockerfile -t staged --target one --no-cache\nFROM busybox AS one\nRUN echo 1 > /one\n"
         "FROM one\nRUN false\n",
         "%%dockerfile --help\nFROM busybox\n",
+        f"%%dockerfile -t elsewhere --context {other}\nFROM busybox\nCOPY only-there.txt /\n",
     ], path=str(tmp_path))
     no_errors(outputs)
     assert "text/html" in result(outputs[1]) and "greet:v1" in result(outputs[1])["text/plain"]
@@ -112,6 +116,7 @@ def test_dockerfile_magic(store, tmp_path):
     assert streams(outputs[6], "stderr").startswith("Error:") and "--bogus" in streams(outputs[6], "stderr")
     assert store.run("staged", ["cat", "/one"]).output == b"1\n"
     assert "--build-arg" in streams(outputs[8], "stdout")
+    assert store.run("elsewhere", ["cat", "/only-there.txt"]).output == b"from --context\n"
     assert not [c for c in store.containers.list(all=True)]   # RUN containers are gone
 
 
