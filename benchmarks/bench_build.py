@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,22 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import median_ms, timed  # noqa: E402
+
 COLD = 5
 WARM = 30
 
 SEED = 'FROM busybox\nRUN echo hello > /greeting\nENV A=1\nRUN ls / > /listing\nCMD ["cat","/greeting"]\n'
 COPY200 = ("FROM busybox\nRUN mkdir -p /app && echo setup > /app/setup\nCOPY files/ /app/files/\n"
            "RUN ls /app/files | wc -l > /app/count\nCMD [\"cat\", \"/app/count\"]\n")
-
-
-def median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1000
-
-
-def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
-    t = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - t
 
 
 def docker_ready() -> bool:

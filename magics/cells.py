@@ -21,6 +21,7 @@ from typing import Any
 from IPython.core.magic import Magics, cell_magic, magics_class
 
 from sandbox.cli import Parser, _Exit
+from sandbox.cli.build import key_values
 from sandbox.errors import SandboxError, UsageError
 
 from .docker import ExitCode
@@ -41,16 +42,6 @@ def dockerfile_parser() -> Parser:
     p.add_argument("-o", "--output", metavar="VAR", help="also bind the Image to this variable")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     return p
-
-
-def _pairs(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not key or not eq:
-            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE", hint=f"e.g. {flag} VERSION=1.0")
-        out[key] = value
-    return out
 
 
 class BuildPrinter:
@@ -110,9 +101,9 @@ class CellMagics(Magics):
         printer = BuildPrinter(args.quiet)
         try:
             image = self.engine.build(args.context, tags=args.tag, dockerfile="Dockerfile (this cell)",
-                                      dockerfile_text=cell, build_args=_pairs(args.build_arg, "--build-arg"),
+                                      dockerfile_text=cell, build_args=key_values(args.build_arg, "--build-arg"),
                                       target=args.target, no_cache=args.no_cache,
-                                      labels=_pairs(args.label, "--label"), on_event=printer)
+                                      labels=key_values(args.label, "--label"), on_event=printer)
         except SandboxError as e:
             show_error(e, source=cell)
             return None

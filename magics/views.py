@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from sandbox.display import esc, table, tree_html
+from sandbox.humanize import shorten as _short
 from sandbox.humanize import size as human_size
 
 
@@ -199,8 +200,3 @@ class NamespaceView(View):
 
     def static_html(self) -> str:
         return self.html.value
-
-
-def _short(text: str, n: int) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= n else text[:n - 1] + "…"

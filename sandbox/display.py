@@ -38,11 +38,12 @@ def table(headers: list[str], rows: Iterable[Iterable[Any]], *, raw: bool = Fals
 
 
 def text_table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
-    cells = [[str(c) for c in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    return "\n".join(lines)
+    """The same aligned columns as the command prints."""
+    import io
+    from .cli.table import write_table
+    out = io.StringIO()
+    write_table(out, headers, [list(r) for r in rows])
+    return out.getvalue().rstrip("\n")
 
 
 def kind_badge(kind: str) -> str:

@@ -79,3 +79,9 @@ def ago(text: str, now: _dt.datetime | None = None) -> str:
     if delta < 0:
         return "Less than a second ago"
     return duration(delta) + " ago"
+
+
+def shorten(text: str, n: int) -> str:
+    """``text`` on one line, cut to ``n`` characters with an ellipsis."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[:n - 1] + "…"

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import BuildError, DockerfileSyntaxError, ImageNotFound, SandboxError
+from ..humanize import shorten
 from . import copyfs, words
 from .cache import BuildCache, digest_of
 from .context import DockerIgnore, Source, SourceTree
@@ -406,7 +407,7 @@ class Builder:
     def _error(self, ins: Instruction, message: str, *, hint: str | None = None, exit_code: int | None = None,
                tail: list[str] | None = None) -> BuildError:
         return BuildError(message, step=f"{self.step_no}/{self.total}", filename=self.filename, line=ins.line,
-                          instruction=_short(str(ins)), exit_code=exit_code, output_tail=tail, hint=hint)
+                          instruction=shorten(str(ins), 80), exit_code=exit_code, output_tail=tail, hint=hint)
 
     # ------------------------------------------------------------------ metadata instructions
 
@@ -959,11 +960,6 @@ def _deepcopy(obj: Any) -> Any:
 
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _short(text: str, n: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def _go_quote_list(items: list[str]) -> str:

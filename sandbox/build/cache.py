@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..humanize import shorten
 from ..image import fsutil
 
 
@@ -107,7 +108,7 @@ class BuildCache:
             return "its inputs changed since the cached build"
         if siblings:
             return ("the instruction is new or changed here; after the same step the cache has "
-                    f"`{_short(siblings[0].get('instruction', ''))}`")
+                    f"`{shorten(siblings[0].get('instruction', ''), 60)}`")
         return "nothing cached yet for this step"
 
     def records(self) -> list[dict[str, Any]]:
@@ -163,7 +164,3 @@ def _file_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 def _show(value: str | None) -> str:
     return "unset" if value is None else repr(value)
-
-
-def _short(text: str, n: int = 60) -> str:
-    return text if len(text) <= n else text[:n - 3] + "..."

@@ -106,7 +106,7 @@ class _Lexer:
                     in_word = True
                 result.append(ch)
         if stop:
-            raise SubstitutionError(f"unexpected end of text while looking for matching {stop}")
+            raise SubstitutionError(f"unterminated: no closing {stop} before the end")
         return "".join(result), self._finish(words, cur, in_word)
 
     @staticmethod
@@ -121,7 +121,7 @@ class _Lexer:
         while True:
             ch = self.next()
             if not ch:
-                raise SubstitutionError("unexpected end of text while looking for matching single-quote")
+                raise SubstitutionError("unterminated single quote: no closing ' before the end")
             if ch == "'":
                 return "".join(out)
             out.append(ch)
@@ -132,7 +132,7 @@ class _Lexer:
         while True:
             ch = self.peek()
             if not ch:
-                raise SubstitutionError("unexpected end of text while looking for matching double-quote")
+                raise SubstitutionError("unterminated double quote: no closing \" before the end")
             if ch == '"':
                 self.next()
                 return "".join(out)

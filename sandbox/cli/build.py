@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
     pr.set_defaults(func=run_prune)
 
 
-def _pairs(items: list[str], flag: str, env_fallback: bool = False) -> dict[str, str]:
+def key_values(items: list[str], flag: str, env_fallback: bool = False) -> dict[str, str]:
     import os
     out = {}
     for item in items:
@@ -68,8 +68,8 @@ def run(engine: Any, args: Any, out: Any) -> int:
         text = sys.stdin.read()
         if context == "-":
             context = None
-    build_args = _pairs(args.build_arg, "--build-arg", env_fallback=True)
-    labels = _pairs(args.label, "--label")
+    build_args = key_values(args.build_arg, "--build-arg", env_fallback=True)
+    labels = key_values(args.label, "--label")
     quiet = args.quiet or args.progress == "quiet"
     tail: list[str] = []
 

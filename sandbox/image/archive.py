@@ -852,63 +852,18 @@ _CHANGES: dict[str, Callable[[dict[str, Any], str, dict[str, str]], None]] = {
 
 
 def _words(text: str, env: dict[str, str]) -> list[str]:
-    """Split like Docker's shell lexer: whitespace outside quotes separates words; quotes are removed."""
-    return _lex(text, env, split=True)
+    """Split like Docker's shell lexer (the builder's, :mod:`sandbox.build.words`)."""
+    from ..build import words
+    try:
+        return words.expand_words(text, env)
+    except words.SubstitutionError as e:
+        raise SandboxError(f"{e} in {text!r}") from None
 
 
 def _expand(text: str, env: dict[str, str]) -> str:
     """One word: quotes removed and variables expanded, whitespace kept."""
-    return "".join(_lex(text, env, split=False))
-
-
-def _lex(text: str, env: dict[str, str], *, split: bool) -> list[str]:
-    words: list[str] = []
-    cur: list[str] = []
-    have = False
-    quote: str | None = None
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if split and quote is None and c.isspace():
-            if have:
-                words.append("".join(cur))
-                cur, have = [], False
-            i += 1
-            continue
-        have = True
-        if c == "\\" and i + 1 < n and quote != "'":
-            nxt = text[i + 1]
-            # Inside double quotes only \" \$ \\ are escapes (as in sh and in Dockerfiles).
-            cur.append(nxt if quote is None or nxt in '"$\\' else c + nxt)
-            i += 2
-        elif c in "'\"" and quote in (None, c):
-            quote = None if quote else c
-            i += 1
-        elif c == "$" and quote != "'":
-            value, i = _variable(text, i, env)
-            cur.append(value)
-        else:
-            cur.append(c)
-            i += 1
-    if quote:
-        raise SandboxError(f"unterminated {quote} quote in {text!r}")
-    if have:
-        words.append("".join(cur))
-    return words
-
-
-_VAR_RE = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-+])([^}]*))?\})")
-
-
-def _variable(text: str, i: int, env: dict[str, str]) -> tuple[str, int]:
-    """Expand ``$NAME``, ``${NAME}``, ``${NAME:-default}`` or ``${NAME:+alt}`` at ``text[i]``."""
-    m = _VAR_RE.match(text, i)
-    if not m:
-        return "$", i + 1
-    name = m.group(1) or m.group(2)
-    value = env.get(name, "")
-    if m.group(3) == ":-" and not value:
-        value = m.group(4)
-    elif m.group(3) == ":+":
-        value = m.group(4) if value else ""
-    return value, m.end()
+    from ..build import words
+    try:
+        return words.expand(text, env)
+    except words.SubstitutionError as e:
+        raise SandboxError(f"{e} in {text!r}") from None

@@ -79,3 +79,23 @@ def registry(tmp_path_factory):
         yield reg
     finally:
         reg.stop()
+
+
+@pytest.fixture(scope="module")
+def busybox_both(tmp_path_factory, docker):
+    """A store of ours with busybox, the same image loaded into the private dockerd."""
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("requires busybox-static")
+    from sandbox import Engine
+    base = tmp_path_factory.mktemp("interop")
+    engine = Engine(base / "root")
+    engine.images.bootstrap("busybox")
+    archive = base / "busybox.tar"
+    with open(archive, "wb") as f:
+        engine.images.save(["busybox"], f)
+    docker("load", "-i", str(archive))
+    yield engine, base
+    for c in engine.containers.list(all=True):
+        c.remove(force=True)
+    engine.supervisor.call("shutdown")
+    docker("rmi", "-f", "busybox", check=False)

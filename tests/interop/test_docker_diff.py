@@ -1,12 +1,8 @@
-"""``diff`` and ``commit`` beside Docker: the same commands give the same A/C/D lines."""
+"""``diff`` beside ``docker diff``: the same commands give the same A/C/D lines."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-
-from sandbox import Engine
 
 SCRIPTS = {
     "add-change-delete": "mkdir -p /newdir/sub && echo x > /newdir/sub/f && rm /etc/shadow "
@@ -18,21 +14,8 @@ SCRIPTS = {
 
 
 @pytest.fixture(scope="module")
-def ours(tmp_path_factory, docker):
-    if not os.path.exists("/bin/busybox"):
-        pytest.skip("requires busybox-static")
-    base = tmp_path_factory.mktemp("diff-interop")
-    engine = Engine(base / "root")
-    engine.images.bootstrap("busybox")
-    archive = base / "busybox.tar"
-    with open(archive, "wb") as f:
-        engine.images.save(["busybox"], f)
-    docker("load", "-i", str(archive))
-    yield engine
-    for c in engine.containers.list(all=True):
-        c.remove(force=True)
-    engine.supervisor.call("shutdown")
-    docker("rmi", "-f", "busybox", check=False)
+def ours(busybox_both):
+    return busybox_both[0]
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
