@@ -95,10 +95,18 @@ def main() -> int:
                 timed(runc)
                 results["runc run"] = median_ms([timed(runc) for _ in range(COLD)])
             for tool in ("docker", "podman"):
-                if shutil.which(tool) and subprocess.run([tool, "image", "inspect", "busybox"],
-                                                         capture_output=True).returncode == 0:
+                if not shutil.which(tool) or subprocess.run([tool, "info"], capture_output=True).returncode:
+                    continue
+                if subprocess.run([tool, "image", "inspect", "busybox"], capture_output=True).returncode:
+                    # the same busybox as ours: saved from our store, loaded into theirs
+                    saved = tmp / "busybox.tar"
+                    with open(saved, "wb") as f:
+                        engine.images.save(["busybox"], f)
+                    subprocess.run([tool, "load", "-i", str(saved)], capture_output=True)
+                if subprocess.run([tool, "image", "inspect", "busybox"], capture_output=True).returncode == 0:
                     extra = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"] if tool == "podman" else []
-                    argv = [tool, "run", "--rm", *extra, "busybox", "true"]
+                    # --network none: ours has no network by default, so neither should theirs
+                    argv = [tool, "run", "--rm", "--network", "none", *extra, "busybox", "true"]
                     results[f"{tool} run --rm"] = median_ms([timed(argv) for _ in range(5)])
 
             pid = engine.supervisor.call("ping")["pid"]

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
-from . import __version__, hostinfo
+from . import __version__
 from .image.images import Image, ImageStore
 from .image.store import Store
 
@@ -230,6 +230,7 @@ class Engine:
     def info(self) -> dict[str, Any]:
         """``docker info``: the store, its driver, and what this machine allows."""
         images = self.image_store.list(all=True)
+        from . import hostinfo
         facts = hostinfo.host_facts(self.store.tmp_dir)
         return {"Images": len(images), "DockerRootDir": str(self.root),
                 "OCILayout": str(self.store.oci), "ServerVersion": __version__, **facts}
@@ -237,4 +238,4 @@ class Engine:
     def version(self) -> dict[str, Any]:
         import platform
         return {"Version": __version__, "ApiVersion": "1.43", "PythonVersion": platform.python_version(),
-                "Os": "linux", "Arch": hostinfo.platform.machine(), "KernelVersion": platform.release()}
+                "Os": "linux", "Arch": platform.machine(), "KernelVersion": platform.release()}

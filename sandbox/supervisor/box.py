@@ -165,7 +165,7 @@ class Box:
                     in_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                     fds_to_close.append(in_r)
                 stdio = (in_r, out_w, err_w)
-            self.rc = self.sup.runtime.create(
+            self.rc = self.sup.runtime_for(self).create(
                 self.id, str(self.dir / "bundle"), stdio=stdio, spec=spec,
                 console_socket=console_pair[1] if console_pair else None)  # type: ignore[arg-type]
             if console_pair is not None:
