@@ -96,6 +96,7 @@ SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
                    "s390x": 217, "riscv64": 41},
     "pidfd_open": dict.fromkeys(("x86_64", "aarch64", "armv7l", "ppc64le", "s390x", "riscv64"), 434),
     "pidfd_send_signal": dict.fromkeys(("x86_64", "aarch64", "armv7l", "ppc64le", "s390x", "riscv64"), 424),
+    "pidfd_getfd": dict.fromkeys(("x86_64", "aarch64", "armv7l", "ppc64le", "s390x", "riscv64"), 438),
 }
 
 
@@ -739,6 +740,16 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
            f"pidfd {pidfd}", {_errno.ESRCH: "the process has already exited"})
 
 
+
+def pidfd_getfd(pidfd: int, targetfd: int) -> int:
+    """pidfd_getfd(2): a duplicate of file descriptor ``targetfd`` of the process behind ``pidfd``.
+
+    A restarted supervisor takes back a terminal's master from the process that
+    kept it (see ``sandbox/supervisor/ttykeeper.py``).  Needs ptrace access (root).
+    https://man7.org/linux/man-pages/man2/pidfd_getfd.2.html
+    """
+    fd = _syscall("pidfd_getfd", pidfd, targetfd, 0)
+    return _check(fd, "pidfd_getfd", f"fd {targetfd}", {_errno.EBADF: "the process has no such descriptor"})
 
 # ------------------------------------------------------------------ network interfaces
 

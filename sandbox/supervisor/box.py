@@ -80,6 +80,8 @@ class Box:
         self.rc: RuntimeContainer | None = None
         self.out_fds: dict[int, int] = {}          # our read fd -> stream number
         self.tty_master: int | None = None
+        self.tty_resize: int | None = None   # a duplicate of the terminal's master, to set its size
+        self.keeper: int | None = None        # the process holding the master (ttykeeper)
         self.stdin_w: int | None = None
         self.stdin_buf = bytearray()
         self.log: Any = None
@@ -204,14 +206,63 @@ class Box:
         return fd
 
     def _take_console(self, sock: socket.socket) -> None:
+        """Hand the terminal's master to a keeper process; keep a duplicate to resize it."""
+        from . import ttykeeper
         msg, fds, _, _ = socket.recv_fds(sock, 1024, 1)
         if not fds:
             raise ContainerStartError("console", "the container did not send its terminal")
         master = fds[0]
-        os.set_blocking(master, False)
-        self.tty_master = master
-        self.out_fds[master] = protocol.STDOUT
-        self.sup.loop.add_reader(master, lambda: self._on_output(master))
+        self._open_fifo_reader("stdout.fifo", protocol.STDOUT)
+        out_w = os.open(self.dir / "stdout.fifo", os.O_RDWR | os.O_CLOEXEC)
+        in_r = None
+        try:
+            if self.rec["Config"].get("OpenStdin"):
+                fifo = self.dir / "stdin.fifo"
+                if not fifo.exists():
+                    os.mkfifo(fifo, 0o600)
+                in_r = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+                self.stdin_w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self.keeper = ttykeeper.spawn(master, out_w, in_r)
+        finally:
+            os.close(out_w)
+            if in_r is not None:
+                os.close(in_r)
+        self.tty_resize = master
+        self.rec["Sandbox"]["TtyKeeper"] = [self.keeper, process_start_time(self.keeper) or 0]
+
+    def adopt_tty(self, keeper: int, start_time: int) -> None:
+        """A new supervisor: take the terminal back from its keeper (to resize it, and for -i)."""
+        from .. import kernel
+        from . import ttykeeper
+        if not alive(keeper, start_time):
+            return   # the keeper is gone: the terminal has ended
+        self.keeper = keeper
+        with contextlib.suppress(SandboxError, OSError):
+            pidfd = kernel.pidfd_open(keeper)
+            try:
+                self.tty_resize = kernel.pidfd_getfd(pidfd, ttykeeper.MASTER_FD)
+            finally:
+                os.close(pidfd)
+        fifo = self.dir / "stdin.fifo"
+        if self.rec["Config"].get("OpenStdin") and fifo.exists():
+            with contextlib.suppress(OSError):
+                self.stdin_w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def _wait_keeper(self, timeout: float = 2.0) -> None:
+        """The container has ended: let its keeper pass on the last output, then reap it."""
+        if self.keeper is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.drain()   # keep the fifo flowing: a full fifo would block the keeper
+            try:
+                pid, _ = os.waitpid(self.keeper, os.WNOHANG)
+            except ChildProcessError:
+                break       # reaped already, or not our child (adopted): alive() says when it is gone
+            if pid:
+                break
+            time.sleep(0.01)
+        self.keeper = None
 
     def _record_failed_start(self, e: SandboxError) -> None:
         code = 127 if isinstance(e, CommandNotFound) else 126 if isinstance(e, CommandNotExecutable) else 128
@@ -282,6 +333,10 @@ class Box:
     def _close_io(self) -> None:
         for fd in list(self.out_fds):
             self._close_out(fd)
+        if self.tty_resize is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.tty_resize)
+            self.tty_resize = None
         if self.stdin_w is not None:
             self.sup.loop.forget(self.stdin_w)
             with contextlib.suppress(OSError):
@@ -296,7 +351,10 @@ class Box:
         if target is None:
             return
         if not data:  # end of input
-            if self.tty_master is None:
+            if self.tty_resize is not None:
+                self.stdin_buf += b"\x04"  # ^D on a terminal (through its keeper)
+                self._flush_stdin()
+            elif self.tty_master is None:
                 self.stdin_buf += b""  # flush what is queued, then close
                 self._stdin_eof = True
                 self._flush_stdin()
@@ -332,11 +390,12 @@ class Box:
             self._stdin_eof = False
 
     def resize(self, height: int, width: int) -> None:
-        if self.tty_master is not None:
+        target = self.tty_resize if self.tty_resize is not None else self.tty_master
+        if target is not None:
             import fcntl
             import struct
             import termios
-            fcntl.ioctl(self.tty_master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+            fcntl.ioctl(target, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
     # ------------------------------------------------------------------ signals
 
@@ -433,6 +492,7 @@ class Box:
             self.sup.loop.forget(self.pidfd)
             os.close(self.pidfd)
             self.pidfd = None
+        self._wait_keeper()
         self.drain()
         oom = False
         if self.rc is not None:

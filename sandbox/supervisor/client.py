@@ -121,7 +121,10 @@ class Client:
                     if attempt or e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
                         raise
                     continue
-                data, _ = protocol.recv(self._sock)
+                try:
+                    data, _ = protocol.recv(self._sock)
+                except ConnectionResetError:
+                    data = b""   # it died while answering (a kill -9): same as a closed connection
                 if not data:
                     self.close()
                     raise SupervisorError(f"the supervisor closed the connection during {op!r}",
@@ -206,7 +209,10 @@ class Stream:
 
 
 def _recv_json(sock: socket.socket, op: str) -> dict[str, Any]:
-    data, _ = protocol.recv(sock)
+    try:
+        data, _ = protocol.recv(sock)
+    except ConnectionResetError:
+        data = b""
     if not data:
         raise SupervisorError(f"the supervisor closed the connection during {op!r}")
     obj: dict[str, Any] = json.loads(data)

@@ -338,11 +338,11 @@ class Supervisor:
         """Take over a container that kept running while no supervisor was there."""
         box.rc = self.runtime_for(box).get(box.id)
         box.log = self.open_log(box)
-        if box.rec["Config"].get("Tty"):
-            pass  # the pty master died with the old supervisor; output is gone
-        else:
-            box._open_fifo_reader("stdout.fifo", protocol.STDOUT)
-            box._open_fifo_reader("stderr.fifo", protocol.STDERR)
+        box._open_fifo_reader("stdout.fifo", protocol.STDOUT)
+        box._open_fifo_reader("stderr.fifo", protocol.STDERR)
+        keeper = box.rec["Sandbox"].get("TtyKeeper")
+        if box.rec["Config"].get("Tty") and keeper:
+            box.adopt_tty(int(keeper[0]), int(keeper[1]))   # its keeper kept the terminal alive
         try:
             pidfd = kernel.pidfd_open(pid)
         except SandboxError:

@@ -418,6 +418,26 @@ def test_detached_container_survives_supervisor_kill(engine):
         c.remove(force=True)
 
 
+def test_tty_container_keeps_its_terminal_and_output_across_supervisor_kill(engine):
+    c = engine.containers.run("busybox", ["sh", "-c", "i=0; while [ $i -lt 30 ]; do echo line$i; "
+                                          "i=$((i+1)); sleep 0.1; done; tty; exit 5"],
+                              detach=True, tty=True, stdin_open=True)
+    try:
+        wait_for(lambda: b"line2" in c.logs())
+        pid = engine.supervisor.call("ping")["pid"]
+        os.kill(pid, signal.SIGKILL)
+        engine.supervisor.close()
+        time.sleep(0.5)
+        new = engine.supervisor.call("ping")["pid"]
+        assert new != pid
+        assert c.wait()["StatusCode"] == 5
+        out = c.logs().decode().replace("\r", "").split()
+        # every line, also those written while no supervisor ran: a keeper held the terminal
+        assert out[:30] == [f"line{i}" for i in range(30)] and out[30].startswith("/dev/pts/")
+    finally:
+        c.remove(force=True)
+
+
 # --------------------------------------------------------------------------- more of docker's flags
 
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from sandbox.errors import CommandNotFound
+from sandbox.errors import CommandNotFound, SupervisorError
 from tests.integration.container_env import engine  # noqa: F401  (module fixture)
 
 pytestmark = pytest.mark.skipif(shutil.which("runc") is None, reason="needs runc (apt install runc)")
@@ -33,8 +33,11 @@ def _runc_list(engine) -> list:  # noqa: F811
 def _wait_for(predicate, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return True
+        try:
+            if predicate():
+                return True
+        except SupervisorError:
+            pass   # the killed supervisor's last connection; the next call starts a new one
         time.sleep(0.05)
     return False
 
