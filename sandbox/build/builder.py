@@ -827,6 +827,7 @@ class Builder:
             _, files = tree.digest(resolved)
         elif tree_chain is not None:
             files = {f"{source_id}:{p}": "" for p in plain}
+        contents: list[tuple[str, str]] = []      # (name, the text the file will hold)
         for doc in docs:
             content = doc.content
             if doc.expand:
@@ -835,6 +836,7 @@ class Builder:
                 except words.SubstitutionError as e:
                     raise ins.error(f"heredoc <<{doc.name}: {e}") from None
             files[f"<<{doc.name}"] = digest_of(content)
+            contents.append((doc.name, content))
         downloads = [self._download(ins, url) for url in urls]
         for url, path, digest in downloads:
             files[url] = digest
@@ -866,11 +868,8 @@ class Builder:
                 else:
                     self._place(ins, SourceTree(self.context, self.ignore) if self.context else None,
                                 resolved, root, dest, uid, gid, chmod, count > 1)
-                for doc in docs:
-                    content = doc.content
-                    if doc.expand:
-                        content = words.expand_heredoc(content, env, self._escape)
-                    target = copyfs.destination(root, dest, doc.name, count > 1)
+                for name, content in contents:
+                    target = copyfs.destination(root, dest, name, count > 1)
                     copyfs.make_parents(root, posixpath.dirname(_inside(root, target)), uid, gid)
                     copyfs.write_content(target, content.encode(), uid, gid, chmod if chmod is not None else 0o644)
                 for url, path, _ in downloads:
