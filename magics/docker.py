@@ -71,6 +71,11 @@ class CommandOutput:
     def __len__(self) -> int:
         return len(self._items())
 
+    def __contains__(self, item: Any) -> bool:
+        if isinstance(self.value, str):
+            return item in self.value   # `"ready" in %docker logs web`
+        return item in self._items()
+
     def __getitem__(self, index: Any) -> Any:
         if isinstance(self.value, dict):
             return self.value[index]
@@ -88,6 +93,10 @@ class _Capture(io.StringIO):
 
 def _is_table_verb(argv: list[str]) -> bool:
     words = [a for a in argv if not a.startswith("-")]
+    if words and words[0] == "logs":
+        return not {"-f", "--follow"} & set(argv)        # a finished log is a result; a followed one streams
+    if words and words[0] == "stats":
+        return "--no-stream" in argv
     if not words or words[0] not in TABLE_VERBS:
         return False
     if words[0] in ("volume", "system", "image", "container"):
@@ -119,6 +128,11 @@ def value_for(engine: Any, argv: list[str]) -> Any:
             return docs
         if words[:2] == ["volume", "ls"]:
             return engine.volumes.list()
+        if verb == "logs" and len(words) > 1:
+            return engine.containers.get(words[-1]).logs().decode(errors="replace")
+        if verb == "stats":
+            return [engine.containers.get(n).stats() for n in words[1:]] or \
+                [c.stats() for c in engine.containers.list()]
         if verb == "info":
             return engine.info()
         if verb == "version":

@@ -129,6 +129,8 @@ def test_docker_line_magic_results_and_container_cell(store, tmp_path):
         "ps = %docker ps --filter label=role=demo\nprint(json.dumps([x.name for x in ps]))",
         "%%container busybox -e WHO=class\necho hi $WHO\nexit 3",
         "%%container -e A=1 --hostname box busybox\nhostname; echo $A",
+        "st = %docker stats --no-stream ticker\n%docker run --name talker busybox echo talked\n"
+        "lg = %docker logs talker\nprint(json.dumps([st[0].summary()['name'], lg.value, 'talked' in lg]))",
         "%docker stop -t 1 ticker",
         "info = %docker inspect ticker\nprint(json.dumps([info[0]['State']['Status'], info[0]['Name']]))",
         "h = %docker history busybox\nprint(len(h))",
@@ -147,12 +149,14 @@ def test_docker_line_magic_results_and_container_cell(store, tmp_path):
     assert result(outputs[5])["text/plain"] == "exit code 3"
     assert streams(outputs[5], "stdout") == "hi class\n"
     assert streams(outputs[6], "stdout") == "box\n1\n"
-    assert json_out(outputs[8]) == ["exited", "/ticker"]
-    assert json_out(outputs[9]) >= 1
-    assert result(outputs[10])["text/plain"] == "exit code 5"
-    help_text = streams(outputs[11], "stdout")   # what `%docker?` pages (a payload nbclient drops)
+    assert json_out(outputs[9]) == ["exited", "/ticker"]
+    assert json_out(outputs[10]) >= 1
+    assert result(outputs[11])["text/plain"] == "exit code 5"
+    help_text = streams(outputs[12], "stdout")   # what `%docker?` pages (a payload nbclient drops)
     assert "build" in help_text and "run" in help_text
-    assert json_out(outputs[12]) == [["history"], ["ticker"], ["busybox:latest"]]
+    assert json_out(outputs[13]) == [["history"], ["ticker"], ["busybox:latest"]]
+    assert json_out(outputs[7]) == ["ticker", "talked\n", True]
+    store.containers.get("talker").remove()
     assert store.containers.get("ticker").status == "exited"
     assert len(store.containers.list(all=True)) == 1          # --rm and %%container left nothing
 
