@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from ..errors import BlobCorrupt, BlobNotFound, StoreCorrupt, StoreFull
+from ..errors import BlobCorrupt, BlobNotFound, SandboxError, StoreCorrupt, StoreFull
 from . import fsutil
 from .mediatypes import FULL_NAME, OCI_INDEX, OCI_LAYOUT_VERSION, REF_NAME, check_digest, sha256_digest
 
@@ -242,7 +242,9 @@ class Store:
                 fd = fsutil.try_lock_exclusive(Path(entry.path))
                 if fd is not None:
                     try:
-                        remove_tree(Path(entry.path[: -len(".lock")]))
+                        stale = Path(entry.path[: -len(".lock")])
+                        unmount_below(stale)   # a killed build step may have left its overlay mounted
+                        remove_tree(stale)
                         os.unlink(entry.path)
                     finally:
                         os.close(fd)
@@ -530,6 +532,26 @@ def _index_order(d: Descriptor) -> tuple[str, str]:
 def _check_holder(holder: str) -> None:
     if not holder or "/" in holder or holder.startswith("."):
         raise ValueError(f"invalid lease holder {holder!r}")
+
+
+def unmount_below(path: Path) -> None:
+    """Detach every mount at or below ``path`` (deepest first) so it can be removed.
+
+    Without this a directory left by a killed process could hold an overlay
+    mount, and removing the directory would delete files *through* it.
+    """
+    if not os.path.isdir(path):
+        return
+    from ..cgroups.fs import read_mountinfo
+    from .. import kernel
+    root = Path(os.path.realpath(path))
+    try:
+        mounts = [m.mount_point for m in read_mountinfo() if m.below(root)]
+    except OSError:
+        return
+    for point in sorted(mounts, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(SandboxError, OSError):
+            kernel.umount(point, kernel.MNT_DETACH)
 
 
 def remove_tree(path: Path) -> None:

@@ -273,3 +273,27 @@ def test_failed_and_interrupted_builds_leave_nothing(engine, tmp_path):  # noqa:
     assert not [c for c in engine.containers.list(all=True) if c.labels.get("sandbox.build")]
     assert not leaks.mounts_below(str(engine.root / "tmp"))
     assert not list((engine.root / "tmp").glob("step-*"))
+
+
+def test_a_build_killed_during_copy_leaves_nothing_mounted(engine, tmp_path):  # noqa: F811
+    """kill -9 of a build while a COPY writes into its overlay: the next user of the store
+    unmounts and removes what it left."""
+    ctx = _ctx(tmp_path, "FROM busybox\nCOPY big /big\n")
+    with open(ctx / "big", "wb") as f:
+        f.write(os.urandom(1 << 20) * 400)        # 400 MiB: the copy takes a while
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "build", "-q", "-t", "killed-copy", str(ctx)],
+                            env=dict(os.environ, SANDBOX_ROOT=str(engine.root)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import time
+    deadline = time.monotonic() + 60
+    while not [m for m in leaks.mounts_below(str(engine.root / "tmp")) if "step-" in m]:
+        assert proc.poll() is None and time.monotonic() < deadline, "the COPY never started"
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert leaks.mounts_below(str(engine.root / "tmp"))       # it did leave its mount behind
+    Engine(engine.root).store                                 # the next user recovers the store
+    assert not leaks.mounts_below(str(engine.root / "tmp"))
+    assert not list((engine.root / "tmp").glob("step-*")) and not list((engine.root / "tmp").glob("build-*"))
+    with pytest.raises(ImageNotFound):
+        engine.images.get("killed-copy")
