@@ -891,11 +891,8 @@ class Builder:
         for src in sources:
             name = posixpath.basename(src.rel) or posixpath.basename(src.full)
             if src.is_dir:
-                target = copyfs.make_parents(root, dest.rstrip("/") or "/", uid, gid) \
-                    if not os.path.isdir(copyfs.resolve_in(root, dest)) else copyfs.resolve_in(root, dest)
                 entries = tree.walk(src.rel) if tree is not None else []
-                # walk() is relative to the tree's root; the source may be reached through a symlink
-                copyfs.copy_tree(src.full, entries, src.rel, target, uid, gid, chmod)
+                copyfs.copy_tree(root, src.full, entries, src.rel, dest, uid, gid, chmod)
                 continue
             if ins.keyword == "ADD" and copyfs.is_archive(src.full):
                 target = copyfs.make_parents(root, dest.rstrip("/") or "/", uid, gid)

@@ -23,6 +23,7 @@ vague):
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import stat
 from typing import Iterable
@@ -47,9 +48,17 @@ def make_parents(root: str, path: str, uid: int, gid: int) -> str:
             continue
         if os.path.lexists(full):
             _remove(full)
-        os.mkdir(full, 0o755)
-        os.lchown(full, uid, gid)
-        os.chmod(full, 0o755)
+        # A symlink on the way may point deep into directories that do not exist yet
+        # (resolved inside the image: ``full`` is always below ``root``): make them all.
+        missing = []
+        here = full
+        while not os.path.lexists(here):
+            missing.append(here)
+            here = os.path.dirname(here)
+        for d in reversed(missing):
+            os.mkdir(d, 0o755)
+            os.lchown(d, uid, gid)
+            os.chmod(d, 0o755)
     return resolve_in(root, path) if parts else root
 
 
@@ -94,20 +103,32 @@ def copy_file(src: str, dst: str, uid: int, gid: int, chmod: int | None) -> None
     # sockets and device nodes in a build context are skipped, as Docker's tar would fail on sockets
 
 
-def copy_tree(src_dir: str, entries: Iterable[tuple[str, str, bool]], src_rel: str, dst_dir: str,
+def copy_tree(root: str, src_dir: str, entries: Iterable[tuple[str, str, bool]], src_rel: str, dest: str,
               uid: int, gid: int, chmod: int | None) -> int:
-    """Copy the visible ``entries`` (rel, full, is_dir) below ``src_rel`` into ``dst_dir``."""
+    """Copy the visible ``entries`` (rel, full, is_dir) below ``src_rel`` into the image's ``dest``.
+
+    Every parent is resolved inside ``root`` again for each entry: a symlink
+    the image has at some ``dest/x`` (even ``x -> /etc``) is followed inside
+    the image, never on the host, also when ``x`` itself is not copied (a
+    ``.dockerignore`` exception can bring back ``x/file`` without ``x``).
+    """
+    dest = "/" + dest.strip("/")
+    dst_dir = resolve_in(root, dest)
     if not os.path.isdir(dst_dir):
+        make_parents(root, posixpath.dirname(dest), uid, gid)
+        dst_dir = resolve_in(root, dest)
         copy_file(src_dir, dst_dir, uid, gid, chmod)
     dirs: list[tuple[str, str]] = []
     count = 0
     prefix = src_rel + "/" if src_rel else ""
+    parents: dict[str, str] = {}   # resolved once per directory: entries come parents first
     for rel, full, is_dir in entries:
         sub = rel[len(prefix):] if prefix and rel.startswith(prefix) else rel
-        target = os.path.join(dst_dir, sub)
-        parent = os.path.dirname(target)
-        if not os.path.isdir(parent):
-            os.makedirs(parent, 0o755, exist_ok=True)
+        parent_in_image = posixpath.join(dest, posixpath.dirname(sub))
+        parent = parents.get(parent_in_image)
+        if parent is None:
+            parent = parents[parent_in_image] = make_parents(root, parent_in_image, uid, gid)
+        target = os.path.join(parent, posixpath.basename(sub))
         copy_file(full, target, uid, gid, chmod)
         if is_dir:
             dirs.append((full, target))

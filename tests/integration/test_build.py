@@ -297,3 +297,18 @@ def test_a_build_killed_during_copy_leaves_nothing_mounted(engine, tmp_path):  #
     assert not list((engine.root / "tmp").glob("step-*")) and not list((engine.root / "tmp").glob("build-*"))
     with pytest.raises(ImageNotFound):
         engine.images.get("killed-copy")
+
+
+def test_copy_never_writes_through_an_image_symlink_to_the_host(engine, tmp_path):  # noqa: F811
+    """An image may hold /app/link -> /HOSTDIR (absolute); COPY follows it inside the image only."""
+    host_dir = tmp_path / "host-target"
+    host_dir.mkdir()
+    df = (f"FROM busybox\nRUN mkdir -p /app && ln -s {host_dir} /app/link\n"
+          "COPY tree/ /app/\nCOPY single.txt /app/link/single.txt\n")
+    ctx = _ctx(tmp_path, df, {"tree/link/evil.txt": "x", "tree/ok.txt": "ok", "single.txt": "s",
+                              ".dockerignore": "tree/link\n!tree/link/evil.txt\n"})
+    engine.build(ctx, tags=["symlinks"])
+    assert list(host_dir.iterdir()) == []          # nothing reached the host
+    out = engine.run("symlinks", ["sh", "-c", f"cat /app/ok.txt {host_dir}/evil.txt {host_dir}/single.txt"])
+    assert out.output == b"okxs"                  # resolved inside the image
+    engine.images.remove("symlinks")
