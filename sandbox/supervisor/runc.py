@@ -115,7 +115,7 @@ class RuncRuntime:
                 assert stdio is not None
                 # The container inherits runc's stdio: its fifos, never a pipe of ours.
                 proc = subprocess.Popen(self._argv(*args, container_id), stdin=stdio[0], stdout=stdio[1],
-                                        stderr=stdio[2])
+                                        stderr=stdio[2], text=True)
                 proc.wait()
                 err = ""
             if proc.returncode != 0:
@@ -222,7 +222,8 @@ class RuncContainer:
                     _, err = proc.communicate()
             else:
                 assert stdio is not None
-                proc = subprocess.Popen(rt._argv(*args, self.id), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+                proc = subprocess.Popen(rt._argv(*args, self.id), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                                        text=True)
                 proc.wait()
                 err = ""
             if proc.returncode != 0:
