@@ -179,5 +179,16 @@ CASES = [
          build_args={"http_proxy": "http://proxy:3128"}),
     Case("platform-host", "FROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\n"
          "RUN echo $TARGETARCH > /arch\nCMD cat /arch\n", Ok(output=None)),
+    Case("run-mount-bind-and-cache", B + "RUN --mount=type=bind,source=src,target=/src "
+         "--mount=type=cache,target=/cache cp /src/a.txt /copied && echo $(ls /src) > /listing "
+         "&& echo kept >> /cache/log\nRUN --mount=type=cache,target=/cache cat /cache/log > /from-cache\n"
+         "CMD cat /copied /listing /from-cache; ls -d /src /cache 2>/dev/null | wc -l\n",
+         Ok(output="A\na.txt\nkept\n0\n", layers=2),
+         files={"src/a.txt": "A\n", "src/.hidden~": "ignored", ".dockerignore": "**/*~\n"}),
+    Case("run-mount-from-stage", "FROM busybox AS tools\nRUN echo tool > /tool\nFROM busybox\n"
+         "RUN --mount=from=tools,source=/tool,target=/mnt/tool cat /mnt/tool > /used\nCMD cat /used\n",
+         Ok(output="tool\n")),
+    Case("run-mount-bad-type", B + "RUN --mount=type=tmpfs,target=/t true\n", Syntax(2, "not supported",
+                                                                                    at_build=True)),
     Case("run-no-change-no-layer", B + "RUN true\nRUN echo x > /x\n", Ok(layers=1)),
 ]

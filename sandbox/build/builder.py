@@ -604,9 +604,7 @@ class Builder:
         if network not in ("default", "none", "host"):
             raise ins.error(f"RUN --network={network}: only none and host are available so far "
                             "(the bridge comes with networking)", hint="use --network=none or --network=host")
-        if ins.flags.get("mount") is not None:
-            raise ins.error("RUN --mount is not supported yet",
-                            hint="COPY the files in, or use a multi-stage build for build-only files")
+        mounts = [self._run_mount(ins, state, m) for m in (ins.flags.get("mount") or "").split("\n") if m]
         if ins.flags.get("security") not in (None, "sandbox"):
             raise ins.error(f"RUN --security={ins.flags['security']} is not supported",
                             hint="RUN --security=insecure would need privileges a build does not get here")
@@ -631,13 +629,104 @@ class Builder:
         env_map = {**proxies, **args, **state.env_map()}
         env_list = [f"{k}={v}" for k, v in env_map.items()]
 
+        files = {f"mount:{m['target']}:{k}": v for m in mounts for k, v in (m.get("files") or {}).items()}
+
         def run() -> tuple[dict[str, Any], Any]:
-            blob = self._run_container(ins, state, argv, env_list, "none" if network == "default" else network)
+            with contextlib.ExitStack() as stack:
+                binds = [stack.enter_context(self._mount_source(m)) for m in mounts]
+                blob = self._run_container(ins, state, argv, env_list, "none" if network == "default" else network,
+                                           binds)
             return {"created_by": created_by}, blob
-        return Prepared("", [argv, network], args=args, run=run)
+        return Prepared("", [argv, network, [{k: v for k, v in m.items() if k not in ("files", "sources")}
+                                             for m in mounts]],
+                        files=files or None, files_digest=digest_of(sorted(files.items())) if files else None,
+                        args=args, run=run)
+
+    # ------------------------------------------------------------------ RUN --mount
+
+    def _run_mount(self, ins: Instruction, state: State, text: str) -> dict[str, Any]:
+        """One ``--mount=type=bind|cache,target=...`` (BuildKit's syntax), checked and hashed."""
+        opts: dict[str, str] = {}
+        for field in text.split(","):
+            key, eq, value = field.partition("=")
+            key = key.strip().lower()
+            if key in ("readonly", "ro", "rw", "readwrite") and not eq:
+                value = "true"
+            opts[{"dst": "target", "destination": "target", "src": "source", "ro": "readonly",
+                  "rw": "readwrite"}.get(key, key)] = self._expand(ins, value, state.expansion_env())
+        kind = opts.get("type", "bind")
+        target = opts.get("target")
+        if kind not in ("bind", "cache"):
+            raise ins.error(f"RUN --mount=type={kind} is not supported", hint="use type=bind or type=cache")
+        if not target or not target.startswith("/"):
+            raise ins.error(f"RUN --mount {text}: target=/absolute/path is required",
+                            hint="e.g. RUN --mount=type=cache,target=/root/.cache ...")
+        mount: dict[str, Any] = {"type": kind, "target": posixpath.normpath(target)}
+        if kind == "cache":
+            # A directory that outlives builds, shared by every RUN that names the same id;
+            # it never enters a layer or the cache key (BuildKit's rule).
+            ident = opts.get("id") or mount["target"]
+            mount["dir"] = str(Path(self.store.root) / "build" / "mounts" / digest_of(ident)[:24])
+            return mount
+        source = opts.get("source", ".")
+        mount["readonly"] = opts.get("readwrite", "false") != "true"
+        if opts.get("from"):
+            assert self.plan is not None
+            stage = self.plan.stage(opts["from"])
+            if stage is not None:
+                chain = self._build_stage(stage).chain_ids
+            else:
+                try:
+                    img = self.images.get(opts["from"])
+                except ImageNotFound:
+                    raise self._error(ins, f"RUN --mount from={opts['from']}: no stage and no local image "
+                                           "by that name") from None
+                with self.store.transaction():
+                    self.images.unpack(img.diff_ids, [l.digest for l in img.layers])
+                chain = img.chain_ids
+            mount.update(chain=chain, source=source, files={"layers": digest_of(chain)})
+            return mount
+        if self.context is None:
+            raise self._error(ins, "RUN --mount=type=bind needs a build context")
+        tree = SourceTree(self.context, self.ignore)
+        try:
+            sources = tree.resolve(source, ins="RUN --mount")
+        except BuildError as e:
+            raise self._error(ins, e.detail, hint=e.hint) from None
+        _, files = tree.digest(sources)
+        mount.update(source=source, sources=sources, files=files)
+        return mount
+
+    @contextlib.contextmanager
+    def _mount_source(self, mount: dict[str, Any]) -> Any:
+        """A host path for one mount, ready to bind: "HOST:TARGET[:ro]"."""
+        if mount["type"] == "cache":
+            os.makedirs(mount["dir"], mode=0o755, exist_ok=True)
+            yield f"{mount['dir']}:{mount['target']}"
+            return
+        suffix = ":ro" if mount["readonly"] else ""
+        if "chain" in mount:
+            with self._readonly(mount["chain"]) as view:
+                yield f"{copyfs.resolve_in(str(view), mount['source'])}:{mount['target']}{suffix}"
+            return
+        # From the context: a copy of what .dockerignore lets through, so a read-write
+        # mount never writes into the student's folder and ignored files stay hidden.
+        assert self.tmp is not None and self.context is not None
+        copy = Path(tempfile_dir(self.tmp))
+        try:
+            tree = SourceTree(self.context, self.ignore)
+            for src in mount["sources"]:
+                if src.is_dir:
+                    copyfs.copy_tree(str(copy), src.full, tree.walk(src.rel), src.rel, "/", 0, 0, None)
+                else:
+                    copyfs.copy_file(src.full, str(copy / posixpath.basename(src.rel)), 0, 0, None)
+            yield f"{copy}:{mount['target']}{suffix}"
+        finally:
+            import shutil
+            shutil.rmtree(copy, ignore_errors=True)
 
     def _run_container(self, ins: Instruction, state: State, argv: list[str], env: list[str],
-                       network: str) -> Any:
+                       network: str, binds: list[str] | None = None) -> Any:
         from ..containers.api import merge_image_config
         from ..containers.options import config_from_kwargs
         from ..errors import ContainerStartError
@@ -645,7 +734,7 @@ class Builder:
         config, host, _ = config_from_kwargs(
             "build", argv, entrypoint=[], user=cfg.get("User") or None,
             working_dir=cfg.get("WorkingDir") or None, network_mode=network,
-            log_config={"Type": "none"}, labels={"sandbox.build": self.filename})
+            log_config={"Type": "none"}, labels={"sandbox.build": self.filename}, volumes=list(binds or []))
         image_cfg = {k: v for k, v in cfg.items() if k not in ("Env", "Healthcheck", "Cmd", "Entrypoint")}
         merged = merge_image_config(image_cfg, config, True)
         merged["Env"] = env
@@ -942,6 +1031,11 @@ class Builder:
                               hint="this machine may be offline: download the file into the build context "
                                    "and ADD or COPY it from there") from None
         return url, str(path), "sha256:" + h.hexdigest()
+
+
+def tempfile_dir(parent: Path) -> str:
+    import tempfile
+    return tempfile.mkdtemp(prefix="mount-", dir=parent)
 
 
 def _inside(root: str, full: str) -> str:

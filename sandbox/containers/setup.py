@@ -64,8 +64,12 @@ class HostFacts:
         return self._devices
 
 
-def make_dirs(cdir: Path, mountpoints: list[str]) -> None:
-    """The container directory: init layer, writable layer, mount point, fifos."""
+def make_dirs(cdir: Path, mountpoints: list[str], file_mountpoints: list[str] = ()) -> None:  # type: ignore[assignment]
+    """The container directory: init layer, writable layer, mount point, fifos.
+
+    Mount points live in the init layer, so they never show in ``diff`` or a
+    commit; a bind mount of a file needs a file to mount on (``file_mountpoints``).
+    """
     for sub in ("init", "upper", "work", "rootfs", "bundle"):
         (cdir / sub).mkdir(parents=True, exist_ok=True)
     init = cdir / "init"
@@ -79,7 +83,11 @@ def make_dirs(cdir: Path, mountpoints: list[str]) -> None:
     for target in mountpoints:
         rel = os.path.normpath(target).lstrip("/")
         if rel and rel not in INIT_FILES:
-            (init / rel).mkdir(parents=True, exist_ok=True)
+            if target in file_mountpoints:
+                (init / rel).parent.mkdir(parents=True, exist_ok=True)
+                (init / rel).touch()
+            else:
+                (init / rel).mkdir(parents=True, exist_ok=True)
     for name in ("stdout.fifo", "stderr.fifo"):
         with contextlib.suppress(FileExistsError):
             os.mkfifo(cdir / name, 0o600)

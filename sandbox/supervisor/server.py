@@ -501,7 +501,9 @@ class Supervisor:
             mounts = self._mounts_for(cid, config, host, made_volumes)
             cdir.mkdir(parents=True)
             self.store.lease(holder, images=[msg["image_id"]], layers=list(msg["layers"]))
-            setup.make_dirs(cdir, [m["Destination"] for m in mounts])
+            setup.make_dirs(cdir, [m["Destination"] for m in mounts],
+                            [m["Destination"] for m in mounts
+                             if m.get("Type") == "bind" and os.path.isfile(m.get("Source") or "")])
             config.setdefault("Hostname", cid[:12])
             if not config.get("Hostname"):
                 config["Hostname"] = cid[:12]

@@ -326,6 +326,19 @@ def test_bind_mount_read_only(engine, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_bind_mount_of_a_single_file(engine, tmp_path):
+    (tmp_path / "conf.ini").write_text("key=1\n")
+    c = engine.containers.create("busybox", ["sh", "-c", "cat /etc/app/conf.ini; echo more >> /etc/app/conf.ini"],
+                                 volumes=[f"{tmp_path / 'conf.ini'}:/etc/app/conf.ini"])
+    try:
+        assert engine.containers.start_attached(c.id, lambda s, d: None) == 0
+        assert (tmp_path / "conf.ini").read_text() == "key=1\nmore\n"
+        assert c.logs() == b"key=1\n"
+        assert ("A", "/etc/app/conf.ini") not in c.changes()   # the mount point is in the init layer
+    finally:
+        c.remove(force=True)
+
+
 def test_diff_and_commit(engine):
     c = engine.containers.run("busybox", ["sh", "-c", "mkdir /newdir && echo hi > /newdir/f && "
                                           "rm /bin/true && echo x >> /etc/passwd"], detach=True)
