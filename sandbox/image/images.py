@@ -377,7 +377,10 @@ class ImageStore:
                              f"image is referenced in multiple repositories ({', '.join(all_tags)})",
                              hint="remove the tags one by one, or use 'sandbox rmi -f'")
         if users and not force:
-            raise ImageInUse(f"unable to remove {name}: image is in use by {', '.join(users)}",
+            shown = [u[len("container-"):][:12] if u.startswith("container-") else u for u in users]
+            what = "container" + ("s" if len(shown) > 1 else "") if all(
+                u.startswith("container-") for u in users) else "these"
+            raise ImageInUse(f"unable to remove {name}: image is in use by {what} {', '.join(shown)}",
                              hint="remove the container first ('sandbox rm'), or use 'sandbox rmi -f' to untag it")
         result: builtins.list[dict[str, str]] = []
         for tag in all_tags:

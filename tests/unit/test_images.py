@@ -68,7 +68,7 @@ def test_shared_base_layers_survive_removing_the_child(images):
 def test_a_lease_keeps_an_image_through_rmi_and_prune(images):
     image = make(images, "used:1")
     images.store.lease("container-abc", images=[image.id])
-    with pytest.raises(ImageInUse, match="container-abc"):
+    with pytest.raises(ImageInUse, match="in use by container abc"):
         images.remove("used:1")
     assert images.remove("used:1", force=True) == [{"Untagged": "used:1"}]
     images.prune(all=True)
