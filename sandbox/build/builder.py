@@ -117,8 +117,8 @@ class Builder:
         if self.context is not None and not self.context.is_dir():
             raise BuildError(f"unable to prepare context: path {str(context)!r} not found",
                              hint="give a directory as the build context, e.g. `sandbox build .`")
+        self.tags = [self._check_tag(t) for t in tags]   # a bad -t first, as docker does
         self.filename, self.text = self._dockerfile(dockerfile, dockerfile_text)
-        self.tags = [self._check_tag(t) for t in tags]
         self.build_args = dict(build_args or {})
         self.target = target
         self.no_cache = no_cache
