@@ -339,7 +339,7 @@ class Builder:
                 self.images.unpack([l.diff_id for l in state.layers], [l.digest for l in state.layers])
             state.key = key
             self.emit("step-done", duration=time.monotonic() - t0, size=record.get("layer_size"),
-                      image_id=record.get("config_digest", ""), **base_fields)
+                      image_id=record.get("config_digest", ""), cache="HIT", **base_fields)
             return
         reason = "--no-cache was given" if self.no_cache else self.cache.explain_miss(
             state.key, prepared.step_id, str(ins), prepared.files, prepared.args, state.missed)
