@@ -23,7 +23,6 @@ seccomp (libseccomp, loaded on first use), bpf (cgroup v2 device programs).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import os
 import platform
@@ -39,7 +38,8 @@ def _load_libc() -> ctypes.CDLL:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        from ctypes.util import find_library   # runs ldconfig: only when the soname did not load
+        return ctypes.CDLL(find_library("c"), use_errno=True)
 
 
 _libc = _load_libc()

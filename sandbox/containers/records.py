@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,9 +36,13 @@ NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
+def _random_hex(nbytes: int) -> str:
+    return os.urandom(nbytes).hex()
+
+
 def new_id() -> str:
     while True:
-        cid = secrets.token_hex(32)
+        cid = _random_hex(32)
         if not cid[:12].isdigit():  # docker avoids all-digit short ids (they read as numbers)
             return cid
 
@@ -55,7 +58,7 @@ def boot_id() -> str:
 def write_json(path: Path | str, data: Any, *, durable: bool = False) -> None:
     """Temp + rename in the same directory; fsync only when ``durable``."""
     path = str(path)
-    tmp = f"{path}.tmp-{secrets.token_hex(3)}"
+    tmp = f"{path}.tmp-{_random_hex(3)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         data_bytes = json.dumps(data, indent=None, separators=(",", ":")).encode()
@@ -147,10 +150,11 @@ _NAMES = ("babbage bell bohr curie darwin dijkstra einstein euler faraday fermi 
 
 def random_name(taken: set[str]) -> str:
     """docker's adjective_scientist names, with a digit added on a clash."""
+    import secrets   # here, not at the top: a cold client never names a container
     for attempt in range(100):
         name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
         if attempt > 10:
             name += str(secrets.randbelow(10))
         if name not in taken:
             return name
-    return "c_" + secrets.token_hex(6)
+    return "c_" + _random_hex(6)

@@ -19,13 +19,18 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 TMP_PREFIX = ".tmp-"
 
+
+
+def random_hex(nbytes: int) -> str:
+    """Random hex for file and object names (``secrets.token_hex`` without importing
+    ``secrets``, whose hmac and random imports a cold command would pay for)."""
+    return os.urandom(nbytes).hex()
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or unlink in ``path`` durable."""
@@ -39,7 +44,7 @@ def fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` all at once (temp + fsync + rename)."""
     path = Path(path)
-    tmp = path.parent / f"{TMP_PREFIX}{path.name}-{secrets.token_hex(4)}"
+    tmp = path.parent / f"{TMP_PREFIX}{path.name}-{random_hex(4)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +178,7 @@ class LayerStore:
 
     def _new_link(self) -> str:
         while True:
-            name = "".join(secrets.choice(SHORT_ALPHABET) for _ in range(SHORT_LEN))
+            name = "".join(SHORT_ALPHABET[b % len(SHORT_ALPHABET)] for b in os.urandom(SHORT_LEN))
             if not os.path.lexists(self.store.links_dir / name):
                 return name
 

@@ -30,7 +30,6 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -80,7 +79,7 @@ class BlobWriter:
 
     def __init__(self, store: "Store") -> None:
         self._store = store
-        token = secrets.token_hex(16)
+        token = fsutil.random_hex(16)
         # Created under a dot name that recovery ignores, locked, and only then given
         # its visible name: recovery in another process never sees it unlocked.
         hidden = store.ingest_dir / f".new-{token}"
@@ -273,7 +272,7 @@ class Store:
         # The lock file comes first (O_EXCL, locked before the directory exists), so
         # recovery never finds a directory whose owner has not locked it yet.
         while True:
-            path = self.tmp_dir / f"{prefix}{secrets.token_hex(8)}"
+            path = self.tmp_dir / f"{prefix}{fsutil.random_hex(8)}"
             lock = path.with_name(path.name + ".lock")
             try:
                 fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
