@@ -18,7 +18,7 @@ from sandbox.display import table
 from sandbox.errors import SandboxError
 from sandbox.humanize import ago, size as human_size
 
-from .views import View, _engine
+from .views import View, _engine, refresh_button
 
 ACTIONS = {"running": ("stop", "pause", "rm"), "paused": ("unpause", "stop", "rm"),
            "restarting": ("stop", "rm"), "created": ("start", "rm"), "exited": ("start", "rm"),
@@ -36,8 +36,7 @@ class Dashboard(View):
         self.engine = _engine(engine)
         self.interval = interval
         self.status = w.HTML()
-        self.refresh_button = w.Button(description="refresh", icon="refresh", layout=w.Layout(width="100px"))
-        self.refresh_button.on_click(lambda _: self.refresh())
+        self.refresh_button = refresh_button(self.refresh)
         self.auto = w.Checkbox(value=auto, description="refresh every %gs" % interval, indent=False)
         self.containers_box = w.VBox()
         self.images_box = w.VBox()

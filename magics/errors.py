@@ -28,6 +28,3 @@ def show_error(error: Exception, *, source: str | None = None, first_line: int =
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
 
-
-def short(error: Any) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -11,7 +11,7 @@ and is truthy only when the answer is right, so a lab's own solution cell can
 from __future__ import annotations
 
 import html
-from typing import Any, Callable
+from typing import Any
 
 
 class Check:
@@ -51,10 +51,3 @@ def check(label: str, condition: Any, hint: str = "", *, answer: Any = _UNSET) -
         return Check(label, False, "not answered yet: replace the ... " + (f"({hint})" if hint else ""))
     return Check(label, bool(value), hint or "not yet")
 
-
-def answered(*values: Any) -> bool:
-    """False while an exercise still holds a ``...`` placeholder."""
-    return all(v is not Ellipsis for v in values)
-
-
-CheckFn = Callable[..., Check]

@@ -19,6 +19,14 @@ from sandbox.humanize import shorten as _short
 from sandbox.humanize import size as human_size
 
 
+def refresh_button(callback: Any) -> Any:
+    """The small "refresh" button the views share."""
+    import ipywidgets as w
+    button = w.Button(description="refresh", icon="refresh", layout=w.Layout(width="100px"))
+    button.on_click(lambda _: callback())
+    return button
+
+
 def _engine(engine: Any) -> Any:
     if engine is not None:
         return engine
@@ -121,8 +129,7 @@ class DiffView(View):
         self.engine = _engine(engine)
         self.container = self.engine.containers.get(container) if isinstance(container, str) else container
         self.tree = w.HTML()
-        self.button = w.Button(description="refresh", icon="refresh", layout=w.Layout(width="100px"))
-        self.button.on_click(lambda _: self.refresh())
+        self.button = refresh_button(self.refresh)
         self.widget = w.VBox([self.button, self.tree])
         self.changes: Any = []
         self.refresh()
@@ -175,8 +182,7 @@ class NamespaceView(View):
         self.engine = _engine(engine)
         self.container = self.engine.containers.get(container) if isinstance(container, str) else container
         self.html = w.HTML()
-        self.button = w.Button(description="refresh", icon="refresh", layout=w.Layout(width="100px"))
-        self.button.on_click(lambda _: self.refresh())
+        self.button = refresh_button(self.refresh)
         self.widget = w.VBox([self.button, self.html])
         self.rows: list[dict[str, Any]] = []
         self.refresh()

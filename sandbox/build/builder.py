@@ -21,6 +21,7 @@ image behind (its finished steps stay in the cache, as in Docker).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import posixpath
@@ -277,7 +278,7 @@ class Builder:
         earlier = {s.name: s for s in self.plan.stages[:stage.index] if s.name}
         if base.lower() in earlier:
             src = self._build_stage(earlier[base.lower()])
-            state = State(_deepcopy(src.image), list(src.layers), src.key, src.base_id, src.base_name, stage)
+            state = State(copy.deepcopy(src.image), list(src.layers), src.key, src.base_id, src.base_name, stage)
         elif base == "scratch":
             from ..image.images import host_platform
             os_name, arch, variant = host_platform()
@@ -297,7 +298,7 @@ class Builder:
             layers = [LayerBlob(d, l.digest, l.size, l.media_type) for d, l in zip(img.diff_ids, img.layers)]
             with self.store.transaction():
                 self.images.unpack(img.diff_ids, [l.digest for l in layers])
-            image = _deepcopy(img.config)
+            image = copy.deepcopy(img.config)
             image.pop("container_config", None)
             state = State(image, layers, img.id, img.id, base, stage)
         cfg = state.config
@@ -1041,11 +1042,6 @@ def tempfile_dir(parent: Path) -> str:
 def _inside(root: str, full: str) -> str:
     rel = os.path.relpath(full, root)
     return "/" + ("" if rel == "." else rel)
-
-
-def _deepcopy(obj: Any) -> Any:
-    import copy
-    return copy.deepcopy(obj)
 
 
 def _quote(value: str) -> str:

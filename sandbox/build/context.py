@@ -118,8 +118,9 @@ class DockerIgnore:
                 matched = not p.exclusion
         return matched
 
-    def may_hold_included(self, rel_dir: str) -> bool:
-        """Could an exception (``!``) bring back something below excluded ``rel_dir``?"""
+    @property
+    def has_exceptions(self) -> bool:
+        """Is there a ``!`` line?  Then an excluded directory may still hold visible files."""
         return any(p.exclusion for p in self.patterns)
 
 
@@ -159,7 +160,7 @@ class SourceTree:
             return found
         full = self._scoped(rel)
         hidden = bool(rel) and self.ignore.excluded(rel) and not (
-            os.path.isdir(full) and self.ignore.may_hold_included(rel))
+            os.path.isdir(full) and self.ignore.has_exceptions)
         if not os.path.lexists(full) or hidden:
             raise BuildError(f"{ins}: file not found in {self.what} or excluded by .dockerignore: {src}",
                              hint=f"is {src} inside the {self.what} ({self.root})?")
@@ -195,7 +196,7 @@ class SourceTree:
                 child = f"{rel}/{entry.name}" if rel else entry.name
                 is_dir = entry.is_dir(follow_symlinks=False)
                 hidden = self.ignore.excluded(child)
-                if is_dir and (not hidden or self.ignore.may_hold_included(child)):
+                if is_dir and (not hidden or self.ignore.has_exceptions):
                     stack.append((entry.path, child))
                 if not hidden:
                     yield child, entry.path, is_dir

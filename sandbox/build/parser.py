@@ -320,33 +320,26 @@ def split_words(rest: str, escape: str = "\\") -> list[str]:
     i, n = 0, len(rest)
     while i < n:
         ch = rest[i]
-        if quote:
-            if ch == quote:
-                quote = ""
-            elif ch == escape and quote != "'":
-                if i + 1 == n:
-                    i += 1
-                    continue
-                word.append(ch)
-                i += 1
-                ch = rest[i]
-            word.append(ch)
-        elif ch.isspace():
+        if not quote and ch.isspace():
             if in_word and (blank_ok or word):
                 words.append("".join(word))
             word, blank_ok, in_word = [], False, False
-        else:
-            in_word = True
-            if ch in "'\"":
-                quote, blank_ok = ch, True
-            elif ch == escape:
-                if i + 1 == n:
-                    i += 1
-                    continue
-                word.append(ch)
-                i += 1
-                ch = rest[i]
+            i += 1
+            continue
+        in_word = True
+        if quote and ch == quote:
+            quote = ""
+        elif not quote and ch in "'\"":
+            quote, blank_ok = ch, True
+        elif ch == escape and quote != "'":
+            # The escape and the character after it stay in the word (expansion reads them
+            # later); an escape at the very end is dropped.
+            if i + 1 == n:
+                break
             word.append(ch)
+            i += 1
+            ch = rest[i]
+        word.append(ch)
         i += 1
     if in_word and (blank_ok or word):
         words.append("".join(word))

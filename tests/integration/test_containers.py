@@ -411,15 +411,21 @@ def test_keyboard_interrupt_stops_and_removes(engine):
         engine.containers.get(container_ids[0])
 
 
+def kill_supervisor(engine):
+    """SIGKILL the store's supervisor and forget our connection to it; return its pid."""
+    pid = engine.supervisor.call("ping")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    engine.supervisor.close()
+    time.sleep(0.5)
+    return pid
+
+
 def test_detached_container_survives_supervisor_kill(engine):
     c = engine.containers.run("busybox", ["sh", "-c", "i=0; while [ $i -lt 30 ]; do echo line$i; "
                                           "i=$((i+1)); sleep 0.1; done; exit 9"], detach=True)
     try:
         wait_for(lambda: b"line2" in c.logs())
-        pid = engine.supervisor.call("ping")["pid"]
-        os.kill(pid, signal.SIGKILL)
-        engine.supervisor.close()
-        time.sleep(0.5)
+        pid = kill_supervisor(engine)
         assert os.path.exists(f"/proc/{c.pid}")  # still running without a supervisor
         # The next request starts a new supervisor, which adopts the container.
         new = engine.supervisor.call("ping")["pid"]
@@ -437,10 +443,7 @@ def test_tty_container_keeps_its_terminal_and_output_across_supervisor_kill(engi
                               detach=True, tty=True, stdin_open=True)
     try:
         wait_for(lambda: b"line2" in c.logs())
-        pid = engine.supervisor.call("ping")["pid"]
-        os.kill(pid, signal.SIGKILL)
-        engine.supervisor.close()
-        time.sleep(0.5)
+        pid = kill_supervisor(engine)
         new = engine.supervisor.call("ping")["pid"]
         assert new != pid
         assert c.wait()["StatusCode"] == 5
