@@ -331,6 +331,19 @@ class Cgroup(abc.ABC):
     def add(self, pid: int) -> None:
         """Move the process ``pid`` (all its threads) into the group."""
 
+    def self_join_files(self) -> list[str]:
+        """Files a single-threaded process writes ``0`` to, to move itself in; [] if none.
+
+        Moving another process (``add``) write-locks the kernel's global
+        threadgroup rwsem, which waits for an RCU grace period (~10 ms on
+        this VM) each time the lock has been idle.  A thread that moves only
+        itself skips that lock (cgroup_procs_write_start: ``pid == 0`` and not
+        the whole thread group), which on v1 means writing ``0`` to ``tasks``.
+        A new container's init is a single thread, so it joins this way.
+        v2's domain groups refuse single-thread moves, hence the empty default.
+        """
+        return []
+
     @abc.abstractmethod
     def pids(self) -> list[int]:
         """Processes in the group, sorted; empty when the group does not exist."""

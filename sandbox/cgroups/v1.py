@@ -156,6 +156,9 @@ class V1Cgroup(Cgroup):
         for d in self._unique_dirs():
             fs.write(d / "cgroup.procs", pid)
 
+    def self_join_files(self) -> list[str]:
+        return [str(d / "tasks") for d in self._unique_dirs()]
+
     def pids(self) -> list[int]:
         # Every controller directory holds the same processes once add() ran;
         # prefer the ones a container always has.

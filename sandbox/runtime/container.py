@@ -504,9 +504,15 @@ class Runtime:
                 for fd in (sync_r, sync_w, ack_r, ack_w):
                     os.close(fd)
                 raise UsageError(f"cannot connect to console socket {console_socket}: {e.strerror}") from None
+        # The init moves itself into a v1 cgroup (fast, see Cgroup.self_join_files)
+        # unless it lives in a user namespace, where host cgroup files are not its own.
+        flags, joins = init_mod.namespace_flags(spec)
+        in_userns = bool(flags & kernel.CLONE_NEWUSER) or "user" in joins
+        join_files = tuple(cgroup.self_join_files()) if cgroup is not None and not in_userns else ()
         args = init_mod.InitArgs(
             spec=spec, sync_fd=sync_w, ack_fd=ack_r, fifo_path=fifo_path,
-            in_cgroup=cgroup is not None, seccomp_bpf=program, stdio=stdio,
+            in_cgroup=cgroup is not None and not join_files, join_files=join_files,
+            seccomp_bpf=program, stdio=stdio,
             console_fd=console.fileno() if console else None, preserve_fds=preserve_fds,
             no_pivot=no_pivot, process=process)
         child = os.fork()
@@ -533,7 +539,7 @@ class Runtime:
                         _ack(ack_w, b"1" if _write_id_maps(msg["userns"], spec) else b"0")
                     elif "pid" in msg:
                         init_pid = msg["pid"]
-                        if cgroup is not None:
+                        if cgroup is not None and not join_files:
                             _join_cgroup(init_pid, cgroup, ack_w)
                     elif "hooks" in msg:
                         ok = self.run_hooks_for(container_id, spec, init_pid, "createRuntime")

@@ -65,6 +65,8 @@ class InitArgs:
     fifo_path: str | None             # the exec fifo; None: exec as soon as ready
     fifo_fd: int | None = None        # stage 1 opens it (O_PATH) for stage 2
     in_cgroup: bool = False           # the caller moves PID 1 into a cgroup and acks
+    join_files: tuple[str, ...] = ()  # or PID 1 writes 0 to these to move itself (v1 ``tasks``)
+    join_fds: tuple[int, ...] = ()    # ... opened by stage 1 while the host's paths are in view
     seccomp_bpf: bytes | None = None  # the compiled filter (compiling is the caller's job)
     stdio: tuple[int, int, int] | None = None
     console_fd: int | None = None     # connected unix socket to send the pty master to
@@ -128,6 +130,11 @@ def stage_one(args: InitArgs) -> NoReturn:
     """In the first child: cgroup, namespaces, then fork PID 1.  Never returns."""
     try:
         spec = args.spec
+        if args.join_files:
+            with step("join cgroup"):
+                # Opened now: after joining a running container's mount namespace
+                # (exec) the host's /sys/fs/cgroup paths are out of sight.
+                args.join_fds = tuple(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in args.join_files)
         with step("stdio"):
             if args.stdio is not None:
                 for target, fd in enumerate(args.stdio):
@@ -197,6 +204,12 @@ def stage_two(args: InitArgs) -> NoReturn:
         process = args.process or spec["process"]
         flags, joins = namespace_flags(spec)
         in_userns = bool(flags & kernel.CLONE_NEWUSER) or "user" in joins
+        if args.join_fds:
+            with step("join cgroup"):
+                # Itself, first thing: see Cgroup.self_join_files for why not the caller.
+                for fd in args.join_fds:
+                    os.write(fd, b"0")
+                    os.close(fd)
         with step("setsid"):
             os.setsid()  # its own session: a terminal can become the controlling one
         _catch_stop_signals()

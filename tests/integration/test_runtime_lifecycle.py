@@ -194,6 +194,41 @@ def test_user_namespace_with_id_maps(bundles, busybox_rootfs):
     assert lines[1] == lines[2] == ["0", "100000", "65536"]
 
 
+def _v1_groups(pid: int) -> dict[str, str]:
+    """controller -> group path of ``pid`` on the v1 hierarchies, as the host sees them."""
+    groups = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(","):
+            if c in ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"):
+                groups[c] = path
+    return groups
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["moves-itself", "moved-by-the-runtime"])
+def test_the_init_is_in_its_group_on_every_hierarchy(bundles, runtime, userns):
+    # Without a user namespace the init writes 0 to each v1 `tasks` file itself
+    # (no RCU grace period); in one, host cgroup files are not its own and the
+    # runtime moves it.  Either way PID 1 must be in the group everywhere.
+    from sandbox import hostinfo
+    if not hostinfo.cgroup_version().startswith("v1"):
+        pytest.skip("checks the v1 hierarchies")
+    shared = Path(tempfile.mkdtemp(prefix="sandbox-join-"))
+    try:
+        shared.chmod(0o755)
+        shutil.copytree(bundles.rootfs, shared / "rootfs", symlinks=True)
+        options = dict(rootless=True, uid_mappings=[(0, 100000, 65536)],
+                       gid_mappings=[(0, 100000, 65536)]) if userns else {}
+        bundle = bundles.make(["sleep", "60"], rootfs=shared / "rootfs", **options)
+        container = runtime.create("j1", str(bundle))
+        container.start()
+        groups = _v1_groups(container.pid)
+        assert groups and all(path == "/" + container.cgroup_name for path in groups.values()), groups
+        container.delete(force=True)
+    finally:
+        shutil.rmtree(shared)
+
+
 def test_console_socket_gets_the_pty_master(bundles, runtime, tmp_path):
     bundle = bundles.make(["sh", "-c", "tty; test -t 0 && echo stdin-is-a-tty"], terminal=True)
     path = str(tmp_path / "console.sock")
