@@ -12,11 +12,13 @@ import builtins
 
 import os
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterable
 
 from . import __version__
-from .image.images import Image, ImageStore
-from .image.store import Store
+
+if TYPE_CHECKING:
+    from .image.images import Image, ImageStore
+    from .image.store import Store
 
 
 def default_root() -> Path:
@@ -149,9 +151,16 @@ class Engine:
         self._client: Any = None
         self.images = ImageCollection(self)
         from .containers.api import ContainerCollection
-        from .containers.volume_api import VolumeCollection
         self.containers = ContainerCollection(self)
-        self.volumes = VolumeCollection(self)
+        self._volumes: Any = None
+
+    @property
+    def volumes(self) -> Any:
+        """``engine.volumes`` (loaded on first use: a cold ``sandbox run`` does not need it)."""
+        if self._volumes is None:
+            from .containers.volume_api import VolumeCollection
+            self._volumes = VolumeCollection(self)
+        return self._volumes
 
     @property
     def supervisor(self) -> Any:
@@ -209,12 +218,14 @@ class Engine:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from .image.store import Store   # loaded on first use: a cold `sandbox run` needs none of it
             self._store = Store(self.root)
         return self._store
 
     @property
     def image_store(self) -> ImageStore:
         if self._images is None:
+            from .image.images import ImageStore
             self._images = ImageStore(self.store)
         return self._images
 

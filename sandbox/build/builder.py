@@ -728,7 +728,7 @@ class Builder:
 
     def _run_container(self, ins: Instruction, state: State, argv: list[str], env: list[str],
                        network: str, binds: list[str] | None = None) -> Any:
-        from ..containers.api import merge_image_config
+        from ..containers.defaults import merge_image_config
         from ..containers.options import config_from_kwargs
         from ..errors import ContainerStartError
         cfg = state.config

@@ -270,6 +270,9 @@ def parse_port(text: str) -> tuple[str, list[dict[str, str]]]:
 
 
 def normalize_caps(caps: Iterable[str], flag: str) -> list[str]:
+    caps = list(caps)
+    if not caps:
+        return []   # without loading the kernel and spec modules (a cold `sandbox run`)
     from ..kernel import CAPS
     from ..runtime.spec import normalize_capability
     out = []

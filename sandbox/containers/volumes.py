@@ -15,7 +15,6 @@ import datetime as _dt
 import json
 import os
 import re
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ class VolumeStore:
         if driver_opts:
             raise UsageError("the local driver takes no options here",
                              hint="a plain volume is a directory in the store")
-        name = name or secrets.token_hex(32)
+        name = name or fsutil.random_hex(32)
         if not NAME_RE.match(name):
             raise UsageError(f'"{name}" includes invalid characters for a local volume name, '
                              "only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed",
@@ -133,7 +132,7 @@ class VolumeStore:
             if users:
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]",
                                hint="remove the containers that use it first (`sandbox rm`)")
-            doomed = self.path(name).with_name(f".removing-{name}-{secrets.token_hex(4)}")
+            doomed = self.path(name).with_name(f".removing-{name}-{fsutil.random_hex(4)}")
             os.rename(self.path(name), doomed)
             shutil.rmtree(doomed, ignore_errors=True)
 

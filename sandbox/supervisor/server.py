@@ -37,7 +37,7 @@ from ..containers import setup
 from ..containers.records import (NAME_RE, ZERO_TIME, ContainerStore, boot_id, new_id,
                                   random_name, write_json)
 from ..containers.volumes import VolumeStore
-from ..errors import (Conflict, ContainerExists, ContainerNotFound, InvalidStateTransition,
+from ..errors import (Conflict, ContainerExists, ContainerNotFound, ImageNotFound, InvalidStateTransition,
                       SandboxError, UsageError)
 from ..runtime.container import Runtime, parse_signal
 from . import protocol
@@ -232,6 +232,7 @@ class Supervisor:
         self.root = root
         self.store = Store(root)
         self.containers = ContainerStore(root)
+        self._images: Any = None
         self.containers.dir.mkdir(exist_ok=True)
         self.volumes = VolumeStore(root)
         self.run_dir = root / "run"
@@ -475,6 +476,46 @@ class Supervisor:
         return self.runc if (rec.get("HostConfig") or {}).get("Runtime") == "runc" else self.runtime
 
     def op_create(self, conn: Conn, msg: dict[str, Any]) -> Any:
+        """``create`` with ``image_id`` and ``layers`` resolved by the caller (the builder)."""
+        return self._create(msg)
+
+    def op_create_named(self, conn: Conn, msg: dict[str, Any]) -> Any:
+        """``create`` of the image called ``image``.
+
+        The image is resolved here and its config merged under the
+        user's, so a client needs no image code.  Resolving and leasing happen
+        under the store's transaction lock, so no garbage collection can remove
+        the image in between.  Layers not unpacked yet: ``{"NeedUnpack": true}``
+        and the client unpacks them (that can take seconds, too long to
+        block this single-threaded loop).
+        """
+        from ..containers.defaults import check_resources, merge_image_config
+        check_resources(msg["host_config"])
+        ref = msg["image"]
+        with self.store.transaction():
+            try:
+                img = self.images.get(ref)
+            except ImageNotFound:
+                raise ImageNotFound(f"Unable to find image '{ref}' locally",
+                                    hint=f"`sandbox pull {ref}`, or `sandbox bootstrap busybox` "
+                                         "for an offline base image") from None
+            if not all(self.images.layers.exists(c) for c in img.chain_ids):
+                return {"NeedUnpack": True}
+            config = merge_image_config(img.config.get("config") or {}, msg["config"],
+                                        bool(msg.get("command_given", True)))
+            config["Image"] = ref
+            return self._create({**msg, "config": config, "image_id": img.id, "layers": img.chain_ids,
+                                 "image_ref": ref})
+
+    @property
+    def images(self) -> Any:
+        """The image store, loaded on the first create by name."""
+        if self._images is None:
+            from ..image.images import ImageStore
+            self._images = ImageStore(self.store)
+        return self._images
+
+    def _create(self, msg: dict[str, Any]) -> Any:
         config, host = msg["config"], msg["host_config"]
         if (host.get("Runtime") or "sandbox") == "runc":
             from .runc import runc_binary
