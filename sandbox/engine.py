@@ -23,13 +23,8 @@ if TYPE_CHECKING:
 
 def default_root() -> Path:
     """``$SANDBOX_ROOT``; else /var/lib/sandbox as root, ``$XDG_DATA_HOME/sandbox`` otherwise."""
-    env = os.environ.get("SANDBOX_ROOT")
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/sandbox")
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data) / "sandbox"
+    from .rootdir import default_root_dir
+    return Path(default_root_dir())
 
 
 class ImageCollection:

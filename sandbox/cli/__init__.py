@@ -83,14 +83,23 @@ def _verb_of(argv: list[str]) -> str | None:
 
 
 def run(argv: Sequence[str], out: IO[str] | None = None, engine: Any = None) -> int:
-    """Parse ``argv`` and run the verb; raises SandboxError/UsageError for the caller to show."""
-    from ..engine import Engine
+    """Parse ``argv`` and run the verb; raises SandboxError/UsageError for the caller to show.
+
+    A verb with a ``quick`` function (``run``) tries it first when no engine
+    was passed in: it talks to a running supervisor without loading the engine.
+    """
     argv = list(argv)
     args, extra = build_parser(only=_verb_of(argv)).parse_known_args(argv)
     if extra:
         verb = " ".join(v for v in (args.verb, getattr(args, "image_verb", None)) if v)
         raise UsageError(f"sandbox {verb}: unknown flag or argument {' '.join(extra)!r}",
                          hint=f"see 'sandbox {verb} --help'")
+    quick = getattr(args, "quick", None)
+    if engine is None and quick is not None:
+        code = quick(args, out or sys.stdout)
+        if code is not None:
+            return int(code)
+    from ..engine import Engine
     engine = engine or Engine(args.root)
     return int(args.func(engine, args, out or sys.stdout) or 0)
 

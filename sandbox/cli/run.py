@@ -24,7 +24,11 @@ def register(sub: Any) -> None:
         add_create_flags(p)
         p.add_argument("image", metavar="IMAGE")
         p.add_argument("command", nargs="...", metavar="COMMAND")
-        p.set_defaults(func=run_create if name == "create" else run_run)
+        if name == "run":
+            from .quick import quick_run
+            p.set_defaults(func=run_run, quick=quick_run)
+        else:
+            p.set_defaults(func=run_create)
     p = sub.add_parser("start", help="Start one or more stopped containers")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-a", "--attach", action="store_true", help="attach STDOUT/STDERR and forward signals")

@@ -149,24 +149,11 @@ class Client:
                 on_reply(result, stream)
             if stdin is not None:
                 threading.Thread(target=stream.pump_stdin, args=(stdin,), daemon=True).start()
-            while True:
-                data, _ = protocol.recv(sock)
-                if not data:
-                    raise SupervisorError(f"the supervisor closed the stream of {op!r}",
-                                          hint=f"it may have been killed; see {self.root / 'supervisor.log'}")
-                if data[:1] == b"{":
-                    obj = json.loads(data)
-                    if "exit" in obj:
-                        if obj.get("error"):
-                            protocol.raise_error(obj["error"])
-                        return obj
-                    if obj.get("ok") is False:
-                        _result(obj)
-                    if obj.get("ok") is True:
-                        stream.late_result = obj.get("result")
-                    continue
-                if on_output is not None:
-                    on_output(data[0], bytes(data[1:]))
+            final = protocol.follow(sock, on_output, lambda result: setattr(stream, "late_result", result))
+            if final is None:
+                raise SupervisorError(f"the supervisor closed the stream of {op!r}",
+                                      hint=f"it may have been killed; see {self.root / 'supervisor.log'}")
+            return final
         finally:
             stream.closed = True
             sock.close()

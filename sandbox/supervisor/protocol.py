@@ -55,6 +55,34 @@ def recv(sock: socket.socket, max_fds: int = 4) -> tuple[bytes, list[int]]:
     return data, fds
 
 
+def follow(sock: socket.socket, on_output: Any = None, on_result: Any = None) -> dict[str, Any] | None:
+    """Read a stream's packets until its end: ``{"exit": ...}``, or None if the peer closed.
+
+    Output packets go to ``on_output(stream, data)``; a late ``{"ok": true}``
+    reply to ``on_result(result)``; an error, in a reply or in the end, is raised.
+    """
+    while True:
+        try:
+            data, _ = recv(sock)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            return None
+        if data[:1] == b"{":
+            obj: dict[str, Any] = json.loads(data)
+            if "exit" in obj:
+                if obj.get("error"):
+                    raise_error(obj["error"])
+                return obj
+            if obj.get("ok") is False:
+                raise_error(obj["error"])
+            if obj.get("ok") is True and on_result is not None:
+                on_result(obj.get("result"))
+            continue
+        if on_output is not None:
+            on_output(data[0], bytes(data[1:]))
+
+
 def error_payload(exc: BaseException) -> dict[str, Any]:
     """A SandboxError as JSON: class name, message without the hint, hint, extras."""
     if isinstance(exc, errors.SandboxError):

@@ -138,6 +138,20 @@ def test_state_errors(engine):
         c.reload()
 
 
+def test_stop_of_a_container_that_is_not_running_returns_at_once(engine):
+    # As `docker stop`: nothing to do, no error (it once waited for an end that never came).
+    c = engine.containers.create("busybox", ["true"], name="never-started")
+    try:
+        c.stop(timeout=1)
+        assert sandbox_cli(engine, "stop", "never-started").stdout == b"never-started\n"
+        c.start()
+        assert c.wait()["StatusCode"] == 0
+        c.stop()
+        assert sandbox_cli(engine, "stop", "never-started").stdout == b"never-started\n"
+    finally:
+        c.remove(force=True)
+
+
 # --------------------------------------------------------------------------- life cycle
 
 
@@ -435,6 +449,51 @@ def test_keyboard_interrupt_stops_and_removes(engine):
     t.join()
     with pytest.raises(ContainerNotFound):
         engine.containers.get(container_ids[0])
+
+
+def test_cold_cli_run_talks_to_the_supervisor_alone(engine):
+    # A new `sandbox run` with the supervisor up sends create_named and start over
+    # the socket (sandbox/cli/quick.py): same output, codes and clean-up as ever.
+    r = sandbox_cli(engine, "run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (3, b"out\n", b"err\n")
+    r = sandbox_cli(engine, "run", "--rm", "no-such-image", "true", check=False)
+    assert r.returncode == 125 and b"Unable to find image 'no-such-image' locally" in r.stderr
+    r = sandbox_cli(engine, "run", "--rm", "busybox", "no-such-command", check=False)
+    assert r.returncode == 127 and r.stderr.count(b"\n") == 1
+    cid = sandbox_cli(engine, "run", "-d", "--name", "quick-detached", "busybox", "sleep", "30").stdout.strip()
+    assert engine.containers.get("quick-detached").id == cid.decode()
+    engine.containers.get(cid.decode()).remove(force=True)
+    assert not [c for c in engine.containers.list(all=True)]
+    # ... and loads neither the engine nor the image stack to do it.
+    env = dict(os.environ, SANDBOX_ROOT=str(engine.root))
+    probe = subprocess.run([sys.executable, "-c", "import sys; from sandbox.cli import main; "
+                            "code = main(['run', '--rm', 'busybox', 'true']); "
+                            "print(code, sorted(m for m in sys.modules if m.startswith(('sandbox.engine', "
+                            "'sandbox.image', 'sandbox.runtime'))))"],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert probe.stdout.split(None, 1) == ["0", "[]\n"], probe.stdout + probe.stderr
+
+
+def test_cold_cli_run_interrupted_stops_and_removes(engine):
+    env = dict(os.environ, SANDBOX_ROOT=str(engine.root))
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "run", "--rm", "--name", "cli-interrupted",
+                             "busybox", "sleep", "60"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: [c for c in engine.containers.list() if c.name == "cli-interrupted"])
+        proc.send_signal(signal.SIGINT)   # Ctrl-C in a terminal
+        assert proc.wait(timeout=20) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(ContainerNotFound):
+        engine.containers.get("cli-interrupted")
+
+
+def test_first_cli_run_starts_the_supervisor(engine):
+    stop_supervisor(engine)
+    r = sandbox_cli(engine, "run", "--rm", "busybox", "echo", "hi")
+    assert r.stdout == b"hi\n"
+    assert engine.supervisor.call("ping")["pid"]
 
 
 def kill_supervisor(engine):
