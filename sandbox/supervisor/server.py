@@ -717,7 +717,10 @@ class Supervisor:
             box.state.update(Restarting=False, Status="exited")
             box.save()
         if not box.running:
-            return {"Id": box.id, "WasRunning": False}
+            # Still a stream (clients follow it to its end), one that ends at once.
+            conn.reply({"Id": box.id, "WasRunning": False})
+            conn.end_stream({"exit": int(box.state.get("ExitCode") or 0)})
+            return STREAMING
         box.stop(msg.get("timeout"), msg.get("signal"))
         box.waiters.append((conn, "not-running"))
         conn.reply({"Id": box.id, "WasRunning": True})
