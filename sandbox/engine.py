@@ -177,15 +177,15 @@ class Engine:
         ``containers.run`` a non-zero exit is a result, not an exception.
         """
         from .containers.api import STDOUT
-        container = self.containers.create(image, command, auto_remove=remove, **kwargs)
+        cid = self.containers.create_id(image, command, auto_remove=remove, **kwargs)
         out, err = bytearray(), bytearray()
 
         def collect(stream: int, data: bytes) -> None:
             (out if stream == STDOUT else err).extend(data)
 
         from .containers.api import RunResult
-        code = self.containers.start_attached(container.id, collect)
-        return RunResult(code, bytes(out), bytes(err), container.id)
+        code = self.containers.start_attached(cid, collect)
+        return RunResult(code, bytes(out), bytes(err), cid)
 
     def build(self, context: str | os.PathLike[str] | None = ".", *, tags: Iterable[str] = (),
               dockerfile: str | os.PathLike[str] | None = None, dockerfile_text: str | None = None,

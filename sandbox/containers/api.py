@@ -71,13 +71,22 @@ class ContainerCollection:
     # ------------------------------------------------------------------ making
 
     def create(self, image: str, command: str | builtins.list[str] | None = None, **kwargs: Any) -> "Container":
+        return self.get(self.create_id(image, command, **kwargs))
+
+    def create_id(self, image: str, command: str | builtins.list[str] | None = None, **kwargs: Any) -> str:
+        """``create``, returning only the id (``Engine.run`` needs no record read back)."""
         from .options import config_from_kwargs
         config, host, name = config_from_kwargs(image, command, **kwargs)
-        return self.create_from(image, config, host, name, command_given=command is not None)
+        return self._create(image, config, host, name, command_given=command is not None)
 
     def create_from(self, image: str, config: dict[str, Any], host: dict[str, Any], name: str | None,
                     *, command_given: bool) -> "Container":
-        """Create from docker's Config/HostConfig (what the CLI parser produces).
+        """Create from docker's Config/HostConfig (what the CLI parser produces)."""
+        return self.get(self._create(image, config, host, name, command_given=command_given))
+
+    def _create(self, image: str, config: dict[str, Any], host: dict[str, Any], name: str | None,
+                *, command_given: bool) -> str:
+        """The supervisor's ``create_named``; returns the new container's id.
 
         The supervisor resolves ``image``, merges its config and checks the
         limits, so this process never loads the image stack for an image
@@ -96,7 +105,7 @@ class ContainerCollection:
             if result.get("NeedUnpack"):
                 raise SandboxError(f"the layers of {image} were removed while the container was created",
                                    hint="try again")
-        return self.get(result["Id"])
+        return str(result["Id"])
 
     def run(self, image: str, command: str | builtins.list[str] | None = None, *, stdout: bool = True,
             stderr: bool = False, remove: bool = False, detach: bool = False, **kwargs: Any) -> Any:

@@ -520,11 +520,12 @@ class Box:
             self._notify_waiters(code, "next-exit", "not-running")
             self._schedule_restart()
             return
-        self.save()
         if self.rec["HostConfig"].get("AutoRemove") and not self.removing:
             # Removed before anyone hears of the exit: `run --rm` returns with nothing left.
+            # (No "exited" record first: removal writes "removing" straight away.)
             self.sup.remove(self, force=True, volumes=True)
             return
+        self.save()
         self._finish_streams(code)
         self._notify_waiters(code, "next-exit", "not-running")
 

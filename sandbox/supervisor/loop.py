@@ -37,6 +37,8 @@ class Loop:
         self._seq = itertools.count()
         #: pid -> callback(wait status) for our children (containers, execs, health checks).
         self.children: dict[int, Callable[[int], None]] = {}
+        #: Work that can wait until no client does (deleting a removed container's files).
+        self.idle: list[Callable[[], None]] = []
         self.running = True
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
@@ -88,6 +90,15 @@ class Loop:
         except (KeyError, ValueError):
             pass
 
+    def when_idle(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once nothing else is ready: off the path of the request that made it."""
+        self.idle.append(fn)
+
+    def run_idle(self) -> None:
+        """Everything queued by :meth:`when_idle` (also on the way out)."""
+        while self.idle:
+            safely(self.idle.pop(0))
+
     def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
         t = Timer(time.monotonic() + max(delay, 0.0), next(self._seq), fn)
         heapq.heappush(self.timers, t)
@@ -124,7 +135,11 @@ class Loop:
         if self.timers:
             wait = max(self.timers[0].when - now, 0.0)
             timeout = wait if timeout is None else min(timeout, wait)
-        for key, mask in self.sel.select(timeout):
+        ready = self.sel.select(0 if self.idle else timeout)
+        if not ready and self.idle:
+            safely(self.idle.pop(0))   # one piece, then look again
+            return
+        for key, mask in ready:
             reader, writer = key.data
             if mask & selectors.EVENT_READ and reader is not None:
                 safely(reader)
@@ -145,6 +160,7 @@ class Loop:
     def run(self) -> None:
         while self.running:
             self.run_once()
+        self.run_idle()
 
 
 def safely(fn: Callable[[], None]) -> None:

@@ -797,8 +797,8 @@ class Supervisor:
                     with contextlib.suppress(SandboxError, OSError):
                         self.volumes.remove(m["Name"])
         box.event("destroy")
-        box.removed()  # answer `run --rm` and `wait` now; the files go below
-        shutil.rmtree(doomed, ignore_errors=True)
+        box.removed()  # answer `run --rm` and `wait` now; the files go when no client waits
+        self.loop.when_idle(lambda: shutil.rmtree(doomed, ignore_errors=True))
 
     def _kill_now(self, box: Box) -> None:
         """SIGKILL everything in the container and handle its exit before returning."""

@@ -57,6 +57,12 @@ def test_run_returns_exit_code_and_output_apart(engine):
         engine.containers.get(r.id)  # remove=True: gone, record and all
 
 
+def test_a_removed_containers_files_go_when_the_supervisor_is_idle(engine):
+    # `run --rm` answers once the record is renamed away; the files follow off its path.
+    engine.run("busybox", ["true"])
+    wait_for(lambda: not [e for e in os.listdir(engine.root / "containers") if e.startswith(".removing-")])
+
+
 def test_docker_py_run_raises_container_error(engine):
     assert engine.containers.run("busybox", "echo hi", remove=True) == b"hi\n"
     with pytest.raises(ContainerError) as e:
