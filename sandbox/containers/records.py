@@ -28,7 +28,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import AmbiguousReference, ContainerNotFound
 
@@ -112,14 +112,21 @@ class ContainerStore:
             with contextlib.suppress(ContainerNotFound, ValueError):
                 yield self.load(cid)
 
-    def resolve(self, ref: str) -> str:
-        """A full id from a full id, a name (with or without "/"), or a unique id prefix."""
+    def resolve(self, ref: str, records: Iterable[dict[str, Any]] | None = None) -> str:
+        """A full id from a full id, a name (with or without "/"), or a unique id prefix.
+
+        ``records``: the records to look in (the supervisor's, in memory) instead of the disk.
+        """
         if not ref:
             raise ContainerNotFound("No such container: ''", hint="give a container name or id")
-        if len(ref) == 64 and self.record_path(ref).exists():
+        if records is None:
+            if len(ref) == 64 and self.record_path(ref).exists():
+                return ref
+            records = self.all()
+        records = list(records)
+        if len(ref) == 64 and any(r["Id"] == ref for r in records):
             return ref
         name = ref.lstrip("/")
-        records = list(self.all())
         for r in records:
             if r.get("Name", "").lstrip("/") == name:
                 return str(r["Id"])
@@ -132,12 +139,6 @@ class ContainerStore:
                                      hint="give more characters of the id, or the name")
         raise ContainerNotFound(f"No such container: {ref}",
                                 hint="`sandbox ps -a` lists the containers")
-
-    def name_taken(self, name: str) -> str | None:
-        for r in self.all():
-            if r.get("Name", "").lstrip("/") == name:
-                return str(r["Id"])
-        return None
 
 
 _ADJECTIVES = ("brave calm clever eager fancy gentle happy jolly keen lucid merry nifty "

@@ -431,11 +431,11 @@ class Supervisor:
             print(f"events: {e}", file=sys.stderr)
 
     def box(self, ref: str) -> Box:
-        cid = self.containers.resolve(ref)
-        box = self.boxes.get(cid)
-        if box is None:
-            box = self.boxes[cid] = Box(self, self.containers.load(cid))
-        return box
+        """The container ``ref`` names (id, name or id prefix), found among the boxes in memory."""
+        box = self.boxes.get(ref)
+        if box is not None:
+            return box
+        return self.boxes[self.containers.resolve(ref, [b.rec for b in self.boxes.values()])]
 
     # ------------------------------------------------------------------ dispatch
 
@@ -521,7 +521,9 @@ class Supervisor:
             from .runc import runc_binary
             runc_binary()   # a clear error now rather than at start
         name = msg.get("name")
-        taken = {r.get("Name", "").lstrip("/"): r["Id"] for r in self.containers.all()}
+        # Every record is a box here (only the supervisor writes them): no disk reads,
+        # so a create costs the same with 100 containers as with none.
+        taken = {b.name: b.id for b in self.boxes.values()}
         if name:
             name = name.lstrip("/")
             if not NAME_RE.match(name):
@@ -931,7 +933,7 @@ class Supervisor:
         new = str(msg["name"]).lstrip("/")
         if not NAME_RE.match(new):
             raise UsageError(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-        other = self.containers.name_taken(new)
+        other = next((b.id for b in self.boxes.values() if b.name == new), None)
         if other and other != box.id:
             raise ContainerExists(f'Conflict. The container name "/{new}" is already in use by container '
                                   f'"{other}". You have to remove (or rename) that container to be able '
