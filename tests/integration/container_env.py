@@ -39,9 +39,13 @@ def stop_supervisor(engine: Engine) -> None:
                 return
         except ChildProcessError:
             pass
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:   # gone (and reaped) since the kill check
+            return
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return
         time.sleep(0.02)
     raise AssertionError(f"the supervisor (pid {pid}) did not stop")
 
