@@ -541,6 +541,8 @@ class Runtime:
                         init_pid = msg["pid"]
                         if cgroup is not None and not join_files:
                             _join_cgroup(init_pid, cgroup, ack_w)
+                        else:
+                            _ack(ack_w, b"1")   # PID 1 waits for this (see init._await_cgroup)
                     elif "hooks" in msg:
                         ok = self.run_hooks_for(container_id, spec, init_pid, "createRuntime")
                         _ack(ack_w, b"1" if ok else b"0")

@@ -64,7 +64,7 @@ class InitArgs:
     ack_fd: int                       # read end of the pipe from the caller
     fifo_path: str | None             # the exec fifo; None: exec as soon as ready
     fifo_fd: int | None = None        # stage 1 opens it (O_PATH) for stage 2
-    in_cgroup: bool = False           # the caller moves PID 1 into a cgroup and acks
+    in_cgroup: bool = False           # the caller moves PID 1 into a cgroup before it acks the pid
     join_files: tuple[str, ...] = ()  # or PID 1 writes 0 to these to move itself (v1 ``tasks``)
     join_fds: tuple[int, ...] = ()    # ... opened by stage 1 while the host's paths are in view
     seccomp_bpf: bytes | None = None  # the compiled filter (compiling is the caller's job)
@@ -303,22 +303,24 @@ _cgroup_done = False
 
 
 def _await_cgroup(args: InitArgs, flags: int) -> None:
-    """Wait (once) until the caller has moved this process into its cgroup.
+    """Wait (once) for the caller's answer to stage one's "pid" message.
 
-    The caller does it while this process sets up mounts: on a cgroup v1 host
-    the first move of a process costs an RCU grace period (~10 ms here), which
-    then overlaps with the work instead of adding to it.  Only then may the
-    cgroup namespace be created, since it is rooted at the current group.
+    Where the caller moves this process into its cgroup (in a user namespace,
+    or on v2), it answers after the move, done while this process set up its
+    mounts.  Either way only then may the cgroup namespace be created, since
+    it is rooted at the current group.
     """
     global _cgroup_done
     if _cgroup_done:
         return
     _cgroup_done = True
-    if args.in_cgroup:
-        with step("join cgroup"):
-            if os.read(args.ack_fd, 1) != b"1":
-                raise StepFailed("join cgroup", "the runtime could not move the init into its cgroup",
-                                 None)
+    # Always an answer, even when PID 1 moved itself: it also says that the
+    # runtime has PID 1's pid from stage one, so "hooks" and "ready" never
+    # overtake it (stage one and PID 1 write to the same pipe).
+    with step("join cgroup" if args.in_cgroup else "runtime ack"):
+        if os.read(args.ack_fd, 1) != b"1":
+            raise StepFailed("join cgroup", "the runtime could not move the init into its cgroup",
+                             None)
     if flags & kernel.CLONE_NEWCGROUP:
         with step("create cgroup namespace"):
             fs.remember_cgroups()  # the /sys/fs/cgroup binds need the real paths
