@@ -485,20 +485,29 @@ class Container:
                       changes=changes, conf=conf, pause=pause)
 
     @contextlib.contextmanager
-    def merged_rootfs(self, writable: bool = False) -> Iterator[Any]:
+    def merged_rootfs(self, writable: bool = False, with_mounts: bool = False) -> Iterator[Any]:
         """The container's file system as one directory: the live mount, or a temporary one.
 
         A stopped container gets a temporary overlay of its own layers: read-only
         (the writable layer as the top lower dir) unless ``writable``, when its
         writable layer is the upper dir again, as it will be at the next start.
+
+        ``with_mounts`` (``cp``, as Docker's): the container's volumes and bind
+        mounts, and its /etc/hostname, /etc/hosts and /etc/resolv.conf, are
+        where the container sees them.  A running container is reached through
+        ``/proc/PID/root``, its own view (tmpfs included); for a stopped one they
+        are bound into the temporary overlay.  ``export`` leaves them out, as
+        ``docker export`` does.
         """
         from pathlib import Path
         from . import setup
         self.reload()
         cdir = Path(self.dir)
         rootfs = cdir / "rootfs"
-        if self.attrs["State"].get("Running") and setup.is_mounted(rootfs):
-            yield rootfs
+        state = self.attrs["State"]
+        if state.get("Running") and setup.is_mounted(rootfs):
+            view = Path(f"/proc/{state.get('Pid')}/root")
+            yield view if with_mounts and state.get("Pid") and os.path.isdir(view) else rootfs
             return
         from .. import kernel
         store = self.collection._engine.store
@@ -514,9 +523,11 @@ class Container:
                 kernel.mount("overlay", target, "overlay", kernel.MS_RDONLY,
                              "lowerdir=" + ":".join([str(cdir / "upper")] + lowers))
             try:
+                if with_mounts:
+                    _bind_container_mounts(target, self.attrs, writable)
                 yield target
             finally:
-                kernel.umount(target, kernel.MNT_DETACH)
+                kernel.umount(target, kernel.MNT_DETACH)   # the binds below go with it
 
     def export(self, out: BinaryIO) -> None:
         from . import fsops
@@ -525,25 +536,48 @@ class Container:
 
     def get_archive(self, path: str, out: BinaryIO) -> dict[str, Any]:
         from . import fsops
-        with self.merged_rootfs() as root:
+        with self.merged_rootfs(with_mounts=True) as root:
             return dict(fsops.copy_out(root, path, out))
 
     def put_archive(self, path: str, data: BinaryIO) -> None:
         from . import fsops
-        with self.merged_rootfs(writable=True) as root:
+        with self.merged_rootfs(writable=True, with_mounts=True) as root:
             fsops.copy_in(root, data, path)
 
     def copy_to(self, host_src: str, dest: str) -> None:
         """``docker cp HOSTPATH CONTAINER:DEST``."""
         from . import fsops
-        with self.merged_rootfs(writable=True) as root:
+        with self.merged_rootfs(writable=True, with_mounts=True) as root:
             fsops.copy_in_path(root, host_src, dest)
 
     def copy_from(self, src: str, host_dest: str) -> None:
         """``docker cp CONTAINER:SRC HOSTPATH``."""
         from . import fsops
-        with self.merged_rootfs() as root:
+        with self.merged_rootfs(with_mounts=True) as root:
             fsops.copy_out_path(root, src, host_dest)
+
+
+def _bind_container_mounts(target: Any, attrs: dict[str, Any], writable: bool) -> None:
+    """Bind a stopped container's volumes, bind mounts and /etc files into ``target``.
+
+    Parents before children, each destination resolved inside ``target`` (an
+    image symlink cannot send a bind outside it); read-only ones stay read-only.
+    """
+    from .. import kernel
+    from .fsops import _resolve
+    binds = [(m["Destination"], m["Source"], bool(m.get("RW", True)))
+             for m in attrs.get("Mounts") or [] if m.get("Type") in ("bind", "volume") and m.get("Source")]
+    for key, dest in (("HostnamePath", "/etc/hostname"), ("HostsPath", "/etc/hosts"),
+                      ("ResolvConfPath", "/etc/resolv.conf")):
+        if attrs.get(key) and os.path.exists(attrs[key]):
+            binds.append((dest, attrs[key], True))
+    for dest, source, rw in sorted(binds, key=lambda b: os.path.normpath(b[0]).count("/")):
+        where = _resolve(target, dest, follow_last=True)
+        if not os.path.exists(source) or not os.path.lexists(where):
+            continue   # made at the next start, or gone from the host
+        kernel.mount(source, where, None, kernel.MS_BIND | kernel.MS_REC)
+        if not (rw and writable):
+            kernel.mount(None, where, None, kernel.MS_BIND | kernel.MS_REMOUNT | kernel.MS_RDONLY)
 
 
 def _to_time(value: Any) -> float | None:

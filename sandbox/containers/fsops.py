@@ -148,6 +148,9 @@ def copy_in(rootfs: Path, tar_stream: BinaryIO, dest: str) -> None:
     if not os.path.isdir(target):
         raise NotFound(f"Could not find the directory {dest} in container",
                        hint="the destination of an archive must be an existing directory")
+    if os.statvfs(target).f_flag & os.ST_RDONLY:
+        raise UsageError(f"{dest} is on a read-only mount in the container (a :ro volume or bind, "
+                         "or --read-only)", hint="copy into a writable path, or mount it read-write")
     data = tar_stream.read()
     tarlayer.apply_layer(io.BytesIO(data), Path(target), mode="merge")  # type: ignore[arg-type]
 

@@ -438,6 +438,52 @@ def test_cp_both_ways_and_export(engine, tmp_path):
 # --------------------------------------------------------------------------- the CLI
 
 
+def test_cp_sees_volumes_binds_tmpfs_and_etc_files_as_the_container_does(engine, tmp_path):
+    # As docker cp: a path under a volume or bind mount is the volume's, /etc/hostname
+    # is the container's hostname, running or stopped; a running one's tmpfs too.
+    bind = tmp_path / "bind"
+    bind.mkdir()
+    (bind / "b.txt").write_text("from-bind\n")
+    (tmp_path / "new.txt").write_text("new\n")
+    args = dict(volumes=["cp-vol:/data", f"{bind}:/bind", "cp-ro:/ro:ro"], hostname="cphost")
+    stopped = engine.containers.create("busybox", ["sh", "-c", "echo vol > /data/v.txt"], name="cp-stopped", **args)
+    running = None
+    try:
+        stopped.start()
+        assert stopped.wait()["StatusCode"] == 0
+
+        def read(c, path):
+            out = tmp_path / "out"
+            c.copy_from(path, str(out))
+            text = out.read_text()
+            out.unlink()
+            return text
+
+        assert read(stopped, "/etc/hostname") == "cphost\n"
+        assert read(stopped, "/data/v.txt") == "vol\n"
+        assert read(stopped, "/bind/b.txt") == "from-bind\n"
+        stopped.copy_to(str(tmp_path / "new.txt"), "/data/")
+        running = engine.containers.run("busybox", ["sh", "-c", "echo t > /scratch/t; sleep 30"], detach=True,
+                                        tmpfs={"/scratch": ""}, name="cp-running", **args)
+        wait_for(lambda: running.exec_run(["test", "-f", "/scratch/t"]).exit_code == 0)
+        assert read(running, "/data/new.txt") == "new\n"       # the stopped one's copy, in the volume
+        assert read(running, "/scratch/t") == "t\n"
+        assert read(running, "/etc/hostname") == "cphost\n"
+        running.copy_to(str(tmp_path / "new.txt"), "/scratch/")
+        assert running.exec_run(["cat", "/scratch/new.txt"]).output == b"new\n"
+        for c in (stopped, running):
+            with pytest.raises(UsageError, match="read-only mount"):
+                c.copy_to(str(tmp_path / "new.txt"), "/ro/")
+        assert not [line for line in open("/proc/self/mountinfo") if str(engine.root) in line
+                    and "/cp-" in line]
+    finally:
+        for c in (stopped, running):
+            if c is not None:
+                c.remove(force=True, v=True)
+        for v in ("cp-vol", "cp-ro"):
+            engine.volumes.get(v).remove()
+
+
 def test_cli_ps_inspect_and_formats(engine):
     c = engine.containers.run("busybox", ["sleep", "30"], detach=True, name="listed", labels={"lab": "1"})
     try:
