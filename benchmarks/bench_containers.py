@@ -51,14 +51,13 @@ def runc_bundle(engine, tmp: Path) -> Path | None:
         return None
     from sandbox import kernel
     from sandbox.runtime.spec import ContainerOptions, default_spec
-    from sandbox import hostinfo
+    from sandbox.cgroups import detect
     bundle = tmp / "bundle"
     (bundle / "rootfs").mkdir(parents=True)
     image = engine.images.get("busybox")
     engine.image_store.layers.flatten(image.chain_ids, bundle / "rootfs")
-    version = hostinfo.cgroup_version()
     spec = default_spec("rootfs", ContainerOptions(args=["true"]), host_bounding_set=kernel.host_bounding_set(),
-                        cgroup_version=version if version in ("v1", "v2") else "v2")
+                        cgroup_version="v1" if detect() == "v1" else "v2")
     import json
     (bundle / "config.json").write_text(json.dumps(spec))
     return bundle

@@ -47,10 +47,12 @@ class HostFacts:
     """What default_spec needs to know about this host, looked up once per process."""
 
     def __init__(self) -> None:
-        from .. import hostinfo
         self.bounding_set = kernel.host_bounding_set()
-        version = hostinfo.cgroup_version()
-        self.cgroup_version = version if version in ("v1", "v2") else "v2"
+        # cgroups.detect, not hostinfo.cgroup_version: a hybrid host ("v1 (hybrid)",
+        # this VM) is v1 for containers; a cgroup2 mount would show the host's
+        # unified tree instead of the container's own groups.
+        from ..cgroups import detect
+        self.cgroup_version = "v1" if detect() == "v1" else "v2"
         self.hard_limits = {}
         for name, number in _RLIMITS.items():
             hard = resource.getrlimit(number)[1]

@@ -251,6 +251,18 @@ def test_oom_kill_is_recorded(engine):
         c.remove(force=True)
 
 
+def test_a_container_reads_its_own_limits_in_sys_fs_cgroup(engine):
+    # As under Docker: its own groups, read-only, in the host's cgroup version --
+    # a hybrid host (v1 controllers plus an empty unified mount) is v1.
+    from sandbox.cgroups import detect
+    path = "/sys/fs/cgroup/memory/memory.limit_in_bytes" if detect() == "v1" else "/sys/fs/cgroup/memory.max"
+    r = engine.run("busybox", ["sh", "-c", f"cat {path}; cat /proc/self/cgroup | grep -c :/$; "
+                               "touch /sys/fs/cgroup/x 2>/dev/null || echo read-only"], mem_limit="32m")
+    lines = r.output.decode().split()
+    assert r.exit_code == 0 and lines[0] == str(32 * 2**20) and lines[-1] == "read-only", r
+    assert int(lines[1]) >= 1   # the cgroup namespace: it is the root of its own groups
+
+
 def test_pids_limit_contains_a_fork_bomb(engine):
     c = engine.containers.run("busybox", ["sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 30"],
                               detach=True, pids_limit=64)
