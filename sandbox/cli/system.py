@@ -1,4 +1,6 @@
-"""``sandbox system df|prune|info``: what the store holds and clearing out what nothing uses."""
+"""``sandbox system df|prune|info|supervisor``: what the store holds, clearing out what nothing
+uses, and the store's supervisor process (``status``, ``stop``: after an upgrade, or to watch
+containers outlive it)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,30 @@ def register(sub: Any) -> None:
     pr.set_defaults(func=run_prune)
     from . import info
     info.register(ssub, "info")
+    sv = ssub.add_parser("supervisor", help="Show or stop the store's supervisor process")
+    sv.add_argument("action", choices=["status", "stop"])
+    sv.set_defaults(func=run_supervisor)
+
+
+def run_supervisor(engine: Any, args: Any, out: Any) -> int:
+    client = engine.supervisor
+    if args.action == "status":
+        info = client.status()
+        if info is None:
+            out.write(f"no supervisor runs for {engine.root}; the next container command starts one\n")
+        else:
+            n = int(info.get("containers", 0))
+            out.write(f"supervisor pid {info['pid']} (version {info.get('version', '?')}) serving "
+                      f"{engine.root}: {n} container{'' if n == 1 else 's'}; "
+                      f"log {engine.root / 'supervisor.log'}\n")
+        return 0
+    pid = client.stop()
+    if pid is None:
+        out.write(f"no supervisor runs for {engine.root}\n")
+    else:
+        out.write(f"stopped supervisor pid {pid}; running containers keep running, "
+                  "and the next supervisor adopts them\n")
+    return 0
 
 
 def _du(path: Any) -> int:

@@ -105,6 +105,48 @@ class Client:
         finally:
             os.close(lock)
 
+    def status(self) -> dict[str, Any] | None:
+        """The running supervisor's ``ping`` (pid, version, containers); None if none runs.
+
+        Unlike :meth:`call`, never starts one.
+        """
+        sock = self._try_connect()
+        if sock is None:
+            return None
+        try:
+            protocol.send(sock, {"op": "ping"})
+            return dict(_result(_recv_json(sock, "ping")))
+        except (OSError, SupervisorError):
+            return None
+        finally:
+            sock.close()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Ask the running supervisor to exit and wait until it has; its pid, or None if none ran.
+
+        Containers keep running; the next supervisor adopts them.
+        """
+        info = self.status()
+        if info is None:
+            return None
+        pid = int(info["pid"])
+        with contextlib.suppress(SupervisorError, OSError):
+            self.call("shutdown")
+        self.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._try_connect_quietly() is None and not _alive(pid):
+                return pid
+            time.sleep(0.02)
+        raise SupervisorError(f"the supervisor (pid {pid}) did not stop within {timeout:.0f} s",
+                              hint=f"look at {self.root / 'supervisor.log'}; kill {pid} ends it")
+
+    def _try_connect_quietly(self) -> socket.socket | None:
+        s = self._try_connect()
+        if s is not None:
+            s.close()
+        return s
+
     # ------------------------------------------------------------------ requests
 
     def call(self, op: str, **args: Any) -> Any:
@@ -210,6 +252,18 @@ def _result(reply: dict[str, Any]) -> Any:
     if reply.get("ok") is False:
         protocol.raise_error(reply["error"])
     return reply.get("result")
+
+
+def _alive(pid: int) -> bool:
+    """Still a process (a zombie of ours is reaped here and counts as gone)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _read_with_timeout(fd: int, timeout: float) -> bytes:

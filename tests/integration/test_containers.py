@@ -574,6 +574,26 @@ def test_first_cli_run_starts_the_supervisor(engine):
     assert engine.supervisor.call("ping")["pid"]
 
 
+def test_system_supervisor_status_and_stop(engine):
+    # After an upgrade the old supervisor must go; its containers stay, the next one adopts them.
+    c = engine.containers.run("busybox", ["sleep", "30"], detach=True)
+    try:
+        pid = engine.supervisor.call("ping")["pid"]
+        status = sandbox_cli(engine, "system", "supervisor", "status").stdout.decode()
+        assert f"supervisor pid {pid} " in status and "1 container;" in status
+        stopped = sandbox_cli(engine, "system", "supervisor", "stop").stdout.decode()
+        assert stopped.startswith(f"stopped supervisor pid {pid};")
+        assert "no supervisor runs" in sandbox_cli(engine, "system", "supervisor", "status").stdout.decode()
+        assert "no supervisor runs" in sandbox_cli(engine, "system", "supervisor", "stop").stdout.decode()
+        engine.supervisor.close()
+        c.reload()
+        assert c.status == "running"   # read from its record: no supervisor needed
+        assert engine.containers.get(c.id).exec_run(["true"]).exit_code == 0   # adopted by a new one
+        assert engine.supervisor.call("ping")["pid"] != pid
+    finally:
+        c.remove(force=True)
+
+
 def kill_supervisor(engine):
     """SIGKILL the store's supervisor and forget our connection to it; return its pid."""
     pid = engine.supervisor.call("ping")["pid"]
