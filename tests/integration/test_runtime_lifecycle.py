@@ -111,6 +111,33 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def test_pid_1_never_speaks_before_stage_one_has_said_its_pid(bundles, runtime, reaper, monkeypatch):
+    # Stage one reports PID 1's host pid; PID 1 must not say "ready" before that, or
+    # the runtime would track pid 0.  Stage one is slowed down here (the forked
+    # children inherit the patch): PID 1 has to wait for the runtime's answer.
+    from sandbox.runtime import init as init_mod
+    real_send = init_mod.send
+
+    def slow_pid(fd, **message):
+        if "pid" in message:
+            time.sleep(0.3)
+        real_send(fd, **message)
+
+    monkeypatch.setattr(init_mod, "send", slow_pid)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        container = runtime.create("slow1", str(bundles.make(["sleep", "30"])), stdio=(devnull,) * 3)
+        assert container.pid > 1 and os.path.exists(f"/proc/{container.pid}")
+        container.start()
+        process = dict(container.spec["process"], args=["true"])
+        pid = container.exec(process, stdio=(devnull,) * 3)   # no mounts: the quick case
+        assert pid > 1 and os.waitpid(pid, 0)[1] == 0
+        container.delete(force=True)
+        os.waitpid(container.pid, 0)   # ours to reap: this process is the subreaper
+    finally:
+        os.close(devnull)
+
+
 def test_exec_joins_every_namespace_and_the_cgroup(bundles, runtime):
     bundle = bundles.make(["sleep", "60"])
     assert bundles.cli("create", "--bundle", str(bundle), "e1").returncode == 0
