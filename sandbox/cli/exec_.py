@@ -42,10 +42,15 @@ def run_exec(engine: Any, args: Any, out: Any) -> int:
             size = os.get_terminal_size(stdin_fd)
             stream.resize(size.lines, size.columns)
 
-    with raw_terminal(stdin_fd if args.tty else None):
-        return container.exec_stream(list(args.command), output_writer(out), stdin_fd=stdin_fd, tty=args.tty,
-                                     env=args.env, workdir=args.workdir, user=args.user,
-                                     privileged=args.privileged, on_start=on_start)
+    from ..errors import CommandNotFound
+    try:
+        with raw_terminal(stdin_fd if args.tty else None):
+            return container.exec_stream(list(args.command), output_writer(out), stdin_fd=stdin_fd,
+                                         tty=args.tty, env=args.env, workdir=args.workdir, user=args.user,
+                                         privileged=args.privileged, on_start=on_start)
+    except CommandNotFound as e:
+        e.exit_code = 126   # docker exec says 126 for a missing command too (docker run: 127)
+        raise
 
 
 def run_attach(engine: Any, args: Any, out: Any) -> int:

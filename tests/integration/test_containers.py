@@ -311,6 +311,9 @@ def test_exec_env_workdir_user_stdin(engine):
         assert r.exit_code == 4
         proc = sandbox_cli(engine, "exec", "-i", c.id, "tr", "a-z", "A-Z", input=b"hello\n")
         assert proc.stdout == b"HELLO\n"
+        # docker exec: 126 whether the command is missing or not executable (docker run: 127 / 126)
+        assert sandbox_cli(engine, "exec", c.id, "no-such-command", check=False).returncode == 126
+        assert sandbox_cli(engine, "exec", c.id, "/etc/passwd", check=False).returncode == 126
         # exec joins the container's cgroup
         r = c.exec_run(["cat", "/proc/self/cgroup"])
         assert r.exit_code == 0
