@@ -414,7 +414,7 @@ class Container:
         import shlex
         args = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
         env = [f"{k}={v}" for k, v in environment.items()] if isinstance(environment, dict) else list(environment or [])
-        request = {"id": self.id, "Cmd": args, "Env": env, "WorkingDir": workdir or "", "User": user,
+        request: dict[str, Any] = {"id": self.id, "Cmd": args, "Env": env, "WorkingDir": workdir or "", "User": user,
                    "Tty": tty, "Privileged": privileged}
         if detach:
             self._client.call("exec", detach=True, **request)

@@ -85,7 +85,7 @@ def changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
                 if existed and _opaque(full):
                     # Everything the image had here is hidden: each such entry is deleted.
                     present = set(os.listdir(full))
-                    gone = set()
+                    gone: set[str] = set()
                     for lower in lower_paths:
                         with_dir = os.path.join(lower, child)
                         if os.path.isdir(with_dir) and not os.path.islink(with_dir):

@@ -186,8 +186,8 @@ def follow_logs(path: str | os.PathLike[str], *, stdout: bool = True, stderr: bo
     reading goes on at the start of the new one.
     """
     path = os.fspath(path)
-    for r in read_logs(path, stdout=stdout, stderr=stderr, tail=tail, since=since, until=until):
-        yield r
+    for record in read_logs(path, stdout=stdout, stderr=stderr, tail=tail, since=since, until=until):
+        yield record
     f = None
     try:
         try:

@@ -390,7 +390,7 @@ def config_from_args(args: argparse.Namespace, image: str, command: list[str]) -
     for e in args.env:
         env.append(e if "=" in e else (f"{e}={os.environ[e]}" if e in os.environ else None) or e)
     env = [e for e in env if "=" in e]
-    healthcheck = None
+    healthcheck: dict[str, Any] | None = None
     if args.no_healthcheck:
         healthcheck = {"Test": ["NONE"]}
     elif args.health_cmd:
@@ -466,7 +466,8 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
         entrypoint = shlex.split(entrypoint) or [""]
     if entrypoint == [""]:
         entrypoint = []
-    binds, anon = [], {}
+    binds: list[str] = []
+    anon: dict[str, Any] = {}
     vols = kw.get("volumes") or []
     if isinstance(vols, dict):
         for host_path, spec in vols.items():
@@ -474,13 +475,14 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
             target = spec["bind"] if isinstance(spec, dict) else spec
             vols_list = f"{host_path}:{target}:{mode}"
             bind, _ = parse_volume(vols_list)
-            binds.append(bind)
+            if bind is not None:   # always, for HOST:TARGET:MODE
+                binds.append(bind)
     else:
         for v in vols:
             bind, target = parse_volume(v)
             if bind:
                 binds.append(bind)
-            else:
+            elif target:
                 anon[target] = {}
     memory = parse_bytes(kw["mem_limit"], "-m, --memory") if kw.get("mem_limit") not in (None, "") else 0
     swap_in = kw.get("memswap_limit")
@@ -521,7 +523,7 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
         hc = {"Test": ["CMD-SHELL", test] if isinstance(test, str) else list(test or ["NONE"]),
               "Interval": int(hc.get("interval") or 0), "Timeout": int(hc.get("timeout") or 0),
               "StartPeriod": int(hc.get("start_period") or 0), "Retries": int(hc.get("retries") or 0)}
-    exposed = {}
+    exposed: dict[str, Any] = {}
     for e in kw.get("expose") or []:
         p, _, proto = str(e).partition("/")
         exposed[f"{p}/{proto or 'tcp'}"] = {}
@@ -561,7 +563,7 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
     if stop_signal:
         from ..runtime.container import parse_signal
         parse_signal(stop_signal)
-    config = {
+    config: dict[str, Any] = {
         "Hostname": kw.get("hostname") or "", "Domainname": kw.get("domainname") or "",
         "User": kw.get("user") or "",
         "AttachStdin": (stdin_open and not detach) if not attach else "stdin" in attach,
@@ -573,7 +575,7 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
         "Entrypoint": entrypoint, "Labels": _labels(kw.get("labels")), "StopSignal": stop_signal,
         "StopTimeout": kw.get("stop_timeout"),
     }
-    host = {
+    host: dict[str, Any] = {
         "Binds": binds or None, "Mounts": mounts or None, "Tmpfs": dict(kw.get("tmpfs") or {}) or None,
         "NetworkMode": network, "PortBindings": port_bindings or None, "RestartPolicy": restart,
         "AutoRemove": auto_remove,

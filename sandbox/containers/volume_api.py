@@ -44,7 +44,8 @@ class VolumeCollection:
         return Volume(self.store, self.store.get(name))
 
     def list(self, filters: dict[str, Any] | None = None) -> builtins.list[Volume]:
-        norm = {k: (v if isinstance(v, (builtins.list, tuple)) else [str(v)]) for k, v in (filters or {}).items()}
+        norm = {k: [str(x) for x in v] if isinstance(v, (builtins.list, tuple)) else [str(v)]
+                for k, v in (filters or {}).items()}
         return [Volume(self.store, a) for a in self.store.list(norm)]
 
     def prune(self, filters: dict[str, Any] | None = None, all: bool = False) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import datetime as _dt
 import json
 import os
 import re
+import builtins
 import shutil
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,9 @@ class VolumeStore:
                 out.append(self.inspect_dict(meta))
         return out
 
-    def in_use(self) -> dict[str, list[str]]:
+    def in_use(self) -> dict[str, builtins.list[str]]:
         """volume name -> ids of containers (any state) that mount it."""
-        users: dict[str, list[str]] = {}
+        users: dict[str, builtins.list[str]] = {}
         for rec in ContainerStore(self.root).all():
             for m in rec.get("Mounts") or []:
                 if m.get("Type") == "volume":

@@ -495,7 +495,7 @@ class Runtime:
         console = None
         if process.get("terminal") and isinstance(console_socket, socket.socket):
             console = console_socket.dup()  # a connected socket (the supervisor's socketpair)
-        elif process.get("terminal") and console_socket:
+        elif process.get("terminal") and isinstance(console_socket, str) and console_socket:
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 console.connect(console_socket)

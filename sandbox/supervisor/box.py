@@ -86,7 +86,8 @@ class Box:
         self.stdin_buf = bytearray()
         self.log: Any = None
         self.streams: list[Stream] = []
-        self.waiters: list[tuple["Conn", str]] = []
+        #: (whoever waits, condition): a client's Conn, or a _Restarter; each has end_stream().
+        self.waiters: list[tuple[Any, str]] = []
         self.stop_timer: Timer | None = None
         self.restart_timer: Timer | None = None
         self.health_timer: Timer | None = None
