@@ -124,8 +124,9 @@ def main() -> int:
     if "runc run" in results:
         print(f"\nwarm Engine.run / runc run:   {results['warm Engine.run'] / results['runc run']:.2f}x")
         print(f"cold sandbox run / runc run:  {results['cold sandbox run --rm'] / results['runc run']:.2f}x")
-    if "docker run --rm" in results:
-        print(f"docker run / cold sandbox run: {results['docker run --rm'] / results['cold sandbox run --rm']:.2f}x")
+    for tool in ("docker", "podman"):
+        if f"{tool} run --rm" in results:
+            print(f"{tool} run / cold sandbox run: {results[f'{tool} run --rm'] / results['cold sandbox run --rm']:.2f}x")
     print(f"\nsupervisor USS: {base / 2**20:.1f} MiB idle, {loaded / 2**20:.1f} MiB with 100 containers "
           f"= {loaded / 100 / 2**20:.2f} MiB per container ({(loaded - base) / 100 / 1024:.0f} KiB each above idle)")
     return 0
