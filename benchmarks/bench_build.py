@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import median_ms, timed  # noqa: E402
+from benchmarks.common import busybox_store, median_ms, timed  # noqa: E402
 
 COLD = 5
 WARM = 30
@@ -57,17 +57,12 @@ def make_contexts(tmp: Path) -> dict[str, Path]:
 
 
 def main() -> int:
-    from sandbox import Engine
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmpdir:
         tmp = Path(tmpdir)
-        root = tmp / "root"
-        engine = Engine(root)
-        engine.images.bootstrap("busybox")
+        engine, env = busybox_store(tmp)
         engine.ensure_supervisor()
         contexts = make_contexts(tmp)
-        env = dict(os.environ, SANDBOX_ROOT=str(root))
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
         have_docker = docker_ready()
         if have_docker:
             save = subprocess.run([sys.executable, "-m", "sandbox", "save", "busybox"], env=env,

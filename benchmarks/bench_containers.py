@@ -21,7 +21,6 @@ Nothing here asserts a time.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import median_ms, timed  # noqa: E402
+from benchmarks.common import busybox_store, median_ms, timed  # noqa: E402
 
 WARM = 50
 COLD = 20
@@ -64,15 +63,10 @@ def runc_bundle(engine, tmp: Path) -> Path | None:
 
 
 def main() -> int:
-    from sandbox import Engine
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-containers-") as tmpdir:
         tmp = Path(tmpdir)
-        root = tmp / "root"
-        engine = Engine(root)
-        engine.images.bootstrap("busybox")
-        env = dict(os.environ, SANDBOX_ROOT=str(root))
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        engine, env = busybox_store(tmp)
         try:
             for _ in range(3):
                 engine.run("busybox", ["true"])
