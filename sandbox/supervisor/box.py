@@ -1,18 +1,11 @@
-"""One supervised container: its processes, pipes, logs, clients and policies.
+"""One supervised container: its start, signals, exit, removal and restart policy.
 
 A :class:`Box` lives in the supervisor as long as the container's record
-does.  It owns:
-
-* the container's output: ``stdout.fifo``/``stderr.fifo`` in the container
-  directory.  The container's own descriptors are opened read-write, so a
-  write never meets "no reader" (SIGPIPE) while the supervisor is down; the
-  pipe buffer holds 64 KiB and then the container blocks until a restarted
-  supervisor opens the fifo again and drains it.  That is how a detached
-  container outlives ``kill -9`` of its supervisor without losing a line.
-* with ``-t``, the pty master instead (a tty cannot survive the supervisor);
-* with ``-i``, the write end of the container's stdin pipe;
-* the log writer, the attached clients and the waiters;
-* the stop timer (signal, then SIGKILL), restart back-off and health checks.
+does.  It owns the runtime container, its input and output (:mod:`boxio`:
+fifos that outlive the supervisor, a terminal's keeper, stdin), the log
+writer, the attached clients and the waiters, the stop timer (signal, then
+SIGKILL), the restart back-off and the health checks (:mod:`health`).  What
+it needs of the supervisor comes through :class:`~sandbox.supervisor.host.Host`.
 
 Exit handling is ordered so a client never sees an exit before the output:
 drain the pipes, flush the log, read the OOM counter, delete the runtime
@@ -23,75 +16,45 @@ remove it when ``--rm``, and only then tell attached clients and waiters.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
+import shutil
 import signal
 import socket
 import time
-from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from .. import kernel
-from ..errors import (CgroupError, CommandNotExecutable, CommandNotFound, Conflict,
-                      ContainerStartError, InvalidStateTransition, SandboxError)
-from ..runtime.container import (Container as RuntimeContainer, parse_signal, proc_stat_fields,
-                                 process_start_time)
 from ..containers import setup
-from ..containers.records import boot_id
-from . import protocol
+from ..containers.records import boot_id, write_json
+from ..errors import (CgroupError, CommandNotExecutable, CommandNotFound, Conflict,
+                      InvalidStateTransition, SandboxError, UsageError)
+from ..runtime.container import Container as RuntimeContainer, parse_signal
+from . import execs, protocol
+from .boxio import BoxIO
+from .conn import Stream
+from .events import container_event
+from .health import HealthCheck, health_config, now_text
+from .host import Host
 from .loop import Timer
-
-if TYPE_CHECKING:
-    from .server import Conn, Supervisor
-
-READ_CHUNK = 65536
-HEALTH_LOG_KEEP = 5
-HEALTH_OUTPUT_MAX = 4096
-
-
-def now_text() -> str:
-    from ..containers.logs import rfc3339_nano
-    return rfc3339_nano(time.time_ns())
-
-
-def exit_code_of(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
-
-
-class Stream:
-    """A client receiving output (attach, run, exec): a connection and what it wants."""
-
-    def __init__(self, conn: "Conn", stdout: bool = True, stderr: bool = True) -> None:
-        self.conn, self.stdout, self.stderr = conn, stdout, stderr
-
-    def send(self, stream: int, data: bytes) -> None:
-        if (stream == protocol.STDOUT and self.stdout) or (stream == protocol.STDERR and self.stderr):
-            self.conn.send_output(stream, data)
+from .mounts import oci_mounts
+from .reaping import exit_code_of
 
 
 class Box:
-    def __init__(self, sup: "Supervisor", record: dict[str, Any]) -> None:
-        self.sup = sup
+    def __init__(self, host: Host, record: dict[str, Any]) -> None:
+        self.host = host
         self.rec = record
         self.id: str = record["Id"]
-        self.dir: Path = sup.containers.path(self.id)
+        self.dir: Path = host.containers.path(self.id)
         self.rc: RuntimeContainer | None = None
-        self.out_fds: dict[int, int] = {}          # our read fd -> stream number
-        self.tty_master: int | None = None
-        self.tty_resize: int | None = None   # a duplicate of the terminal's master, to set its size
-        self.keeper: int | None = None        # the process holding the master (ttykeeper)
-        self.stdin_w: int | None = None
-        self.stdin_buf = bytearray()
+        self.io = BoxIO(host.loop, self.dir, self._deliver, lambda: self.running)
         self.log: Any = None
         self.streams: list[Stream] = []
         #: (whoever waits, condition): a client's Conn, or a _Restarter; each has end_stream().
         self.waiters: list[tuple[Any, str]] = []
         self.stop_timer: Timer | None = None
         self.restart_timer: Timer | None = None
-        self.health_timer: Timer | None = None
-        self.health_pid = 0
+        self.health = HealthCheck(self, host.loop)
         self.pidfd: int | None = None
         self.stopping = False
         self.removing = False
@@ -111,10 +74,10 @@ class Box:
         return str(self.rec.get("Name", "")).lstrip("/")
 
     def save(self, durable: bool = False) -> None:
-        self.sup.containers.save(self.rec, durable=durable)
+        self.host.containers.save(self.rec, durable=durable)
 
     def event(self, action: str, **attrs: Any) -> None:
-        self.sup.event(self, action, **attrs)
+        container_event(self.host.events, self.rec, action, **attrs)
 
     # ------------------------------------------------------------------ start
 
@@ -137,42 +100,25 @@ class Box:
         fds_to_close: list[int] = []
         console_pair: tuple[socket.socket, socket.socket] | None = None
         try:
-            setup.mount_rootfs(self.sup.store, self.dir, sandbox["Layers"])
+            setup.mount_rootfs(self.host.store, self.dir, sandbox["Layers"])
             rootfs = self.dir / "rootfs"
-            volume_mounts = self.sup.volume_mounts(self)
-            spec, warnings = setup.build_spec(self.rec, self.dir, self.sup.facts, volume_mounts)
+            volume_mounts = oci_mounts(self.rec, str(rootfs), self.host.volumes)
+            spec, warnings = setup.build_spec(self.rec, self.dir, self.host.facts, volume_mounts)
             user = spec["process"]["user"]
             setup.ensure_workdir(rootfs, config.get("WorkingDir") or "/", user["uid"], user["gid"])
-            self.sup.write_bundle(self.dir, spec)
+            write_json(self.dir / "bundle" / "config.json", spec)
             if self.log is None:
-                self.log = self.sup.open_log(self)
-            # Output: our non-blocking read ends first (opening a fifo for reading
-            # with O_NONBLOCK never waits), then the container's read-write ends.
+                self.log = self.open_log()
+            stdio: tuple[int, int, int] | None = None
             if config.get("Tty"):
                 console_pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                stdio = None
             else:
-                out_r = self._open_fifo_reader("stdout.fifo", protocol.STDOUT)
-                err_r = self._open_fifo_reader("stderr.fifo", protocol.STDERR)
-                del out_r, err_r
-                out_w = os.open(self.dir / "stdout.fifo", os.O_RDWR | os.O_CLOEXEC)
-                fds_to_close.append(out_w)
-                err_w = os.open(self.dir / "stderr.fifo", os.O_RDWR | os.O_CLOEXEC)
-                fds_to_close.append(err_w)
-                if config.get("OpenStdin"):
-                    in_r, in_w = os.pipe2(os.O_CLOEXEC)
-                    fds_to_close.append(in_r)
-                    os.set_blocking(in_w, False)
-                    self.stdin_w = in_w
-                else:
-                    in_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                    fds_to_close.append(in_r)
-                stdio = (in_r, out_w, err_w)
-            self.rc = self.sup.runtime_for(self).create(
+                stdio = self.io.container_stdio(bool(config.get("OpenStdin")), fds_to_close)
+            self.rc = self.host.runtime_for(self.rec).create(
                 self.id, str(self.dir / "bundle"), stdio=stdio, spec=spec,
-                console_socket=console_pair[1] if console_pair else None)  # type: ignore[arg-type]
+                console_socket=console_pair[1] if console_pair else None)
             if console_pair is not None:
-                self._take_console(console_pair[0])
+                sandbox["TtyKeeper"] = self.io.take_console(console_pair[0], bool(config.get("OpenStdin")))
             self.rc.start()
         except BaseException as e:
             self._undo_start()
@@ -190,80 +136,50 @@ class Box:
                   Dead=False, Pid=self.rc.pid, ExitCode=0, Error="", StartedAt=now_text())
         sandbox.update(StartTime=self.rc.start_time, BootId=boot_id(), HasBeenStarted=True,
                        ManualStop=False, LastStart=time.monotonic(), Warnings=warnings + self.rc.warnings)
-        if "Health" in st or (config.get("Healthcheck") or {}).get("Test", ["NONE"])[0] not in ("NONE",):
-            self._health_reset()
+        if "Health" in st or health_config(self.rec) is not None:
+            self.health.reset()
         self.save()
-        self.sup.loop.children[self.rc.pid] = self._on_exit
+        self.host.loop.children[self.rc.pid] = self._on_exit
         self.event("start")
-        self._schedule_health(first=True)
+        self.health.schedule(first=True)
 
-    def _open_fifo_reader(self, name: str, stream: int) -> int:
-        for fd, s in self.out_fds.items():
-            if s == stream:
-                return fd  # still open from before (a restart, or an adopted container)
-        fd = os.open(self.dir / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        self.out_fds[fd] = stream
-        self.sup.loop.add_reader(fd, lambda: self._on_output(fd))
-        return fd
+    def open_log(self) -> Any:
+        """The json-file log writer (None for ``--log-driver none``)."""
+        log_config = self.rec["HostConfig"].get("LogConfig") or {}
+        if log_config.get("Type") == "none":
+            return None
+        from ..containers.logs import LogWriter
+        from ..containers.options import parse_bytes
+        opts = log_config.get("Config") or {}
+        max_size = parse_bytes(opts.get("max-size") or "10m", "--log-opt max-size")
+        max_files = int(opts.get("max-file") or 2)
+        return LogWriter(self.dir / "container.log", max_size=max_size, max_files=max_files)
 
-    def _take_console(self, sock: socket.socket) -> None:
-        """Hand the terminal's master to a keeper process; keep a duplicate to resize it."""
-        from . import ttykeeper
-        msg, fds, _, _ = socket.recv_fds(sock, 1024, 1)
-        if not fds:
-            raise ContainerStartError("console", "the container did not send its terminal")
-        master = fds[0]
-        self._open_fifo_reader("stdout.fifo", protocol.STDOUT)
-        out_w = os.open(self.dir / "stdout.fifo", os.O_RDWR | os.O_CLOEXEC)
-        in_r = None
-        try:
-            if self.rec["Config"].get("OpenStdin"):
-                fifo = self.dir / "stdin.fifo"
-                if not fifo.exists():
-                    os.mkfifo(fifo, 0o600)
-                in_r = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
-                self.stdin_w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            self.keeper = ttykeeper.spawn(master, out_w, in_r)
-        finally:
-            os.close(out_w)
-            if in_r is not None:
-                os.close(in_r)
-        self.tty_resize = master
-        self.rec["Sandbox"]["TtyKeeper"] = [self.keeper, process_start_time(self.keeper) or 0]
+    def open_fifo_reader(self, name: str, stream: int) -> int:
+        return self.io.open_fifo_reader(name, stream)
 
     def adopt_tty(self, keeper: int, start_time: int) -> None:
-        """A new supervisor: take the terminal back from its keeper (to resize it, and for -i)."""
-        from .. import kernel
-        from . import ttykeeper
-        if not alive(keeper, start_time):
-            return   # the keeper is gone: the terminal has ended
-        self.keeper = keeper
-        with contextlib.suppress(SandboxError, OSError):
-            pidfd = kernel.pidfd_open(keeper)
-            try:
-                self.tty_resize = kernel.pidfd_getfd(pidfd, ttykeeper.MASTER_FD)
-            finally:
-                os.close(pidfd)
-        fifo = self.dir / "stdin.fifo"
-        if self.rec["Config"].get("OpenStdin") and fifo.exists():
-            with contextlib.suppress(OSError):
-                self.stdin_w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        self.io.adopt_tty(keeper, start_time, bool(self.rec["Config"].get("OpenStdin")))
 
-    def _wait_keeper(self, timeout: float = 2.0) -> None:
-        """The container has ended: let its keeper pass on the last output, then reap it."""
-        if self.keeper is None:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.drain()   # keep the fifo flowing: a full fifo would block the keeper
-            try:
-                pid, _ = os.waitpid(self.keeper, os.WNOHANG)
-            except ChildProcessError:
-                break       # reaped already, or not our child (adopted): alive() says when it is gone
-            if pid:
-                break
-            time.sleep(0.01)
-        self.keeper = None
+    # ------------------------------------------------------------------ input and output
+
+    def _deliver(self, stream: int, data: bytes) -> None:
+        if self.log is not None:
+            self.log.write("stdout" if stream == protocol.STDOUT else "stderr", data)
+        for s in list(self.streams):
+            s.send(stream, data)
+
+    def drain(self) -> None:
+        """Read whatever the pipes still hold (the container has exited)."""
+        self.io.drain()
+        if self.log is not None:
+            self.log.flush()
+
+    def write_stdin(self, data: bytes) -> None:
+        self.io.write_stdin(data)
+
+    def resize(self, height: int, width: int) -> None:
+        self.io.resize(height, width)
 
     def _record_failed_start(self, e: SandboxError) -> None:
         code = 127 if isinstance(e, CommandNotFound) else 126 if isinstance(e, CommandNotExecutable) else 128
@@ -275,128 +191,9 @@ class Box:
             with contextlib.suppress(SandboxError, OSError):
                 self.rc.delete(force=True)
             self.rc = None
-        self._close_io()
+        self.io.close()
         with contextlib.suppress(SandboxError, OSError):
-            self.sup.unmount_all(self)
-
-    # ------------------------------------------------------------------ output
-
-    def _on_output(self, fd: int) -> None:
-        stream = self.out_fds.get(fd)
-        if stream is None:
-            return
-        try:
-            data = os.read(fd, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as e:
-            if e.errno != errno.EIO:  # EIO: the pty's last holder closed it
-                raise
-            data = b""
-        if not data:
-            if fd == self.tty_master or not self.running:
-                self._close_out(fd)
-            else:
-                # Nobody holds a write end right now (the init has not opened it
-                # yet, or only grandchildren did): stop polling the EOF until exit.
-                self.sup.loop.remove_reader(fd)
-            return
-        self._deliver(stream, data)
-
-    def _deliver(self, stream: int, data: bytes) -> None:
-        if self.log is not None:
-            self.log.write("stdout" if stream == protocol.STDOUT else "stderr", data)
-        for s in list(self.streams):
-            s.send(stream, data)
-
-    def drain(self) -> None:
-        """Read whatever the pipes still hold (the container has exited)."""
-        for fd, stream in list(self.out_fds.items()):
-            while True:
-                try:
-                    data = os.read(fd, READ_CHUNK)
-                except (BlockingIOError, OSError):
-                    break
-                if not data:
-                    break
-                self._deliver(stream, data)
-        if self.log is not None:
-            self.log.flush()
-
-    def _close_out(self, fd: int) -> None:
-        self.sup.loop.forget(fd)
-        self.out_fds.pop(fd, None)
-        if fd == self.tty_master:
-            self.tty_master = None
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-    def _close_io(self) -> None:
-        for fd in list(self.out_fds):
-            self._close_out(fd)
-        if self.tty_resize is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.tty_resize)
-            self.tty_resize = None
-        if self.stdin_w is not None:
-            self.sup.loop.forget(self.stdin_w)
-            with contextlib.suppress(OSError):
-                os.close(self.stdin_w)
-            self.stdin_w = None
-        self.stdin_buf.clear()
-
-    # ------------------------------------------------------------------ input
-
-    def write_stdin(self, data: bytes) -> None:
-        target = self.tty_master if self.tty_master is not None else self.stdin_w
-        if target is None:
-            return
-        if not data:  # end of input
-            if self.tty_resize is not None:
-                self.stdin_buf += b"\x04"  # ^D on a terminal (through its keeper)
-                self._flush_stdin()
-            elif self.tty_master is None:
-                self.stdin_buf += b""  # flush what is queued, then close
-                self._stdin_eof = True
-                self._flush_stdin()
-            else:
-                self.stdin_buf += b"\x04"  # ^D on a terminal
-                self._flush_stdin()
-            return
-        self.stdin_buf += data
-        self._flush_stdin()
-
-    _stdin_eof = False
-
-    def _flush_stdin(self) -> None:
-        target = self.tty_master if self.tty_master is not None else self.stdin_w
-        if target is None:
-            self.stdin_buf.clear()
-            return
-        while self.stdin_buf:
-            try:
-                n = os.write(target, self.stdin_buf)
-            except BlockingIOError:
-                self.sup.loop.add_writer(target, self._flush_stdin)
-                return
-            except OSError:
-                self.stdin_buf.clear()
-                break
-            del self.stdin_buf[:n]
-        self.sup.loop.remove_writer(target)
-        if self._stdin_eof and self.stdin_w is not None and self.tty_master is None:
-            self.sup.loop.forget(self.stdin_w)
-            os.close(self.stdin_w)
-            self.stdin_w = None
-            self._stdin_eof = False
-
-    def resize(self, height: int, width: int) -> None:
-        target = self.tty_resize if self.tty_resize is not None else self.tty_master
-        if target is not None:
-            import fcntl
-            import struct
-            import termios
-            fcntl.ioctl(target, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+            setup.unmount_rootfs(self.dir)
 
     # ------------------------------------------------------------------ signals
 
@@ -437,7 +234,7 @@ class Box:
         if self.stop_timer is not None:
             self.stop_timer.cancel()
         if timeout is not None and timeout >= 0:
-            self.stop_timer = self.sup.loop.call_later(float(timeout), self._force_kill)
+            self.stop_timer = self.host.loop.call_later(float(timeout), self._force_kill)
 
     def _force_kill(self) -> None:
         self.stop_timer = None
@@ -486,14 +283,12 @@ class Box:
         if self.stop_timer is not None:
             self.stop_timer.cancel()
             self.stop_timer = None
-        if self.health_timer is not None:
-            self.health_timer.cancel()
-            self.health_timer = None
+        self.health.cancel()
         if self.pidfd is not None:
-            self.sup.loop.forget(self.pidfd)
+            self.host.loop.forget(self.pidfd)
             os.close(self.pidfd)
             self.pidfd = None
-        self._wait_keeper()
+        self.io.wait_keeper()
         self.drain()
         oom = False
         if self.rc is not None:
@@ -504,9 +299,9 @@ class Box:
             with contextlib.suppress(SandboxError, OSError):
                 self.rc.delete(force=True)
             self.rc = None
-        self._close_io()
+        self.io.close()
         with contextlib.suppress(SandboxError, OSError):
-            self.sup.unmount_all(self)
+            setup.unmount_rootfs(self.dir)
         st = self.state
         st.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                   ExitCode=code, OOMKilled=oom and code == 137, FinishedAt=now_text(), Error=error)
@@ -524,7 +319,7 @@ class Box:
         if self.rec["HostConfig"].get("AutoRemove") and not self.removing:
             # Removed before anyone hears of the exit: `run --rm` returns with nothing left.
             # (No "exited" record first: removal writes "removing" straight away.)
-            self.sup.remove(self, force=True, volumes=True)
+            self.remove(force=True, volumes=True)
             return
         self.save()
         self._finish_streams(code)
@@ -551,9 +346,94 @@ class Box:
         code = int(self.state.get("ExitCode") or 0)
         self._finish_streams(code)
         self._notify_waiters(code, "next-exit", "not-running", "removed")
-        for t in (self.restart_timer, self.health_timer, self.stop_timer):
+        self.health.cancel()
+        for t in (self.restart_timer, self.stop_timer):
             if t is not None:
                 t.cancel()
+
+    # ------------------------------------------------------------------ removal
+
+    def remove(self, *, force: bool, volumes: bool) -> None:
+        """``rm``: kill it if asked to, release everything it holds, rename the record away.
+
+        The record disappears in one step (a rename), waiters are answered
+        at once, and the files are deleted when the supervisor is next idle.
+        """
+        if self.running:
+            if not force:
+                status = "paused" if self.state.get("Paused") else "running"
+                raise Conflict(f"You cannot remove a {status} container {self.id}. Stop the container "
+                               "before attempting removal or force remove",
+                               hint=f"`sandbox stop {self.name}` first, or `sandbox rm -f {self.name}`")
+            self.removing = True
+            self._kill_now()
+        self.removing = True
+        if self.restart_timer is not None:
+            self.restart_timer.cancel()
+        self.state["Status"] = "removing"
+        with contextlib.suppress(OSError):
+            self.save()
+        with contextlib.suppress(SandboxError, OSError):
+            if self.rc is None:
+                self.rc = self.host.runtime_for(self.rec).get(self.id)
+            self.rc.delete(force=True)
+        self.rc = None
+        self.io.close()
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        setup.unmount_rootfs(self.dir)
+        with contextlib.suppress(OSError, SandboxError):
+            self.host.store.release(f"container-{self.id}")
+        doomed = self.dir.with_name(f".removing-{self.id}")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(self.dir, doomed)  # the record is gone in one step
+        self.host.forget(self.id)
+        if volumes:
+            for m in self.rec.get("Mounts") or []:
+                if m.get("Type") == "volume" and self.host.volumes.is_anonymous(m["Name"]):
+                    with contextlib.suppress(SandboxError, OSError):
+                        self.host.volumes.remove(m["Name"])
+        self.event("destroy")
+        self.removed()  # answer `run --rm` and `wait` now; the files go when no client waits
+        self.host.loop.when_idle(lambda: shutil.rmtree(doomed, ignore_errors=True))
+
+    def _kill_now(self) -> None:
+        """SIGKILL everything in the container and handle its exit before returning."""
+        rc = self.rc
+        assert rc is not None
+        pid = rc.pid
+        callback = self.host.loop.children.pop(pid, None)
+        with contextlib.suppress(SandboxError, OSError):
+            cg = rc.cgroup
+            if cg is not None and cg.exists():
+                cg.kill()
+            else:
+                rc.kill(signal.SIGKILL)
+        status = None
+        if callback is not None:
+            with contextlib.suppress(ChildProcessError):
+                _, status = os.waitpid(pid, 0)
+        code = exit_code_of(status) if status is not None else 137
+        self.exited(code)
+
+    # ------------------------------------------------------------------ exec
+
+    def exec(self, cfg: dict[str, Any], sink: Any, *, done: Callable[[int, bytes], None] | None = None,
+             conn: Any = None, stdin: bool = False, timeout: float | None = None) -> execs.ExecSession:
+        """Start docker's exec ``cfg`` in this running container; its output goes to ``sink``."""
+        if not self.running or self.rc is None:
+            raise InvalidStateTransition(f"container {self.id} is not running", state=self.state["Status"],
+                                         hint=f"start it first: `sandbox start {self.name}`")
+        if self.state.get("Paused"):
+            raise InvalidStateTransition(f"container {self.id} is paused, unpause the container before exec",
+                                         state="paused", hint=f"`sandbox unpause {self.name}`")
+        if not cfg.get("Cmd"):
+            raise UsageError("exec needs a command", hint="for example: sandbox exec NAME ls /")
+        process = execs.exec_process(self.rc.spec["process"], cfg, self.dir / "rootfs",
+                                     self.host.facts.bounding_set)
+        return execs.spawn(self.host.loop, self.host.execs, self.rc, process, sink, done=done, conn=conn,
+                           stdin=stdin, timeout=timeout)
 
     # ------------------------------------------------------------------ restart policy
 
@@ -575,7 +455,7 @@ class Box:
         sandbox["Backoff"] = delay
         self.state.update(Restarting=True, Status="restarting")
         self.save()
-        self.restart_timer = self.sup.loop.call_later(delay, self._restart_now)
+        self.restart_timer = self.host.loop.call_later(delay, self._restart_now)
 
     def _restart_now(self) -> None:
         self.restart_timer = None
@@ -591,108 +471,3 @@ class Box:
             self.save()
             if self._should_restart(int(self.state.get("ExitCode") or 1)):
                 self._schedule_restart()
-
-    # ------------------------------------------------------------------ health checks
-
-    def _health_conf(self) -> dict[str, Any] | None:
-        hc = self.rec["Config"].get("Healthcheck") or {}
-        test = hc.get("Test") or []
-        if not test or test[0] == "NONE":
-            return None
-        return hc
-
-    def _health_reset(self) -> None:
-        if self._health_conf() is not None:
-            self.state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
-
-    def _schedule_health(self, first: bool = False) -> None:
-        hc = self._health_conf()
-        if hc is None or not self.running:
-            return
-        interval = (hc.get("Interval") or 30 * 10**9) / 1e9
-        if first and hc.get("StartInterval") and self.state["Health"]["Status"] == "starting":
-            interval = hc["StartInterval"] / 1e9
-        self.health_timer = self.sup.loop.call_later(interval, self._run_health)
-
-    def _run_health(self) -> None:
-        self.health_timer = None
-        hc = self._health_conf()
-        if hc is None or not self.running or self.rc is None:
-            return
-        if self.state.get("Paused"):
-            self._schedule_health()
-            return
-        test = hc["Test"]
-        args = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else list(test[1:])
-        timeout = (hc.get("Timeout") or 30 * 10**9) / 1e9
-        started = now_text()
-        collector = _Collector()
-
-        def done(code: int, output: bytes) -> None:
-            self._health_result(hc, started, code, output)
-
-        try:
-            self.sup.start_exec(self, {"Cmd": args, "Env": [], "WorkingDir": "", "User": "",
-                                       "Tty": False}, collector, done=done, timeout=timeout)
-        except SandboxError as e:
-            self._health_result(hc, started, -1, str(e).encode())
-
-    def _health_result(self, hc: dict[str, Any], started: str, code: int, output: bytes) -> None:
-        health = self.state.get("Health")
-        if health is None or not self.running:
-            return
-        health["Log"] = (health.get("Log") or [])[-(HEALTH_LOG_KEEP - 1):] + [{
-            "Start": started, "End": now_text(), "ExitCode": code,
-            "Output": output[:HEALTH_OUTPUT_MAX].decode(errors="replace")}]
-        retries = int(hc.get("Retries") or 3)
-        start_period = (hc.get("StartPeriod") or 0) / 1e9
-        in_grace = time.monotonic() - float(self.rec["Sandbox"].get("LastStart") or 0) < start_period
-        old = health["Status"]
-        if code == 0:
-            health.update(Status="healthy", FailingStreak=0)
-        elif not (in_grace and old == "starting"):
-            health["FailingStreak"] = int(health.get("FailingStreak") or 0) + 1
-            if health["FailingStreak"] >= retries:
-                health["Status"] = "unhealthy"
-        self.save()
-        if health["Status"] != old:
-            self.event(f"health_status: {health['Status']}")
-        self._schedule_health()
-
-
-class _Collector:
-    """Output sink of a health check: keeps the first few KiB."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def send(self, stream: int, data: bytes) -> None:
-        if len(self.data) < HEALTH_OUTPUT_MAX:
-            self.data += data[: HEALTH_OUTPUT_MAX - len(self.data)]
-
-
-def exit_code_from_pidfd(pidfd: int, pid: int) -> int | None:
-    """The exit code of a process that is not our child (an adopted container).
-
-    Linux 6.15+ keeps it for holders of a pidfd (PIDFD_GET_INFO with
-    PIDFD_INFO_EXIT); before it is reaped, /proc/PID/stat field 52 has it too.
-    """
-    status = kernel.pidfd_exit_status(pidfd)
-    if status is None:
-        status = zombie_exit_status(pid)
-    return None if status is None else exit_code_of(status)
-
-
-def zombie_exit_status(pid: int) -> int | None:
-    """A zombie's wait status: field 52 of /proc/PID/stat (Linux 3.5+), readable by anyone."""
-    fields = proc_stat_fields(pid)
-    if fields is None or fields[0] != b"Z" or len(fields) < 50:
-        return None
-    return int(fields[-1])
-
-
-def alive(pid: int, start_time: int) -> bool:
-    return pid > 0 and process_start_time(pid) == start_time
-
-
-Callback = Callable[..., None]

@@ -1,0 +1,66 @@
+"""The supervisor's state: the store, the runtimes, the event loop and one Box per container.
+
+:class:`Core` is everything a request handler and a Box use; the process
+around it (the socket, the dispatch table, signals) is :mod:`server`.  Every
+record is a Box here, so finding a container or a free name never reads the
+disk, and a create costs the same with a hundred containers as with none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..containers import setup
+from ..containers.records import ContainerStore
+from ..containers.volumes import VolumeStore
+from ..runtime.container import Runtime
+from .box import Box
+from .events import EventLog
+from .loop import Loop
+
+
+class Core:
+    def __init__(self, root: Path) -> None:
+        from ..image.store import Store
+        self.root = root
+        self.store = Store(root)
+        self.containers = ContainerStore(root)
+        self._images: Any = None
+        self.containers.dir.mkdir(exist_ok=True)
+        self.volumes = VolumeStore(root)
+        self.run_dir = root / "run"
+        self.runtime = Runtime(str(self.run_dir / "runtime"))
+        from .runc import RuncRuntime
+        self.runc = RuncRuntime(str(self.run_dir / "runc"), self.runtime.open_cgroup)
+        self.facts = setup.HostFacts()
+        self.loop = Loop()
+        self.boxes: dict[str, Box] = {}
+        self.execs: set[Any] = set()
+        self.events = EventLog(root / "events.jsonl")
+
+    @property
+    def images(self) -> Any:
+        """The image store, loaded on the first create by name."""
+        if self._images is None:
+            from ..image.images import ImageStore
+            self._images = ImageStore(self.store)
+        return self._images
+
+    def runtime_for(self, rec: dict[str, Any]) -> Any:
+        """The runtime a container was created for: ours, or runc (``--runtime runc``)."""
+        return self.runc if (rec.get("HostConfig") or {}).get("Runtime") == "runc" else self.runtime
+
+    def forget(self, box_id: str) -> None:
+        self.boxes.pop(box_id, None)
+
+    def box(self, ref: str) -> Box:
+        """The container ``ref`` names (id, name or id prefix), found among the boxes in memory."""
+        box = self.boxes.get(ref)
+        if box is not None:
+            return box
+        return self.boxes[self.containers.resolve(ref, [b.rec for b in self.boxes.values()])]
+
+    def taken_names(self) -> dict[str, str]:
+        """name -> id of every container."""
+        return {b.name: b.id for b in self.boxes.values()}
