@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterable
 
-from . import __version__
+from ._version import __version__
 
 if TYPE_CHECKING:
     from .image.images import Image, ImageStore
@@ -154,7 +154,7 @@ class Engine:
         """``engine.volumes`` (loaded on first use: a cold ``sandbox run`` does not need it)."""
         if self._volumes is None:
             from .containers.volume_api import VolumeCollection
-            self._volumes = VolumeCollection(self)
+            self._volumes = VolumeCollection(self.root)
         return self._volumes
 
     @property

@@ -29,7 +29,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..errors import BuildError, DockerfileSyntaxError, ImageNotFound, SandboxError
 from ..humanize import shorten
@@ -43,13 +43,31 @@ from .stages import plan as make_plan
 from .stages import stage_dependencies
 
 if TYPE_CHECKING:
-    from ..engine import Engine
-    from ..image.images import Image
+    from ..containers.api import ContainerCollection
+    from ..image.images import Image, ImageStore
     from ..image.layers import LayerBlob
+    from ..image.store import Store
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 NO_IMAGE = "sha256:" + "0" * 64
+
+
+class BuildServices(Protocol):
+    """What a build uses of the engine; :class:`sandbox.Engine` is one.
+
+    A protocol, not the Engine class: the builder is below the engine, which
+    imports it for ``Engine.build``.
+    """
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def image_store(self) -> ImageStore: ...
+
+    @property
+    def containers(self) -> ContainerCollection: ...
 
 
 @dataclass
@@ -105,7 +123,7 @@ class Prepared:
 class Builder:
     """One build.  ``Builder(engine, context, ...).build()`` returns the Image."""
 
-    def __init__(self, engine: "Engine", context: str | os.PathLike[str] | None, *,
+    def __init__(self, engine: BuildServices, context: str | os.PathLike[str] | None, *,
                  dockerfile: str | os.PathLike[str] | None = None, dockerfile_text: str | None = None,
                  tags: list[str] | tuple[str, ...] = (), build_args: dict[str, str] | None = None,
                  target: str | None = None, no_cache: bool = False, labels: dict[str, str] | None = None,

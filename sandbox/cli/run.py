@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any, Iterator
 
+from .streams import output_writer
+
 
 def register(sub: Any) -> None:
     from ..containers.options import add_create_flags
@@ -76,29 +78,6 @@ def attached(engine: Any, cid: str, out: Any, *, stdin_fd: int | None, tty: bool
         if start:
             return int(engine.containers.start_attached(cid, write, stdin_fd=stdin_fd, on_start=on_start))
         return int(container.attach_stream(write, stdin_fd=stdin_fd))
-
-
-def output_writer(out: Any) -> Any:
-    """A callback writing stream 1 to ``out`` and stream 2 to stderr, bytes where possible."""
-    out_bin = getattr(out, "buffer", None)
-    err_bin = getattr(sys.stderr, "buffer", None)
-
-    def write(stream: int, data: bytes) -> None:
-        if stream == 1:
-            if out_bin is not None:
-                out_bin.write(data)
-                out_bin.flush()
-            else:
-                out.write(data.decode(errors="replace"))
-                with contextlib.suppress(AttributeError, ValueError):
-                    out.flush()
-        else:
-            if err_bin is not None:
-                err_bin.write(data)
-                err_bin.flush()
-            else:
-                sys.stderr.write(data.decode(errors="replace"))
-    return write
 
 
 def _stdin_fd() -> int | None:

@@ -19,18 +19,44 @@ import builtins
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple, Protocol
 
 from ..errors import (ContainerError, ContainerNotFound, InvalidStateTransition,
                       SandboxError, UsageError)
 from .records import ContainerStore
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from pathlib import Path
+
+    from ..image.images import ImageStore
+    from ..image.store import Store
     from ..supervisor.client import Client
 
 OutputFn = Callable[[int, bytes], None]
 STDOUT, STDERR = 1, 2
+
+
+class EngineServices(Protocol):
+    """What the container API uses of the engine that made it; :class:`sandbox.Engine` is one.
+
+    A protocol, not the Engine class: this module is below the engine, and
+    naming the class would be an arrow up the layers (and a circle, since the
+    engine builds its ``containers`` from here).
+    """
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def image_store(self) -> ImageStore: ...
+
+    @property
+    def supervisor(self) -> Client: ...
+
+    def ensure_supervisor(self) -> dict[str, Any]: ...
 
 
 class RunResult(NamedTuple):
@@ -60,7 +86,7 @@ class ExecResult(NamedTuple):
 class ContainerCollection:
     """``engine.containers``."""
 
-    def __init__(self, engine: "Engine") -> None:
+    def __init__(self, engine: EngineServices) -> None:
         self._engine = engine
         self.records = ContainerStore(engine.root)
 
@@ -179,7 +205,7 @@ class ContainerCollection:
         return dict(self.client.call("prune", labels=labels))
 
 
-def _filter(engine: "Engine", r: dict[str, Any], key: str, value: str) -> bool:
+def _filter(engine: EngineServices, r: dict[str, Any], key: str, value: str) -> bool:
     st = r["State"]
     if key == "status":
         return bool(st.get("Status") == value)
@@ -251,7 +277,7 @@ class Container:
 
     @property
     def image(self) -> Any:
-        return self.collection._engine.images.get(self.attrs["Image"])
+        return self.collection._engine.image_store.get(self.attrs["Image"])
 
     @property
     def pid(self) -> int:
@@ -481,8 +507,10 @@ class Container:
                author: str | None = None, changes: Any = None, conf: dict[str, Any] | None = None,
                pause: bool = True) -> Any:
         from .commit import commit
-        return commit(self, repository=repository, tag=tag, message=message, author=author,
-                      changes=changes, conf=conf, pause=pause)
+        self.reload()
+        engine = self.collection._engine
+        return commit(engine.image_store, self._client, self.attrs, self.dir, repository=repository, tag=tag,
+                      message=message, author=author, changes=changes, conf=conf, pause=pause)
 
     @contextlib.contextmanager
     def merged_rootfs(self, writable: bool = False, with_mounts: bool = False) -> Iterator[Any]:
