@@ -355,7 +355,7 @@ class Container:
 
     def update(self, **kwargs: Any) -> dict[str, Any]:
         """docker update: mem_limit, memswap_limit, cpu_shares, nano_cpus/cpus, cpuset_cpus, pids_limit, ..."""
-        from .options import parse_bytes, parse_restart
+        from .parse import parse_bytes, parse_restart
         names = {"mem_limit": "Memory", "memswap_limit": "MemorySwap", "mem_reservation": "MemoryReservation",
                  "cpu_shares": "CpuShares", "cpu_quota": "CpuQuota", "cpu_period": "CpuPeriod",
                  "nano_cpus": "NanoCpus", "cpuset_cpus": "CpusetCpus", "pids_limit": "PidsLimit",
