@@ -12,7 +12,8 @@ import builtins
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ._version import __version__
 
@@ -30,7 +31,7 @@ def default_root() -> Path:
 class ImageCollection:
     """``engine.images``: find, list, name, remove, move and make images."""
 
-    def __init__(self, engine: "Engine") -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     @property

@@ -29,7 +29,8 @@ import argparse
 import ast
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The top-level packages drawn; imports of anything else (the standard library,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .streams import output_writer
 
@@ -103,7 +104,6 @@ def raw_terminal(fd: int | None) -> Iterator[None]:
 
 
 def run_start(engine: Any, args: Any, out: Any) -> int:
-    from ..errors import SandboxError
     if (args.attach or args.interactive) and len(args.containers) > 1:
         from ..errors import UsageError
         raise UsageError("you cannot start and attach multiple containers at once")

@@ -19,10 +19,10 @@ import builtins
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple, Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
-from ..errors import (ContainerError, ContainerNotFound, InvalidStateTransition,
-                      SandboxError, UsageError)
+from ..errors import (ContainerError, ContainerNotFound, SandboxError, UsageError)
 from .records import ContainerStore
 
 if TYPE_CHECKING:
@@ -91,12 +91,12 @@ class ContainerCollection:
         self.records = ContainerStore(engine.root)
 
     @property
-    def client(self) -> "Client":
+    def client(self) -> Client:
         return self._engine.supervisor
 
     # ------------------------------------------------------------------ making
 
-    def create(self, image: str, command: str | builtins.list[str] | None = None, **kwargs: Any) -> "Container":
+    def create(self, image: str, command: str | builtins.list[str] | None = None, **kwargs: Any) -> Container:
         return self.get(self.create_id(image, command, **kwargs))
 
     def create_id(self, image: str, command: str | builtins.list[str] | None = None, **kwargs: Any) -> str:
@@ -106,7 +106,7 @@ class ContainerCollection:
         return self._create(image, config, host, name, command_given=command is not None)
 
     def create_from(self, image: str, config: dict[str, Any], host: dict[str, Any], name: str | None,
-                    *, command_given: bool) -> "Container":
+                    *, command_given: bool) -> Container:
         """Create from docker's Config/HostConfig (what the CLI parser produces)."""
         return self.get(self._create(image, config, host, name, command_given=command_given))
 
@@ -177,12 +177,12 @@ class ContainerCollection:
 
     # ------------------------------------------------------------------ finding
 
-    def get(self, ref: str) -> "Container":
+    def get(self, ref: str) -> Container:
         cid = self.records.resolve(ref)
         return Container(self, self.records.load(cid))
 
     def list(self, all: bool = False, filters: dict[str, Any] | None = None, limit: int = -1,
-             since: str | None = None, before: str | None = None) -> builtins.list["Container"]:
+             since: str | None = None, before: str | None = None) -> builtins.list[Container]:
         self._engine.ensure_supervisor()
         records = sorted(self.records.all(), key=lambda r: r.get("Created", ""), reverse=True)
         if since:
@@ -248,7 +248,7 @@ class Container:
         return container_html(self)
 
     @property
-    def _client(self) -> "Client":
+    def _client(self) -> Client:
         return self.collection.client
 
     @property
@@ -287,7 +287,7 @@ class Container:
     def dir(self) -> Any:
         return self.collection.records.path(self.id)
 
-    def reload(self) -> "Container":
+    def reload(self) -> Container:
         self.attrs = self.collection.records.load(self.id)
         return self
 

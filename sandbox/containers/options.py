@@ -14,7 +14,8 @@ import argparse
 import os
 import re
 import shlex
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..errors import UsageError
 from .parse import (VALID_NAME, bad_value, normalize_caps, parse_bytes, parse_cpus, parse_device, parse_duration,

@@ -19,7 +19,7 @@ class Volume:
 
     id = name
 
-    def reload(self) -> "Volume":
+    def reload(self) -> Volume:
         self.attrs = self._store.get(self.name)
         return self
 
