@@ -355,23 +355,8 @@ class Container:
 
     def update(self, **kwargs: Any) -> dict[str, Any]:
         """docker update: mem_limit, memswap_limit, cpu_shares, nano_cpus/cpus, cpuset_cpus, pids_limit, ..."""
-        from .parse import parse_bytes, parse_restart
-        names = {"mem_limit": "Memory", "memswap_limit": "MemorySwap", "mem_reservation": "MemoryReservation",
-                 "cpu_shares": "CpuShares", "cpu_quota": "CpuQuota", "cpu_period": "CpuPeriod",
-                 "nano_cpus": "NanoCpus", "cpuset_cpus": "CpusetCpus", "pids_limit": "PidsLimit",
-                 "restart_policy": "RestartPolicy"}
-        resources: dict[str, Any] = {}
-        for key, value in kwargs.items():
-            if key == "cpus":
-                resources["NanoCpus"] = int(float(value) * 1e9)
-            elif key not in names:
-                raise UsageError(f"update() got an unexpected keyword argument {key!r}")
-            elif key in ("mem_limit", "memswap_limit", "mem_reservation") and value is not None:
-                resources[names[key]] = -1 if value == -1 else parse_bytes(value, "--" + key)
-            elif key == "restart_policy" and isinstance(value, str):
-                resources["RestartPolicy"] = parse_restart(value)
-            else:
-                resources[names[key]] = value
+        from .options import resources_from_update
+        resources = resources_from_update(kwargs)
         from .defaults import check_resources
         check_resources(resources)
         result = dict(self._client.call("update", id=self.id, resources=resources))

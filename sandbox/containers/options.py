@@ -229,6 +229,30 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
     return config, host, name
 
 
+#: ``update()`` keyword -> the HostConfig field it changes.
+_UPDATE_FIELDS = {"mem_limit": "Memory", "memswap_limit": "MemorySwap", "mem_reservation": "MemoryReservation",
+                  "cpu_shares": "CpuShares", "cpu_quota": "CpuQuota", "cpu_period": "CpuPeriod",
+                  "nano_cpus": "NanoCpus", "cpuset_cpus": "CpusetCpus", "pids_limit": "PidsLimit",
+                  "restart_policy": "RestartPolicy"}
+
+
+def resources_from_update(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """docker-py's ``container.update(...)`` keywords as the HostConfig fields they change (not yet checked)."""
+    resources: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key == "cpus":
+            resources["NanoCpus"] = int(float(value) * 1e9)
+        elif key not in _UPDATE_FIELDS:
+            raise UsageError(f"update() got an unexpected keyword argument {key!r}")
+        elif key in ("mem_limit", "memswap_limit", "mem_reservation") and value is not None:
+            resources[_UPDATE_FIELDS[key]] = -1 if value == -1 else parse_bytes(value, "--" + key)
+        elif key == "restart_policy" and isinstance(value, str):
+            resources["RestartPolicy"] = parse_restart(value)
+        else:
+            resources[_UPDATE_FIELDS[key]] = value
+    return resources
+
+
 # --------------------------------------------------------------- the steps of config_from_kwargs, in order
 
 def _container_name(name: Any) -> str | None:
