@@ -6,11 +6,12 @@ imports, imports inside functions (the lazy ones that keep a cold
 import that runs late, or only for mypy, is still a dependency, and a circle
 through it is still a circle.  Importing ``a.b.c`` counts as an arrow to
 ``a.b.c`` only, not to the packages ``a`` and ``a.b`` that Python runs
-first (as import-linter and pydeps count), so a module may import its
-siblings without pointing at its package's ``__init__``.  Imports made by
-name at run time (``importlib.import_module``) are invisible here; the
-modules that use it name the same modules under ``TYPE_CHECKING`` or in a
-table the reader can follow.
+first, so a module may import its siblings without pointing at its
+package's ``__init__``; ``from . import name`` of something that is not a
+module is an arrow to the package.  Imports made by name at run time
+(``importlib.import_module``: the facade's lazy names, the magics' views,
+the CLI's verb table) are invisible here; the facade names its lazy modules
+again under ``TYPE_CHECKING``, so its arrows are seen.
 
 :data:`LAYERS` is the layer table of ``shared/DESIGN.md`` ("Layers of the
 system") written down once: ``tests/unit/test_import_graph.py`` checks the
@@ -28,8 +29,8 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
-from pathlib import Path
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,10 @@ class Edge(NamedTuple):
     line: int
 
 
+#: Which kind of arrow wins when a module imports another more than once.
+_RANK = {"top": 0, "lazy": 1, "type": 2}
+
+
 def module_files(root: Path = ROOT) -> dict[str, Path]:
     """Module name -> its file, for every module of :data:`PACKAGES`."""
     found: dict[str, Path] = {}
@@ -96,7 +101,7 @@ def _imports(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, str]]
                     yield from walk(ast.Module(body=[stmt], type_ignores=[]), "type")
                 for stmt in child.orelse:
                     yield from walk(ast.Module(body=[stmt], type_ignores=[]), kind)
-            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 yield from walk(child, "type" if kind == "type" else "lazy")
             else:
                 yield from walk(child, kind)
@@ -126,7 +131,6 @@ def edges(modules: dict[str, Path] | None = None) -> list[Edge]:
     """Every arrow between our modules, one per import of a module (duplicates kept once, strongest kind)."""
     modules = module_files() if modules is None else modules
     best: dict[tuple[str, str], Edge] = {}
-    rank = {"top": 0, "lazy": 1, "type": 2}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
         for node, kind in _imports(tree):
@@ -142,7 +146,7 @@ def edges(modules: dict[str, Path] | None = None) -> list[Edge]:
                     continue
                 edge = Edge(name, target, kind, node.lineno)
                 old = best.get((name, target))
-                if old is None or rank[kind] < rank[old.kind]:
+                if old is None or _RANK[kind] < _RANK[old.kind]:
                     best[(name, target)] = edge
     return sorted(best.values())
 
@@ -208,8 +212,13 @@ def circles(all_edges: Iterable[Edge]) -> list[list[str]]:
 
 
 def package_of(module: str) -> str:
-    """The node of ``--packages``: ``sandbox.image.store`` -> ``sandbox.image``; top modules stay."""
+    """The node of ``--packages``: ``sandbox.image.store`` -> ``sandbox.image``, ``magics.views`` -> ``magics``.
+
+    The engine's top-level modules (``sandbox.engine``, ``sandbox.errors``) stay nodes of their own.
+    """
     parts = module.split(".")
+    if parts[0] != "sandbox":
+        return parts[0]
     return ".".join(parts[:2]) if len(parts) > 2 or module in _SUBPACKAGES else module
 
 
@@ -221,7 +230,8 @@ def collapse(all_edges: Iterable[Edge]) -> list[Edge]:
     best: dict[tuple[str, str], Edge] = {}
     for e in all_edges:
         s, t = package_of(e.source), package_of(e.target)
-        if s != t and (s, t) not in best:
+        old = best.get((s, t))
+        if s != t and (old is None or _RANK[e.kind] < _RANK[old.kind]):
             best[(s, t)] = Edge(s, t, e.kind, e.line)
     return sorted(best.values())
 
@@ -264,16 +274,16 @@ def dot(all_edges: list[Edge]) -> str:
 
 def text(all_edges: list[Edge]) -> str:
     """Each module and what it imports; ``~`` marks a lazy import, ``?`` a TYPE_CHECKING one."""
+    marks = {"top": "", "lazy": "~", "type": "?"}
+    by_source: dict[str, list[Edge]] = {}
+    for e in all_edges:
+        by_source.setdefault(e.source, []).append(e)
     out: list[str] = []
     for i, (name, why, _) in enumerate(LAYERS):
         out.append(f"== {i} {name}: {why}")
-        by_source: dict[str, list[Edge]] = {}
-        for e in all_edges:
-            by_source.setdefault(e.source, []).append(e)
         for m in sorted(module_files()):
             if layer_of(m) != i:
                 continue
-            marks = {"top": "", "lazy": "~", "type": "?"}
             targets = " ".join(marks[e.kind] + e.target for e in by_source.get(m, []))
             out.append(f"  {m}" + (f" -> {targets}" if targets else ""))
     return "\n".join(out) + "\n"
@@ -312,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _package_text(pkg_edges: list[Edge]) -> str:
+    """Each package and the packages it imports, by layer."""
     out = []
     for i, (name, why, _) in enumerate(LAYERS):
         out.append(f"== {i} {name}: {why}")
