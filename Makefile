@@ -69,8 +69,9 @@ $(STAMP): pyproject.toml | $(VPY)
 test: setup ## run unit, integration and lab tests (the CI gate)
 	$(VPY) -m pytest tests/unit tests/integration tests/labs -q -ra $(PYTEST_ARGS)
 
-lint: setup ## type-check the engine and the magics (mypy)
+lint: setup ## type-check the engine and the magics (mypy), then ruff (rules in pyproject.toml)
 	$(VPY) -m mypy sandbox magics --ignore-missing-imports
+	$(VPY) -m ruff check sandbox magics tools tests benchmarks
 
 lab: setup ## start JupyterLab on 127.0.0.1 with the labs/ folder
 	$(VENV)/bin/jupyter lab --notebook-dir=labs --ip=127.0.0.1 --no-browser \

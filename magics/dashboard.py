@@ -12,7 +12,8 @@ it.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sandbox.display import table
 from sandbox.errors import SandboxError

@@ -153,7 +153,7 @@ class DockerMagics(Magics):
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            from sandbox import Engine
+            from sandbox.engine import Engine
             self._engine = Engine()
         return self._engine
 

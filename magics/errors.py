@@ -10,7 +10,6 @@ student's own line is quoted from the cell, with its number.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 
 def show_error(error: Exception, *, source: str | None = None, first_line: int = 1) -> None:

@@ -30,7 +30,7 @@ def refresh_button(callback: Any) -> Any:
 def _engine(engine: Any) -> Any:
     if engine is not None:
         return engine
-    from sandbox import Engine
+    from sandbox.engine import Engine
     return Engine()
 
 

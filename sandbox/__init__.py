@@ -6,9 +6,10 @@ The public API is what this module exports (``__all__``, checked by a test):
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
-from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound,  # noqa: E402
+from ._version import __version__
+from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound,
                      BootstrapError, Conflict, ImageInUse, ImageNotFound, InvalidReference,
                      KernelError, LayerError, LayerNotFound, NotFound, PermissionRequired,
                      SandboxError, StoreCorrupt, UnsafeLayerEntry, UsageError,
@@ -18,7 +19,6 @@ from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound
                      ContainerStartError, CommandNotFound, CommandNotExecutable,
                      VolumeNotFound, ContainerError, SupervisorError,
                      DockerfileSyntaxError, BuildError)
-from typing import TYPE_CHECKING, Any  # noqa: E402
 
 if TYPE_CHECKING:
     from .engine import Engine, default_root
@@ -43,9 +43,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sandbox' has no attribute {name!r}")
 
 
-
 def load_ipython_extension(ipython: object) -> None:
-    """``%load_ext sandbox`` registers the notebook magics (see the ``magics`` package)."""
+    """``%load_ext sandbox`` registers the notebook magics (see the ``magics`` package).
+
+    The one arrow from the engine's side up to the notebook layer: IPython
+    looks for this function on the module named in ``%load_ext``.  The magics
+    themselves import ``sandbox.engine``, never this facade, so the two do
+    not form a circle.
+    """
     from magics import load_ipython_extension as load
     load(ipython)
 

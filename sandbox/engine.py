@@ -12,9 +12,10 @@ import builtins
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import __version__
+from ._version import __version__
 
 if TYPE_CHECKING:
     from .image.images import Image, ImageStore
@@ -30,7 +31,7 @@ def default_root() -> Path:
 class ImageCollection:
     """``engine.images``: find, list, name, remove, move and make images."""
 
-    def __init__(self, engine: "Engine") -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     @property
@@ -154,7 +155,7 @@ class Engine:
         """``engine.volumes`` (loaded on first use: a cold ``sandbox run`` does not need it)."""
         if self._volumes is None:
             from .containers.volume_api import VolumeCollection
-            self._volumes = VolumeCollection(self)
+            self._volumes = VolumeCollection(self.root)
         return self._volumes
 
     @property

@@ -56,7 +56,7 @@ def _start(sock: socket.socket, cid: str, args: Any, out: Any) -> int:
         _call(sock, "start", id=cid)
         out.write(cid + "\n")
         return 0
-    from .run import output_writer
+    from .streams import output_writer
     _call(sock, "start", id=cid, attach=True)
     final = protocol.follow(sock, output_writer(out))
     if final is None:

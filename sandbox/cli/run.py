@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
+
+from .streams import output_writer
 
 
 def register(sub: Any) -> None:
@@ -78,29 +81,6 @@ def attached(engine: Any, cid: str, out: Any, *, stdin_fd: int | None, tty: bool
         return int(container.attach_stream(write, stdin_fd=stdin_fd))
 
 
-def output_writer(out: Any) -> Any:
-    """A callback writing stream 1 to ``out`` and stream 2 to stderr, bytes where possible."""
-    out_bin = getattr(out, "buffer", None)
-    err_bin = getattr(sys.stderr, "buffer", None)
-
-    def write(stream: int, data: bytes) -> None:
-        if stream == 1:
-            if out_bin is not None:
-                out_bin.write(data)
-                out_bin.flush()
-            else:
-                out.write(data.decode(errors="replace"))
-                with contextlib.suppress(AttributeError, ValueError):
-                    out.flush()
-        else:
-            if err_bin is not None:
-                err_bin.write(data)
-                err_bin.flush()
-            else:
-                sys.stderr.write(data.decode(errors="replace"))
-    return write
-
-
 def _stdin_fd() -> int | None:
     try:
         return sys.stdin.fileno()
@@ -124,7 +104,6 @@ def raw_terminal(fd: int | None) -> Iterator[None]:
 
 
 def run_start(engine: Any, args: Any, out: Any) -> int:
-    from ..errors import SandboxError
     if (args.attach or args.interactive) and len(args.containers) > 1:
         from ..errors import UsageError
         raise UsageError("you cannot start and attach multiple containers at once")

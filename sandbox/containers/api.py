@@ -19,18 +19,44 @@ import builtins
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
-from ..errors import (ContainerError, ContainerNotFound, InvalidStateTransition,
-                      SandboxError, UsageError)
+from ..errors import (ContainerError, ContainerNotFound, SandboxError, UsageError)
 from .records import ContainerStore
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from pathlib import Path
+
+    from ..image.images import ImageStore
+    from ..image.store import Store
     from ..supervisor.client import Client
 
 OutputFn = Callable[[int, bytes], None]
 STDOUT, STDERR = 1, 2
+
+
+class EngineServices(Protocol):
+    """What the container API uses of the engine that made it; :class:`sandbox.Engine` is one.
+
+    A protocol, not the Engine class: this module is below the engine, and
+    naming the class would be an arrow up the layers (and a circle, since the
+    engine builds its ``containers`` from here).
+    """
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def image_store(self) -> ImageStore: ...
+
+    @property
+    def supervisor(self) -> Client: ...
+
+    def ensure_supervisor(self) -> dict[str, Any]: ...
 
 
 class RunResult(NamedTuple):
@@ -60,17 +86,17 @@ class ExecResult(NamedTuple):
 class ContainerCollection:
     """``engine.containers``."""
 
-    def __init__(self, engine: "Engine") -> None:
+    def __init__(self, engine: EngineServices) -> None:
         self._engine = engine
         self.records = ContainerStore(engine.root)
 
     @property
-    def client(self) -> "Client":
+    def client(self) -> Client:
         return self._engine.supervisor
 
     # ------------------------------------------------------------------ making
 
-    def create(self, image: str, command: str | builtins.list[str] | None = None, **kwargs: Any) -> "Container":
+    def create(self, image: str, command: str | builtins.list[str] | None = None, **kwargs: Any) -> Container:
         return self.get(self.create_id(image, command, **kwargs))
 
     def create_id(self, image: str, command: str | builtins.list[str] | None = None, **kwargs: Any) -> str:
@@ -80,7 +106,7 @@ class ContainerCollection:
         return self._create(image, config, host, name, command_given=command is not None)
 
     def create_from(self, image: str, config: dict[str, Any], host: dict[str, Any], name: str | None,
-                    *, command_given: bool) -> "Container":
+                    *, command_given: bool) -> Container:
         """Create from docker's Config/HostConfig (what the CLI parser produces)."""
         return self.get(self._create(image, config, host, name, command_given=command_given))
 
@@ -151,12 +177,12 @@ class ContainerCollection:
 
     # ------------------------------------------------------------------ finding
 
-    def get(self, ref: str) -> "Container":
+    def get(self, ref: str) -> Container:
         cid = self.records.resolve(ref)
         return Container(self, self.records.load(cid))
 
     def list(self, all: bool = False, filters: dict[str, Any] | None = None, limit: int = -1,
-             since: str | None = None, before: str | None = None) -> builtins.list["Container"]:
+             since: str | None = None, before: str | None = None) -> builtins.list[Container]:
         self._engine.ensure_supervisor()
         records = sorted(self.records.all(), key=lambda r: r.get("Created", ""), reverse=True)
         if since:
@@ -179,7 +205,7 @@ class ContainerCollection:
         return dict(self.client.call("prune", labels=labels))
 
 
-def _filter(engine: "Engine", r: dict[str, Any], key: str, value: str) -> bool:
+def _filter(engine: EngineServices, r: dict[str, Any], key: str, value: str) -> bool:
     st = r["State"]
     if key == "status":
         return bool(st.get("Status") == value)
@@ -222,7 +248,7 @@ class Container:
         return container_html(self)
 
     @property
-    def _client(self) -> "Client":
+    def _client(self) -> Client:
         return self.collection.client
 
     @property
@@ -251,7 +277,7 @@ class Container:
 
     @property
     def image(self) -> Any:
-        return self.collection._engine.images.get(self.attrs["Image"])
+        return self.collection._engine.image_store.get(self.attrs["Image"])
 
     @property
     def pid(self) -> int:
@@ -261,7 +287,7 @@ class Container:
     def dir(self) -> Any:
         return self.collection.records.path(self.id)
 
-    def reload(self) -> "Container":
+    def reload(self) -> Container:
         self.attrs = self.collection.records.load(self.id)
         return self
 
@@ -329,23 +355,8 @@ class Container:
 
     def update(self, **kwargs: Any) -> dict[str, Any]:
         """docker update: mem_limit, memswap_limit, cpu_shares, nano_cpus/cpus, cpuset_cpus, pids_limit, ..."""
-        from .options import parse_bytes, parse_restart
-        names = {"mem_limit": "Memory", "memswap_limit": "MemorySwap", "mem_reservation": "MemoryReservation",
-                 "cpu_shares": "CpuShares", "cpu_quota": "CpuQuota", "cpu_period": "CpuPeriod",
-                 "nano_cpus": "NanoCpus", "cpuset_cpus": "CpusetCpus", "pids_limit": "PidsLimit",
-                 "restart_policy": "RestartPolicy"}
-        resources: dict[str, Any] = {}
-        for key, value in kwargs.items():
-            if key == "cpus":
-                resources["NanoCpus"] = int(float(value) * 1e9)
-            elif key not in names:
-                raise UsageError(f"update() got an unexpected keyword argument {key!r}")
-            elif key in ("mem_limit", "memswap_limit", "mem_reservation") and value is not None:
-                resources[names[key]] = -1 if value == -1 else parse_bytes(value, "--" + key)
-            elif key == "restart_policy" and isinstance(value, str):
-                resources["RestartPolicy"] = parse_restart(value)
-            else:
-                resources[names[key]] = value
+        from .options import resources_from_update
+        resources = resources_from_update(kwargs)
         from .defaults import check_resources
         check_resources(resources)
         result = dict(self._client.call("update", id=self.id, resources=resources))
@@ -481,8 +492,10 @@ class Container:
                author: str | None = None, changes: Any = None, conf: dict[str, Any] | None = None,
                pause: bool = True) -> Any:
         from .commit import commit
-        return commit(self, repository=repository, tag=tag, message=message, author=author,
-                      changes=changes, conf=conf, pause=pause)
+        self.reload()
+        engine = self.collection._engine
+        return commit(engine.image_store, self._client, self.attrs, self.dir, repository=repository, tag=tag,
+                      message=message, author=author, changes=changes, conf=conf, pause=pause)
 
     @contextlib.contextmanager
     def merged_rootfs(self, writable: bool = False, with_mounts: bool = False) -> Iterator[Any]:

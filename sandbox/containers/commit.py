@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SandboxError, UsageError
 
 if TYPE_CHECKING:
-    from .api import Container
+    from ..image.images import Image, ImageStore
+    from ..supervisor.client import Client
 
 #: Config keys that go from a container into the committed image (docker's list).
 IMAGE_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
@@ -26,18 +29,23 @@ IMAGE_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "
               "Volumes", "WorkingDir", "Entrypoint", "OnBuild", "Labels", "StopSignal")
 
 
-def commit(container: "Container", *, repository: str | None = None, tag: str | None = None,
-           message: str | None = None, author: str | None = None, changes: Any = None,
-           conf: dict[str, Any] | None = None, pause: bool = True) -> Any:
+def commit(images: ImageStore, client: Client, rec: dict[str, Any], container_dir: str | os.PathLike[str], *,
+           repository: str | None = None, tag: str | None = None, message: str | None = None,
+           author: str | None = None, changes: Any = None, conf: dict[str, Any] | None = None,
+           pause: bool = True) -> Image:
+    """The container recorded as ``rec`` (its inspect document, just read) as a new image in ``images``.
+
+    ``client`` talks to the supervisor, which freezes a running container
+    while its writable layer (``container_dir``/upper) is read.
+    """
     from ..image import tarlayer
     from ..image.archive import apply_changes
     from ..image.images import new_config, now_rfc3339
     from ..image.layers import LayerBlob, write_layer_blob
     from .setup import command_line
 
-    engine = container.collection._engine
-    rec = container.reload().attrs
-    images = engine.image_store
+    store = images.store
+    cid = str(rec["Id"])
     base = images.get(rec["Image"])
     config = {k: copy.deepcopy(v) for k, v in rec["Config"].items() if k in IMAGE_KEYS}
     config.pop("Image", None)
@@ -52,18 +60,18 @@ def commit(container: "Container", *, repository: str | None = None, tag: str | 
     target = None
     if repository:
         target = f"{repository}:{tag}" if tag else repository
-    upper = container.dir / "upper"
+    upper = Path(container_dir) / "upper"
     frozen = False
     if pause and rec["State"].get("Running") and not rec["State"].get("Paused"):
-        container._client.call("commit_pause", id=container.id, freeze=True)
+        client.call("commit_pause", id=cid, freeze=True)
         frozen = True
     try:
-        with engine.store.transaction():
-            blob = write_layer_blob(engine.store, lambda out: tarlayer.write_overlay_upper(upper, out))
+        with store.transaction():
+            blob = write_layer_blob(store, lambda out: tarlayer.write_overlay_upper(upper, out))
     finally:
         if frozen:
             with contextlib.suppress(SandboxError):
-                container._client.call("commit_pause", id=container.id, freeze=False)
+                client.call("commit_pause", id=cid, freeze=False)
     history = {"created": now_rfc3339(), "created_by": command_line(rec["Config"])}
     if message:
         history["comment"] = message

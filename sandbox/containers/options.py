@@ -11,299 +11,20 @@ Docker's wording and a fix, before anything is created.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..errors import UsageError
+from .parse import (VALID_NAME, bad_value, normalize_caps, parse_bytes, parse_cpus, parse_device, parse_duration,
+                    parse_env_file, parse_int, parse_labels, parse_mount, parse_port, parse_restart,
+                    parse_security_opts, parse_ulimit, parse_volume)
 
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgt]?)(i?b)?$", re.IGNORECASE)
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DUR_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 _CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
 RUNTIMES = ("sandbox", "runc")
-
-
-def _bad(value: Any, flag: str, why: str, hint: str) -> UsageError:
-    return UsageError(f'invalid argument "{value}" for "{flag}" flag: {why}', hint=hint)
-
-
-def parse_bytes(text: str | int, flag: str) -> int:
-    """"32m", "1g", "512k", "100b", "1.5g" or a number of bytes (docker's RAMInBytes)."""
-    if isinstance(text, int):
-        return text
-    m = _SIZE.match(str(text).strip())
-    if not m:
-        raise _bad(text, flag, f"invalid size: '{text}'",
-                   "use a number with an optional unit b, k, m or g, such as 32m")
-    unit = m.group(2).lower()
-    return int(float(m.group(1)) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30,
-                                     "t": 1 << 40}[unit])
-
-
-def parse_duration(text: str | int, flag: str) -> int:
-    """Go durations ("30s", "1m30s", "500ms") in nanoseconds."""
-    if isinstance(text, int):
-        return text
-    value = str(text).strip()
-    pos, total = 0, 0
-    for m in _DURATION.finditer(value):
-        if m.start() != pos:
-            break
-        total += int(float(m.group(1)) * _DUR_NS[m.group(2)])
-        pos = m.end()
-    if not value or pos != len(value):
-        if value == "0":
-            return 0
-        raise _bad(text, flag, f'time: invalid duration "{text}"', "use a duration such as 30s, 1m30s or 500ms")
-    return total
-
-
-def parse_cpus(text: str | float, flag: str = "--cpus") -> int:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise _bad(text, flag, "failed to parse as a decimal number",
-                   "give a number of CPUs such as 0.5 or 2") from None
-    if value < 0:
-        raise _bad(text, flag, "CPU count cannot be negative", "give a number of CPUs such as 0.5 or 2")
-    return int(round(value * 1e9))
-
-
-def parse_ulimit(text: str) -> dict[str, Any]:
-    name, sep, values = str(text).partition("=")
-    if not sep or not name:
-        raise _bad(text, "--ulimit", "invalid ulimit argument", "use NAME=SOFT[:HARD], e.g. nofile=1024:2048")
-    soft_t, _, hard_t = values.partition(":")
-    try:
-        soft = int(soft_t)
-        hard = int(hard_t) if hard_t else soft
-    except ValueError:
-        raise _bad(text, "--ulimit", "invalid ulimit value", "use numbers, or -1 for unlimited") from None
-    from ..runtime.spec import RLIMIT_NAMES
-    if name.lower() not in {n.lower().removeprefix("rlimit_") for n in RLIMIT_NAMES}:
-        raise _bad(text, "--ulimit", f"invalid ulimit type: {name}",
-                   "use one of: " + ", ".join(sorted(n.lower().removeprefix("rlimit_") for n in RLIMIT_NAMES)))
-    if soft != -1 and hard != -1 and soft > hard:
-        raise _bad(text, "--ulimit", f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}",
-                   "lower the soft limit")
-    return {"Name": name.lower(), "Soft": soft, "Hard": hard}
-
-
-def parse_restart(text: str) -> dict[str, Any]:
-    name, _, count = str(text).partition(":")
-    if name not in ("no", "always", "unless-stopped", "on-failure", ""):
-        raise _bad(text, "--restart", f"invalid restart policy: {name}",
-                   "use no, always, unless-stopped or on-failure[:N]")
-    if count and name != "on-failure":
-        raise _bad(text, "--restart", f"maximum retry count cannot be used with restart policy '{name}'",
-                   "only on-failure takes a count")
-    try:
-        n = int(count) if count else 0
-    except ValueError:
-        raise _bad(text, "--restart", "maximum retry count must be an integer", "on-failure:3") from None
-    return {"Name": name or "no", "MaximumRetryCount": n}
-
-
-def parse_device(text: str) -> dict[str, str]:
-    parts = str(text).split(":")
-    host = parts[0]
-    container = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
-    perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
-    if not host.startswith("/") or len(parts) > 3 or not perms or set(perms) - set("rwm"):
-        raise _bad(text, "--device", "invalid device specification",
-                   "use /dev/HOST[:/dev/CONTAINER[:rwm]]")
-    return {"PathOnHost": host, "PathInContainer": container, "CgroupPermissions": perms}
-
-
-def parse_env_file(path: str) -> list[str]:
-    """docker's env-file: NAME=VALUE lines, # comments, a bare NAME takes the host's value."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError as e:
-        raise UsageError(f"open {path}: {e.strerror}", hint="check the --env-file path") from None
-    out = []
-    for n, raw in enumerate(lines, 1):
-        line = raw.lstrip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, value = line.partition("=")
-        if not name or " " in name.strip() or "\t" in name:
-            raise UsageError(f"{path}:{n}: variable '{name}' contains whitespaces",
-                             hint="write NAME=VALUE, one per line")
-        if sep:
-            out.append(f"{name}={value}")
-        elif name in os.environ:
-            out.append(f"{name}={os.environ[name]}")
-    return out
-
-
-def parse_security_opts(opts: Iterable[str]) -> list[str]:
-    out = []
-    for opt in opts:
-        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
-        if key == "no-new-privileges":
-            if value and value.lower() not in ("true", "false"):
-                raise _bad(opt, "--security-opt", "invalid no-new-privileges value", "true or false")
-            out.append("no-new-privileges" if value.lower() in ("", "true") else "no-new-privileges=false")
-        elif key == "seccomp":
-            if value == "unconfined":
-                out.append("seccomp=unconfined")
-            else:
-                try:
-                    with open(value, encoding="utf-8") as f:
-                        profile = json.load(f)
-                except OSError as e:
-                    raise UsageError(f"opening seccomp profile ({value}) failed: {e.strerror}",
-                                     hint="give a JSON profile file, or seccomp=unconfined") from None
-                except ValueError as e:
-                    raise UsageError(f"decoding seccomp profile ({value}) failed: {e}",
-                                     hint="the file must be a JSON seccomp profile (Docker's format)") from None
-                out.append("seccomp=" + json.dumps(profile, separators=(",", ":")))
-        elif key in ("label", "apparmor"):
-            out.append(opt)  # accepted; this engine has no LSM support to apply them
-        else:
-            raise _bad(opt, "--security-opt", f"invalid --security-opt: {opt!r}",
-                       "use no-new-privileges, seccomp=unconfined or seccomp=FILE")
-    return out
-
-
-def _volume_name_ok(name: str) -> bool:
-    return bool(_NAME.match(name))
-
-
-def parse_volume(text: str) -> tuple[str | None, str | None]:
-    """-v: ("bind or volume string for Binds", None) or (None, anonymous target)."""
-    parts = str(text).split(":")
-    if len(parts) == 1:
-        target = parts[0]
-        if not target.startswith("/"):
-            raise _bad(text, "-v, --volume", "invalid volume specification", "use /container/path, "
-                       "NAME:/container/path or /host/path:/container/path[:ro]")
-        return None, os.path.normpath(target)
-    if len(parts) > 3:
-        raise _bad(text, "-v, --volume", "invalid volume specification", "HOST:CONTAINER[:ro|rw]")
-    src, dst = parts[0], parts[1]
-    opts = parts[2] if len(parts) == 3 else ""
-    if not dst.startswith("/"):
-        raise _bad(text, "-v, --volume", f"invalid mount config: mount path must be absolute: {dst}",
-                   "the container path must start with /")
-    for o in filter(None, opts.split(",")):
-        if o not in ("ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave",
-                     "nocopy"):
-            raise _bad(text, "-v, --volume", f"invalid mode: {o}", "use ro or rw")
-    if src.startswith(("./", "../", "~")) or src in (".", ".."):
-        src = os.path.abspath(os.path.expanduser(src))
-    if not src.startswith("/") and not _volume_name_ok(src):
-        raise _bad(text, "-v, --volume", f'"{src}" includes invalid characters for a local volume name',
-                   'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed; a host path must be absolute')
-    bind = f"{os.path.normpath(src) if src.startswith('/') else src}:{os.path.normpath(dst)}"
-    return (bind + (f":{opts}" if opts else "")), None
-
-
-def parse_mount(text: str) -> dict[str, Any]:
-    fields: dict[str, str] = {}
-    for item in str(text).split(","):
-        key, sep, value = item.partition("=")
-        fields[key.strip().lower()] = value.strip() if sep else "true"
-    kind = fields.pop("type", "volume")
-    if kind not in ("bind", "volume", "tmpfs"):
-        raise _bad(text, "--mount", f"invalid mount type {kind!r}", "use type=bind, type=volume or type=tmpfs")
-    target = next((fields.pop(k) for k in ("target", "destination", "dst") if k in fields), None)
-    if not target:
-        raise _bad(text, "--mount", "target is required", "add target=/path/in/container")
-    source = next((fields.pop(k) for k in ("source", "src") if k in fields), "")
-    ro = next((fields.pop(k) for k in ("readonly", "ro") if k in fields), "false")
-    m: dict[str, Any] = {"Type": kind, "Source": source, "Target": os.path.normpath(target),
-                         "ReadOnly": ro.lower() in ("true", "1", "")}
-    if kind == "bind":
-        if not source.startswith("/"):
-            raise _bad(text, "--mount", "invalid mount config for type \"bind\": source must be an absolute path",
-                       "use source=/host/path")
-        if "bind-propagation" in fields:
-            m["BindOptions"] = {"Propagation": fields.pop("bind-propagation")}
-    elif kind == "tmpfs":
-        if source:
-            raise _bad(text, "--mount", "invalid mount config for type \"tmpfs\": source not allowed", "drop source=")
-        topts: dict[str, Any] = {}
-        if "tmpfs-size" in fields:
-            topts["SizeBytes"] = parse_bytes(fields.pop("tmpfs-size"), "--mount tmpfs-size")
-        if "tmpfs-mode" in fields:
-            topts["Mode"] = int(fields.pop("tmpfs-mode"), 8)
-        if topts:
-            m["TmpfsOptions"] = topts
-    else:
-        if source and not _volume_name_ok(source):
-            raise _bad(text, "--mount", f'"{source}" includes invalid characters for a local volume name',
-                       'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')
-        vopts = {k[len("volume-"):]: fields.pop(k) for k in list(fields) if k.startswith("volume-")}
-        if vopts:
-            m["VolumeOptions"] = vopts
-    fields.pop("consistency", None)
-    if fields:
-        raise _bad(text, "--mount", f"unexpected key '{next(iter(fields))}'",
-                   "keys: type, source, target, readonly, bind-propagation, tmpfs-size, tmpfs-mode")
-    return m
-
-
-def parse_port(text: str) -> tuple[str, list[dict[str, str]]]:
-    """-p [ip:]host:container[/proto] | container[/proto] -> ("80/tcp", [{"HostIp","HostPort"}])."""
-    spec, _, proto = str(text).partition("/")
-    proto = proto or "tcp"
-    if proto not in ("tcp", "udp", "sctp"):
-        raise _bad(text, "-p, --publish", f"invalid proto: {proto}", "use tcp or udp")
-    parts = spec.rsplit(":", 2)
-    if len(parts) == 1:
-        ip, host, container = "", "", parts[0]
-    elif len(parts) == 2:
-        ip, (host, container) = "", parts
-    else:
-        ip, host, container = parts
-    if not container.isdigit() or (host and not host.replace("-", "").isdigit()):
-        raise _bad(text, "-p, --publish", "invalid port specification",
-                   "use HOSTPORT:CONTAINERPORT, e.g. 8080:80")
-    return f"{container}/{proto}", [{"HostIp": ip, "HostPort": host}]
-
-
-def normalize_caps(caps: Iterable[str], flag: str) -> list[str]:
-    caps = list(caps)
-    if not caps:
-        return []   # without loading the kernel and spec modules (a cold `sandbox run`)
-    from ..kernel import CAPS
-    from ..runtime.spec import normalize_capability
-    out = []
-    for c in caps:
-        name = normalize_capability(c)
-        if name != "ALL" and name not in CAPS:
-            raise UsageError(f'invalid {flag}: unknown capability: "{name}"',
-                             hint="capability names are listed in capabilities(7), e.g. NET_ADMIN or SYS_TIME")
-        out.append(name)
-    return out
-
-
-def _labels(items: Iterable[str] | dict[str, str] | None, files: Iterable[str] = ()) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for path in files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    line = line.strip()
-                    if line and not line.startswith("#"):
-                        k, _, v = line.partition("=")
-                        out[k] = v
-        except OSError as e:
-            raise UsageError(f"open {path}: {e.strerror}", hint="check the --label-file path") from None
-    if isinstance(items, dict):
-        out.update({str(k): str(v) for k, v in items.items()})
-    else:
-        for item in items or []:
-            k, _, v = str(item).partition("=")
-            out[k] = v
-    return out
 
 
 # --------------------------------------------------------------------------- the flags
@@ -375,31 +96,10 @@ def add_create_flags(p: argparse.ArgumentParser) -> None:
     a("--oom-kill-disable", action="store_true", help="disable OOM killer")
 
 
-def _int(value: Any, flag: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise _bad(value, flag, f'strconv.ParseInt: parsing "{value}": invalid syntax', "give a whole number") from None
-
-
 def config_from_args(args: argparse.Namespace, image: str, command: list[str]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """Config, HostConfig and the name from parsed ``create``/``run`` flags."""
-    env: list[str] = []
-    for path in args.env_file:
-        env += parse_env_file(path)
-    for e in args.env:
-        env.append(e if "=" in e else (f"{e}={os.environ[e]}" if e in os.environ else None) or e)
-    env = [e for e in env if "=" in e]
-    healthcheck: dict[str, Any] | None = None
-    if args.no_healthcheck:
-        healthcheck = {"Test": ["NONE"]}
-    elif args.health_cmd:
-        healthcheck = {"Test": ["CMD-SHELL", args.health_cmd],
-                       "Interval": parse_duration(args.health_interval or 0, "--health-interval"),
-                       "Timeout": parse_duration(args.health_timeout or 0, "--health-timeout"),
-                       "StartPeriod": parse_duration(args.health_start_period or 0, "--health-start-period"),
-                       "StartInterval": parse_duration(args.health_start_interval or 0, "--health-start-interval"),
-                       "Retries": _int(args.health_retries or 0, "--health-retries")}
+    env = _env_from_args(args.env_file, args.env)
+    healthcheck = _healthcheck_from_args(args)
     log_opts = dict(o.partition("=")[::2] for o in args.log_opt)
     kwargs: dict[str, Any] = dict(
         environment=env, volumes=args.volume, mounts=[parse_mount(m) for m in args.mount],
@@ -408,22 +108,22 @@ def config_from_args(args: argparse.Namespace, image: str, command: list[str]) -
         entrypoint=(shlex.split(args.entrypoint) or [""]) if args.entrypoint is not None else None,
         mem_limit=args.memory, memswap_limit=args.memory_swap, mem_reservation=args.memory_reservation,
         nano_cpus=parse_cpus(args.cpus) if args.cpus is not None else None,
-        cpu_shares=_int(args.cpu_shares, "-c, --cpu-shares") if args.cpu_shares is not None else None,
-        cpu_period=_int(args.cpu_period, "--cpu-period") if args.cpu_period is not None else None,
-        cpu_quota=_int(args.cpu_quota, "--cpu-quota") if args.cpu_quota is not None else None,
+        cpu_shares=parse_int(args.cpu_shares, "-c, --cpu-shares") if args.cpu_shares is not None else None,
+        cpu_period=parse_int(args.cpu_period, "--cpu-period") if args.cpu_period is not None else None,
+        cpu_quota=parse_int(args.cpu_quota, "--cpu-quota") if args.cpu_quota is not None else None,
         cpuset_cpus=args.cpuset_cpus,
-        pids_limit=_int(args.pids_limit, "--pids-limit") if args.pids_limit is not None else None,
+        pids_limit=parse_int(args.pids_limit, "--pids-limit") if args.pids_limit is not None else None,
         read_only=args.read_only, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         security_opt=args.security_opt, pid_mode=args.pid, ipc_mode=args.ipc, uts_mode=args.uts,
         devices=args.device, ulimits=[parse_ulimit(u) for u in args.ulimit], init=args.init,
         stop_signal=args.stop_signal,
-        stop_timeout=_int(args.stop_timeout, "--stop-timeout") if args.stop_timeout is not None else None,
+        stop_timeout=parse_int(args.stop_timeout, "--stop-timeout") if args.stop_timeout is not None else None,
         restart_policy=parse_restart(args.restart), healthcheck=healthcheck, runtime=args.runtime,
-        labels=_labels(args.label, args.label_file), network_mode=args.network,
+        labels=parse_labels(args.label, args.label_file), network_mode=args.network,
         ports={}, auto_remove=args.rm, stdin_open=args.interactive, tty=args.tty, name=args.name,
         log_config={"Type": args.log_driver, "Config": log_opts}, group_add=args.group_add,
         shm_size=args.shm_size, sysctls=dict(s.partition("=")[::2] for s in args.sysctl),
-        oom_score_adj=_int(args.oom_score_adj, "--oom-score-adj") if args.oom_score_adj is not None else None,
+        oom_score_adj=parse_int(args.oom_score_adj, "--oom-score-adj") if args.oom_score_adj is not None else None,
         oom_kill_disable=args.oom_kill_disable, dns=args.dns, dns_search=args.dns_search,
         extra_hosts=args.add_host, detach=args.detach, attach=args.attach)
     for p in args.publish:
@@ -433,6 +133,32 @@ def config_from_args(args: argparse.Namespace, image: str, command: list[str]) -
         kwargs.setdefault("expose", []).append(e)
     return config_from_kwargs(image, command or None, **kwargs)
 
+
+def _env_from_args(env_files: list[str], env: list[str]) -> list[str]:
+    """``--env-file`` first, then ``-e``; a bare ``-e NAME`` takes the host's value, or is dropped."""
+    out: list[str] = []
+    for path in env_files:
+        out += parse_env_file(path)
+    for e in env:
+        out.append(e if "=" in e else (f"{e}={os.environ[e]}" if e in os.environ else None) or e)
+    return [e for e in out if "=" in e]
+
+
+def _healthcheck_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--health-*`` and ``--no-healthcheck`` as docker's Healthcheck (durations in nanoseconds)."""
+    if args.no_healthcheck:
+        return {"Test": ["NONE"]}
+    if not args.health_cmd:
+        return None
+    return {"Test": ["CMD-SHELL", args.health_cmd],
+            "Interval": parse_duration(args.health_interval or 0, "--health-interval"),
+            "Timeout": parse_duration(args.health_timeout or 0, "--health-timeout"),
+            "StartPeriod": parse_duration(args.health_start_period or 0, "--health-start-period"),
+            "StartInterval": parse_duration(args.health_start_interval or 0, "--health-start-interval"),
+            "Retries": parse_int(args.health_retries or 0, "--health-retries")}
+
+
+# --------------------------------------------------------------------------- the keywords
 
 #: docker-py keyword -> what it means here.
 _KNOWN = {"environment", "volumes", "mounts", "tmpfs", "working_dir", "user", "hostname", "domainname",
@@ -447,28 +173,117 @@ _KNOWN = {"environment", "volumes", "mounts", "tmpfs", "working_dir", "user", "h
 
 def config_from_kwargs(image: str, command: str | list[str] | None = None,
                        **kw: Any) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-    """Config, HostConfig and the name from docker-py's ``containers.create/run`` keywords."""
+    """Config, HostConfig and the name from docker-py's ``containers.create/run`` keywords.
+
+    One step per group of keywords, each refusing a bad value with Docker's
+    wording; the steps run in a fixed order, so the same bad call always
+    reports the same error.  Keys are in the order ``docker inspect`` shows.
+    """
     unknown = set(kw) - _KNOWN
     if unknown:
         raise UsageError(f"unknown argument(s): {', '.join(sorted(unknown))}",
                          hint="see help(engine.containers.run) for the accepted keywords")
-    name = kw.get("name")
-    if name is not None and not _NAME.match(str(name).lstrip("/")):
+    name = _container_name(kw.get("name"))
+    cmd = shlex.split(command) if isinstance(command, str) else (list(command) if command is not None else None)
+    env = _environment(kw.get("environment"), kw.get("env_file"))
+    entrypoint = _entrypoint(kw.get("entrypoint"))
+    binds, anonymous = _volumes(kw.get("volumes") or [])
+    memory, swap = _memory(kw.get("mem_limit"), kw.get("memswap_limit"))
+    cpuset, nano = _cpus(kw.get("cpuset_cpus"), kw.get("nano_cpus"), kw.get("cpus"))
+    runtime = _runtime(kw.get("runtime") or "sandbox")
+    ipc, pid, uts = _namespace_modes(kw.get("ipc_mode") or "", kw.get("pid_mode") or "", kw.get("uts_mode") or "")
+    network = _network(kw.get("network_mode") or kw.get("network") or "default")
+    restart, auto_remove = _restart(kw.get("restart_policy"), bool(kw.get("auto_remove") or kw.get("remove")))
+    healthcheck = _healthcheck(kw.get("healthcheck"))
+    exposed, port_bindings = _ports(kw.get("expose") or [], kw.get("ports") or {})
+    stdin_open, detach = bool(kw.get("stdin_open")), bool(kw.get("detach"))
+    attach = _attach(kw.get("attach") or [], stdin_open, detach)
+    log_config = _log_config(kw.get("log_config") or {"Type": "json-file", "Config": {}})
+    ulimits = [u if isinstance(u, dict) else parse_ulimit(u) for u in kw.get("ulimits") or []]
+    devices = [d if isinstance(d, dict) else parse_device(d) for d in kw.get("devices") or []]
+    mounts = [m if "Type" in m else parse_mount(",".join(f"{k}={v}" for k, v in m.items()))
+              for m in (kw.get("mounts") or [])]
+    stop_signal = _stop_signal(kw.get("stop_signal"))
+    config: dict[str, Any] = {
+        "Hostname": kw.get("hostname") or "", "Domainname": kw.get("domainname") or "",
+        "User": kw.get("user") or "", **attach,
+        "ExposedPorts": exposed or None, "Tty": bool(kw.get("tty")), "OpenStdin": stdin_open,
+        "StdinOnce": stdin_open and not detach, "Env": env, "Cmd": cmd, "Healthcheck": healthcheck,
+        "Image": image, "Volumes": anonymous or None, "WorkingDir": kw.get("working_dir") or "",
+        "Entrypoint": entrypoint, "Labels": parse_labels(kw.get("labels")), "StopSignal": stop_signal,
+        "StopTimeout": kw.get("stop_timeout"),
+    }
+    host: dict[str, Any] = {
+        "Binds": binds or None, "Mounts": mounts or None, "Tmpfs": dict(kw.get("tmpfs") or {}) or None,
+        "NetworkMode": network, "PortBindings": port_bindings or None, "RestartPolicy": restart,
+        "AutoRemove": auto_remove, **_security_config(kw),
+        "UTSMode": uts, "PidMode": pid, "IpcMode": ipc,
+        **_resource_config(kw, memory, swap, nano, cpuset),
+        "Devices": devices or None, "Ulimits": ulimits or None, "Init": kw.get("init"),
+        "Runtime": runtime, "LogConfig": log_config, **_process_config(kw),
+        "Dns": list(kw.get("dns") or []), "DnsSearch": list(kw.get("dns_search") or []),
+        "ExtraHosts": list(kw.get("extra_hosts") or []) or None,
+    }
+    if host["OomScoreAdj"] and not -1000 <= host["OomScoreAdj"] <= 1000:
+        raise UsageError(f"Invalid value {host['OomScoreAdj']}, range for oom score adj is [-1000, 1000]")
+    return config, host, name
+
+
+#: ``update()`` keyword -> the HostConfig field it changes.
+_UPDATE_FIELDS = {"mem_limit": "Memory", "memswap_limit": "MemorySwap", "mem_reservation": "MemoryReservation",
+                  "cpu_shares": "CpuShares", "cpu_quota": "CpuQuota", "cpu_period": "CpuPeriod",
+                  "nano_cpus": "NanoCpus", "cpuset_cpus": "CpusetCpus", "pids_limit": "PidsLimit",
+                  "restart_policy": "RestartPolicy"}
+
+
+def resources_from_update(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """docker-py's ``container.update(...)`` keywords as the HostConfig fields they change (not yet checked)."""
+    resources: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key == "cpus":
+            resources["NanoCpus"] = int(float(value) * 1e9)
+        elif key not in _UPDATE_FIELDS:
+            raise UsageError(f"update() got an unexpected keyword argument {key!r}")
+        elif key in ("mem_limit", "memswap_limit", "mem_reservation") and value is not None:
+            resources[_UPDATE_FIELDS[key]] = -1 if value == -1 else parse_bytes(value, "--" + key)
+        elif key == "restart_policy" and isinstance(value, str):
+            resources["RestartPolicy"] = parse_restart(value)
+        else:
+            resources[_UPDATE_FIELDS[key]] = value
+    return resources
+
+
+# --------------------------------------------------------------- the steps of config_from_kwargs, in order
+
+def _container_name(name: Any) -> str | None:
+    if name is not None and not VALID_NAME.match(str(name).lstrip("/")):
         raise UsageError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
                          hint="pick a name of letters, digits, _ . and -")
-    cmd = shlex.split(command) if isinstance(command, str) else (list(command) if command is not None else None)
-    env_in = kw.get("environment") or []
+    return str(name).lstrip("/") if name else None
+
+
+def _environment(given: Any, env_files: Iterable[str] | None) -> list[str]:
+    """``environment`` (a list or a dict) after the ``env_file`` files, which it overrides."""
+    env_in = given or []
     env = [f"{k}={v}" for k, v in env_in.items()] if isinstance(env_in, dict) else list(env_in)
-    for path in kw.get("env_file") or []:
+    for path in env_files or []:
         env = parse_env_file(path) + env
-    entrypoint = kw.get("entrypoint")
+    return env
+
+
+def _entrypoint(entrypoint: Any) -> Any:
+    """A string is split as a shell would; ``""`` (or ``[""]``) clears the image's entrypoint."""
     if isinstance(entrypoint, str):
         entrypoint = shlex.split(entrypoint) or [""]
     if entrypoint == [""]:
         entrypoint = []
+    return entrypoint
+
+
+def _volumes(vols: Any) -> tuple[list[str], dict[str, Any]]:
+    """``-v`` strings or docker-py's ``{host: {"bind": target, "mode": mode}}``: (Binds, anonymous Volumes)."""
     binds: list[str] = []
     anon: dict[str, Any] = {}
-    vols = kw.get("volumes") or []
     if isinstance(vols, dict):
         for host_path, spec in vols.items():
             mode = spec.get("mode", "rw") if isinstance(spec, dict) else "rw"
@@ -484,8 +299,12 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
                 binds.append(bind)
             elif target:
                 anon[target] = {}
-    memory = parse_bytes(kw["mem_limit"], "-m, --memory") if kw.get("mem_limit") not in (None, "") else 0
-    swap_in = kw.get("memswap_limit")
+    return binds, anon
+
+
+def _memory(mem_limit: Any, swap_in: Any) -> tuple[int, int]:
+    """``--memory`` and ``--memory-swap`` in bytes (0: not set; swap -1: unlimited), checked together."""
+    memory = parse_bytes(mem_limit, "-m, --memory") if mem_limit not in (None, "") else 0
     swap = -1 if swap_in in (-1, "-1") else (parse_bytes(swap_in, "--memory-swap") if swap_in not in (None, "") else 0)
     if swap > 0 and memory and swap < memory:
         raise UsageError("Minimum memoryswap limit should be larger than memory limit, see usage",
@@ -493,42 +312,68 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
     if swap and not memory:
         raise UsageError("You should always set the Memory limit when using Memoryswap limit, see usage",
                          hint="add --memory")
-    cpuset = kw.get("cpuset_cpus")
+    return memory, swap
+
+
+def _cpus(cpuset: Any, nano: Any, cpus: Any) -> tuple[Any, Any]:
+    """``--cpuset-cpus`` checked, and NanoCpus (``cpus=`` wins over ``nano_cpus=``)."""
     if cpuset and not _CPUSET.match(str(cpuset)):
-        raise _bad(cpuset, "--cpuset-cpus", "invalid format", "use a list such as 0-2,4")
-    nano = kw.get("nano_cpus")
-    if kw.get("cpus") is not None:
-        nano = parse_cpus(kw["cpus"])
-    runtime = kw.get("runtime") or "sandbox"
+        raise bad_value(cpuset, "--cpuset-cpus", "invalid format", "use a list such as 0-2,4")
+    if cpus is not None:
+        nano = parse_cpus(cpus)
+    return cpuset, nano
+
+
+def _runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown or invalid runtime name: {runtime}", hint="use --runtime sandbox or runc")
-    ipc, pid, uts = kw.get("ipc_mode") or "", kw.get("pid_mode") or "", kw.get("uts_mode") or ""
+    return runtime
+
+
+def _namespace_modes(ipc: str, pid: str, uts: str) -> tuple[str, str, str]:
+    """``--ipc``, ``--pid`` and ``--uts``: "" (private), host, or (ipc, pid) ``container:ID``."""
     if uts not in ("", "host"):
-        raise _bad(uts, "--uts", "invalid UTS mode", "only --uts host is supported")
+        raise bad_value(uts, "--uts", "invalid UTS mode", "only --uts host is supported")
     for mode, flag in ((pid, "--pid"), (ipc, "--ipc")):
         if mode not in ("", "host", "private", "shareable") and not mode.startswith("container:"):
-            raise _bad(mode, flag, "invalid mode", "use host")
-    network = kw.get("network_mode") or kw.get("network") or "default"
+            raise bad_value(mode, flag, "invalid mode", "use host")
+    return ipc, pid, uts
+
+
+def _network(network: str) -> str:
     if network not in ("default", "none", "host", "bridge") and not network.startswith("container:"):
         raise UsageError(f"network {network} not found", hint="use --network none or --network host")
-    restart = kw.get("restart_policy") or {"Name": "no", "MaximumRetryCount": 0}
+    return network
+
+
+def _restart(restart: Any, auto_remove: bool) -> tuple[dict[str, Any], bool]:
+    """The RestartPolicy, and ``--rm``, which no policy but "no" may go with."""
+    restart = restart or {"Name": "no", "MaximumRetryCount": 0}
     if isinstance(restart, str):
         restart = parse_restart(restart)
-    auto_remove = bool(kw.get("auto_remove") or kw.get("remove"))
     if auto_remove and restart.get("Name") not in ("no", "", None):
         raise UsageError("Conflicting options: --restart and --rm", hint="pick one of them")
-    hc = kw.get("healthcheck")
+    return restart, auto_remove
+
+
+def _healthcheck(hc: Any) -> Any:
+    """docker's Healthcheck as given, or docker-py's lower-case spelling of it."""
     if hc is not None and "Test" not in hc:  # docker-py spells them in lower case
         test = hc.get("test")
         hc = {"Test": ["CMD-SHELL", test] if isinstance(test, str) else list(test or ["NONE"]),
               "Interval": int(hc.get("interval") or 0), "Timeout": int(hc.get("timeout") or 0),
               "StartPeriod": int(hc.get("start_period") or 0), "Retries": int(hc.get("retries") or 0)}
+    return hc
+
+
+def _ports(expose: Iterable[Any], ports: dict[Any, Any]) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]]:
+    """ExposedPorts (``expose`` and every published port) and PortBindings (docker-py's ``ports`` shapes)."""
     exposed: dict[str, Any] = {}
-    for e in kw.get("expose") or []:
+    for e in expose:
         p, _, proto = str(e).partition("/")
         exposed[f"{p}/{proto or 'tcp'}"] = {}
     port_bindings: dict[str, list[dict[str, str]]] = {}
-    for key, value in (kw.get("ports") or {}).items():
+    for key, value in ports.items():
         port = key if "/" in str(key) else f"{key}/tcp"
         exposed[port] = {}
         items = value if isinstance(value, list) else [value]
@@ -539,11 +384,19 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
                 port_bindings.setdefault(port, []).append({"HostIp": item[0], "HostPort": str(item[1])})
             elif item is not None:
                 port_bindings.setdefault(port, []).append({"HostIp": "", "HostPort": str(item)})
-    tty = bool(kw.get("tty"))
-    stdin_open = bool(kw.get("stdin_open"))
-    attach = [a.lower() for a in kw.get("attach") or []]
-    detach = bool(kw.get("detach"))
-    log_config = kw.get("log_config") or {"Type": "json-file", "Config": {}}
+    return exposed, port_bindings
+
+
+def _attach(streams: Iterable[str], stdin_open: bool, detach: bool) -> dict[str, bool]:
+    """AttachStdin/Stdout/Stderr: ``-a``'s list, else all but stdin (which needs ``-i``), none detached."""
+    attach = [a.lower() for a in streams]
+    return {"AttachStdin": (stdin_open and not detach) if not attach else "stdin" in attach,
+            "AttachStdout": (not detach) if not attach else "stdout" in attach,
+            "AttachStderr": (not detach) if not attach else "stderr" in attach}
+
+
+def _log_config(log_config: dict[str, Any]) -> dict[str, Any]:
+    """LogConfig: json-file (with docker's default rotation, 10m x 2) or none."""
     if log_config.get("Type") not in ("json-file", "none"):
         raise UsageError(f"logging driver {log_config.get('Type')!r} is not available",
                          hint="use --log-driver json-file or none")
@@ -555,50 +408,37 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
         parse_bytes(log_opts["max-size"], "--log-opt max-size")
     log_opts.setdefault("max-size", "10m")
     log_opts.setdefault("max-file", "2")
-    ulimits = [u if isinstance(u, dict) else parse_ulimit(u) for u in kw.get("ulimits") or []]
-    devices = [d if isinstance(d, dict) else parse_device(d) for d in kw.get("devices") or []]
-    mounts = [m if "Type" in m else parse_mount(",".join(f"{k}={v}" for k, v in m.items()))
-              for m in (kw.get("mounts") or [])]
-    stop_signal = kw.get("stop_signal")
+    return {"Type": log_config["Type"], "Config": log_opts}
+
+
+def _stop_signal(stop_signal: Any) -> Any:
     if stop_signal:
         from ..runtime.container import parse_signal
         parse_signal(stop_signal)
-    config: dict[str, Any] = {
-        "Hostname": kw.get("hostname") or "", "Domainname": kw.get("domainname") or "",
-        "User": kw.get("user") or "",
-        "AttachStdin": (stdin_open and not detach) if not attach else "stdin" in attach,
-        "AttachStdout": (not detach) if not attach else "stdout" in attach,
-        "AttachStderr": (not detach) if not attach else "stderr" in attach,
-        "ExposedPorts": exposed or None, "Tty": tty, "OpenStdin": stdin_open,
-        "StdinOnce": stdin_open and not detach, "Env": env, "Cmd": cmd, "Healthcheck": hc,
-        "Image": image, "Volumes": anon or None, "WorkingDir": kw.get("working_dir") or "",
-        "Entrypoint": entrypoint, "Labels": _labels(kw.get("labels")), "StopSignal": stop_signal,
-        "StopTimeout": kw.get("stop_timeout"),
-    }
-    host: dict[str, Any] = {
-        "Binds": binds or None, "Mounts": mounts or None, "Tmpfs": dict(kw.get("tmpfs") or {}) or None,
-        "NetworkMode": network, "PortBindings": port_bindings or None, "RestartPolicy": restart,
-        "AutoRemove": auto_remove,
-        "CapAdd": normalize_caps(kw.get("cap_add") or [], "CapAdd") or None,
-        "CapDrop": normalize_caps(kw.get("cap_drop") or [], "CapDrop") or None,
-        "Privileged": bool(kw.get("privileged")), "ReadonlyRootfs": bool(kw.get("read_only")),
-        "SecurityOpt": parse_security_opts(kw.get("security_opt") or []) or None,
-        "UTSMode": uts, "PidMode": pid, "IpcMode": ipc,
-        "Memory": memory, "MemorySwap": swap,
-        "MemoryReservation": parse_bytes(kw["mem_reservation"], "--memory-reservation")
-        if kw.get("mem_reservation") not in (None, "") else 0,
-        "NanoCpus": int(nano or 0), "CpuShares": int(kw.get("cpu_shares") or 0),
-        "CpuPeriod": int(kw.get("cpu_period") or 0), "CpuQuota": int(kw.get("cpu_quota") or 0),
-        "CpusetCpus": cpuset or "", "PidsLimit": kw.get("pids_limit"),
-        "Devices": devices or None, "Ulimits": ulimits or None, "Init": kw.get("init"),
-        "Runtime": runtime, "LogConfig": {"Type": log_config["Type"], "Config": log_opts},
-        "GroupAdd": [str(g) for g in kw.get("group_add") or []] or None,
-        "ShmSize": parse_bytes(kw["shm_size"], "--shm-size") if kw.get("shm_size") else 0,
-        "Sysctls": dict(kw.get("sysctls") or {}) or None,
-        "OomScoreAdj": int(kw.get("oom_score_adj") or 0), "OomKillDisable": bool(kw.get("oom_kill_disable")),
-        "Dns": list(kw.get("dns") or []), "DnsSearch": list(kw.get("dns_search") or []),
-        "ExtraHosts": list(kw.get("extra_hosts") or []) or None,
-    }
-    if host["OomScoreAdj"] and not -1000 <= host["OomScoreAdj"] <= 1000:
-        raise UsageError(f"Invalid value {host['OomScoreAdj']}, range for oom score adj is [-1000, 1000]")
-    return config, host, (str(name).lstrip("/") if name else None)
+    return stop_signal
+
+
+def _security_config(kw: dict[str, Any]) -> dict[str, Any]:
+    """CapAdd, CapDrop, Privileged, ReadonlyRootfs and SecurityOpt, in that order."""
+    return {"CapAdd": normalize_caps(kw.get("cap_add") or [], "CapAdd") or None,
+            "CapDrop": normalize_caps(kw.get("cap_drop") or [], "CapDrop") or None,
+            "Privileged": bool(kw.get("privileged")), "ReadonlyRootfs": bool(kw.get("read_only")),
+            "SecurityOpt": parse_security_opts(kw.get("security_opt") or []) or None}
+
+
+def _resource_config(kw: dict[str, Any], memory: int, swap: int, nano: Any, cpuset: Any) -> dict[str, Any]:
+    """The cgroup limits: Memory, MemorySwap, MemoryReservation, NanoCpus, CpuShares ... PidsLimit."""
+    return {"Memory": memory, "MemorySwap": swap,
+            "MemoryReservation": parse_bytes(kw["mem_reservation"], "--memory-reservation")
+            if kw.get("mem_reservation") not in (None, "") else 0,
+            "NanoCpus": int(nano or 0), "CpuShares": int(kw.get("cpu_shares") or 0),
+            "CpuPeriod": int(kw.get("cpu_period") or 0), "CpuQuota": int(kw.get("cpu_quota") or 0),
+            "CpusetCpus": cpuset or "", "PidsLimit": kw.get("pids_limit")}
+
+
+def _process_config(kw: dict[str, Any]) -> dict[str, Any]:
+    """GroupAdd, ShmSize, Sysctls, OomScoreAdj and OomKillDisable."""
+    return {"GroupAdd": [str(g) for g in kw.get("group_add") or []] or None,
+            "ShmSize": parse_bytes(kw["shm_size"], "--shm-size") if kw.get("shm_size") else 0,
+            "Sysctls": dict(kw.get("sysctls") or {}) or None,
+            "OomScoreAdj": int(kw.get("oom_score_adj") or 0), "OomKillDisable": bool(kw.get("oom_kill_disable"))}

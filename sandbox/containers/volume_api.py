@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import builtins
-from typing import TYPE_CHECKING, Any
+import os
+from typing import Any
 
 from .volumes import VolumeStore
-
-if TYPE_CHECKING:
-    from ..engine import Engine
 
 
 class Volume:
@@ -21,7 +19,7 @@ class Volume:
 
     id = name
 
-    def reload(self) -> "Volume":
+    def reload(self) -> Volume:
         self.attrs = self._store.get(self.name)
         return self
 
@@ -33,8 +31,10 @@ class Volume:
 
 
 class VolumeCollection:
-    def __init__(self, engine: "Engine") -> None:
-        self.store = VolumeStore(engine.root)
+    """``engine.volumes`` for the store at ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.store = VolumeStore(root)
 
     def create(self, name: str | None = None, driver: str = "local", driver_opts: dict[str, str] | None = None,
                labels: dict[str, str] | None = None) -> Volume:
