@@ -53,7 +53,7 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_u
 _libc.prctl.restype = ctypes.c_int
 _libc.syscall.restype = ctypes.c_long
 
-PathArg = Union[str, "os.PathLike[str]"]  # a path as os.open accepts it
+PathArg = Union[str, os.PathLike[str]]  # a path as os.open accepts it
 
 _EPERM_ROOT = "this needs root (CAP_SYS_ADMIN); is the process running without root?"
 _THREADED = ("user-namespace and mount-namespace changes need a single-threaded process, "
