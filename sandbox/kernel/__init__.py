@@ -33,13 +33,21 @@ most a topic listed above it)::
 
 ``kernel.NAME`` and ``from sandbox.kernel import NAME`` work for every name in
 ``__all__``; a caller may also import a topic itself (``from sandbox.kernel import mounts``).
+Importing the package loads every topic but two: seccomp and bpf load on the
+first use of one of their names (a profile checked or compiled, a cgroup v2
+device program attached), so a command that only mounts never pays for them.
+The other topics stay eager because a container's init calls them after
+pivot_root, when the host's files are out of reach and nothing more can be
+imported; the init's one lazy topic, seccomp (``load_bpf``), is imported by
+``sandbox/runtime/init.py`` before it forks.
 """
 
 from __future__ import annotations
 
-from . import _libc, bpf, caps, ids, mounts, namespaces, netdev, pidfd, process, seccomp
+from typing import TYPE_CHECKING, Any
+
+from . import _libc, caps, ids, mounts, namespaces, netdev, pidfd, process
 from ._libc import *  # noqa: F403
-from .bpf import *  # noqa: F403
 from .caps import *  # noqa: F403
 from .ids import *  # noqa: F403
 from .mounts import *  # noqa: F403
@@ -47,7 +55,38 @@ from .namespaces import *  # noqa: F403
 from .netdev import *  # noqa: F403
 from .pidfd import *  # noqa: F403
 from .process import *  # noqa: F403
-from .seccomp import *  # noqa: F403
+
+#: The public names of the topics loaded on first use (their modules' ``__all__``; a test checks).
+_LAZY: dict[str, tuple[str, ...]] = {
+    "seccomp": ("SECCOMP_ACTIONS", "SECCOMP_OPS", "SECCOMP_ARCHES", "seccomp_available",
+                "seccomp_syscall_known", "seccomp_action", "SeccompArg", "SeccompFilter", "load_bpf"),
+    "bpf": ("BPF_PROG_TYPE_CGROUP_DEVICE", "BPF_CGROUP_DEVICE", "BPF_F_ALLOW_OVERRIDE",
+            "BPF_F_ALLOW_MULTI", "bpf_prog_load", "bpf_prog_attach", "bpf_prog_detach",
+            "bpf_prog_query", "bpf_prog_get_fd_by_id"),
+}
+_LAZY_TOPIC = {name: topic for topic, names in _LAZY.items() for name in names}
 
 __all__ = [*_libc.__all__, *namespaces.__all__, *mounts.__all__, *process.__all__, *caps.__all__,
-           *pidfd.__all__, *ids.__all__, *netdev.__all__, *seccomp.__all__, *bpf.__all__]
+           *pidfd.__all__, *ids.__all__, *netdev.__all__, *_LAZY["seccomp"], *_LAZY["bpf"]]
+
+if TYPE_CHECKING:
+    from .bpf import *  # noqa: F403
+    from .seccomp import *  # noqa: F403
+else:
+    # Hidden from mypy: it checks every kernel.NAME against the star imports above
+    # instead of typing a misspelt name as Any.
+    def __getattr__(name: str) -> Any:
+        topic = _LAZY_TOPIC.get(name)
+        if topic is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # __import__ rather than importlib.import_module: -X importtime shows it.
+        module = __import__(f"{__name__}.{topic}", fromlist=[topic])
+        # All of the topic's names at once, so later look-ups are plain attribute reads
+        # (also in a forked child); a name already set here (a test's monkeypatch) stays.
+        namespace = globals()
+        for each in _LAZY[topic]:
+            namespace.setdefault(each, getattr(module, each))
+        return namespace[name]
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 from sandbox import kernel
@@ -37,6 +39,8 @@ def test_each_topic_exports_what_it_defines():
     for topic in TOPICS:
         module = importlib.import_module(f"sandbox.kernel.{topic}")
         assert _public_definitions(PACKAGE / f"{topic}.py") == set(module.__all__), topic
+        if topic in kernel._LAZY:
+            assert set(kernel._LAZY[topic]) == set(module.__all__), topic
         for name in module.__all__:
             assert getattr(kernel, name) is getattr(module, name), name
 
@@ -59,3 +63,41 @@ def test_only_the_kernel_package_imports_ctypes():
             modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
                        else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(m.split(".")[0] == "ctypes" for m in modules), path
+
+
+def _run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_seccomp_and_bpf_load_on_first_use():
+    code = ("import sys; from sandbox import kernel\n"
+            "lazy = lambda: sorted(m for m in sys.modules if m.endswith(('kernel.seccomp', 'kernel.bpf')))\n"
+            "print(lazy()); kernel.mount; kernel.capset; print(lazy()); kernel.SeccompFilter; print(lazy())")
+    assert _run(code).splitlines() == ["[]", "[]", "['sandbox.kernel.seccomp']"]
+
+
+def test_container_init_reaches_its_kernel_names_without_an_import():
+    # After pivot_root the init cannot import from the host: every kernel name it
+    # uses must be reachable once the caller has imported the runtime.
+    code = f"""
+import re, sys
+from pathlib import Path
+import sandbox.runtime.init
+from sandbox import kernel
+
+class NoImports:
+    def find_spec(self, name, path=None, target=None):
+        raise ImportError("import of " + name + " in the container's init")
+
+sys.meta_path.insert(0, NoImports())
+names = set()
+for source in ("runtime/init.py", "runtime/rootfs.py"):
+    names |= set(re.findall(r"\\bkernel\\.(\\w+)", Path({str(SANDBOX)!r}, source).read_text()))
+used = sorted(names & set(kernel.__all__))
+for name in used:
+    getattr(kernel, name)
+print(len(used))
+"""
+    assert int(_run(code)) > 40
