@@ -78,6 +78,12 @@ def test_seccomp_and_bpf_load_on_first_use():
     assert _run(code).splitlines() == ["[]", "[]", "['sandbox.kernel.seccomp']"]
 
 
+def test_the_cli_and_the_image_store_load_no_ctypes_until_they_mount():
+    code = ("import sys, sandbox.cli, sandbox.engine; sandbox.cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('ctypes', 'sandbox.kernel'))))")
+    assert _run(code) == "[]"
+
+
 def test_container_init_reaches_its_kernel_names_without_an_import():
     # After pivot_root the init cannot import from the host: every kernel name it
     # uses must be reachable once the caller has imported the runtime.
