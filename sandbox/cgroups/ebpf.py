@@ -22,7 +22,7 @@ block per exception, then the default::
 
 Only plain instructions are used (no maps, no helpers), so any kernel with
 cgroup BPF and 32-bit jumps (Linux 5.1+) verifies it.  Loading and attaching
-is :mod:`sandbox.kernel`'s ``bpf_*`` functions.
+is :mod:`sandbox.kernel.bpf`'s ``bpf_*`` functions.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from .. import kernel
 from ..errors import BlobCorrupt, LayerError, LayerNotFound
 from . import fsutil
 from .mediatypes import OCI_LAYER, OCI_LAYER_GZIP
@@ -205,6 +204,8 @@ class LayerStore:
         it is a read-only view.  Options use absolute short links when they fit in a
         page, and otherwise paths relative to ``l/`` with the mount done from there.
         """
+        # Imported here: the store, and every command that only reads it, works without ctypes.
+        from .. import kernel
         if not chain_ids:
             raise LayerError("cannot mount an image with no layers")
         layers = [self.get(c) for c in reversed(chain_ids)]  # overlay lists the top first

@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from .. import kernel
+# load_bpf runs after pivot_root, where the host's files (this package's among them) are
+# out of reach: seccomp, which sandbox.kernel loads on first use, is imported here, before the fork.
+from ..kernel import seccomp  # noqa: F401
 from ..errors import KernelError
 from . import rootfs as fs
 from .config import namespace_flags

@@ -75,7 +75,7 @@ from ..kernel import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, 
 ERRNO_EPERM = 1
 ERRNO_ENOSYS = 38
 
-# The clone flags that create namespaces (values kept in one place: sandbox.kernel).
+# The clone flags that create namespaces (values kept in one place: sandbox.kernel.namespaces).
 CLONE_NAMESPACE_FLAGS = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC
                          | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET)
 

@@ -9,6 +9,7 @@ import pytest
 
 from sandbox import kernel
 from sandbox.errors import KernelError
+from sandbox.kernel import seccomp
 
 # ---------------------------------------------------------------- namespaces
 
@@ -155,7 +156,7 @@ def test_seccomp_action_values():
 
 def test_scmp_arg_cmp_layout():
     # struct scmp_arg_cmp { unsigned int arg; enum scmp_compare op; scmp_datum_t datum_a, datum_b; }
-    s = kernel._ScmpArgCmp
+    s = seccomp._ScmpArgCmp
     assert ctypes.sizeof(s) == 24
     assert (s.arg.offset, s.op.offset, s.datum_a.offset, s.datum_b.offset) == (0, 4, 8, 16)
     assert kernel.SECCOMP_OPS["SCMP_CMP_NE"] == 1 and kernel.SECCOMP_OPS["SCMP_CMP_MASKED_EQ"] == 7
@@ -163,9 +164,9 @@ def test_scmp_arg_cmp_layout():
 
 def test_same_argument_compared_twice_becomes_separate_rules():
     one_each = [(0, "SCMP_CMP_EQ", 1, 0), (1, "SCMP_CMP_EQ", 2, 0)]
-    assert kernel._comparison_groups(one_each) == [one_each]
+    assert seccomp._comparison_groups(one_each) == [one_each]
     twice = [(0, "SCMP_CMP_EQ", 1, 0), (0, "SCMP_CMP_EQ", 2, 0)]
-    assert kernel._comparison_groups(twice) == [[twice[0]], [twice[1]]]
+    assert seccomp._comparison_groups(twice) == [[twice[0]], [twice[1]]]
 
 
 @pytest.mark.skipif(not kernel.seccomp_available(), reason="requires libseccomp (apt install libseccomp2)")

@@ -20,7 +20,7 @@ DEFAULT_CAPABILITIES: tuple[str, ...] = (
 )
 
 #: Every capability the kernel knows, index == number (<linux/capability.h>).
-#: Every capability this engine knows, in kernel bit order (kept in one place: sandbox.kernel).
+#: Every capability this engine knows, in kernel bit order (kept in one place: sandbox.kernel.caps).
 ALL_CAPABILITIES: tuple[str, ...] = tuple(sorted(CAPS, key=CAPS.__getitem__))
 
 
