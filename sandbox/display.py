@@ -9,76 +9,24 @@ Notebook 7, VS Code and on nbviewer, and survives being saved.
 
 The list and dict types here (:class:`Diff`, :class:`History`, :class:`Stats`)
 subclass ``list``/``dict``: code that used the plain values keeps working.
+An image's own display is :mod:`sandbox.image.views` (the image store sits
+below this module); the table primitives are :mod:`sandbox.tables`.
 """
 
 from __future__ import annotations
 
-import html
-from typing import Any, Iterable
+from typing import Any
 
 from .humanize import size as human_size
-
-_TABLE = "border-collapse:collapse;font-family:monospace;font-size:12px"
-_TH = "text-align:left;padding:2px 8px;border-bottom:1px solid #999"
-_TD = "text-align:left;padding:2px 8px;vertical-align:top"
+from .image.views import image_html, image_rows, image_text
+from .tables import TABLE_STYLE as _TABLE, TD_STYLE as _TD, TH_STYLE as _TH, esc, html_table as table, text_table
 KIND_COLORS = {"A": "#1a7f37", "C": "#9a6700", "D": "#cf222e"}
 KIND_WORDS = {"A": "added", "C": "changed", "D": "deleted"}
-
-
-def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def table(headers: list[str], rows: Iterable[Iterable[Any]], *, raw: bool = False) -> str:
-    """An HTML table; cells are escaped unless ``raw``."""
-    head = "".join(f'<th style="{_TH}">{esc(h)}</th>' for h in headers)
-    body = "".join("<tr>" + "".join(f'<td style="{_TD}">{c if raw else esc(c)}</td>' for c in row) + "</tr>"
-                   for row in rows)
-    return f'<table style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def text_table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
-    """The same aligned columns as the command prints."""
-    import io
-    from .cli.table import write_table
-    out = io.StringIO()
-    write_table(out, headers, [list(r) for r in rows])
-    return out.getvalue().rstrip("\n")
 
 
 def kind_badge(kind: str) -> str:
     color = KIND_COLORS.get(kind, "#555")
     return f'<span style="color:{color};font-weight:bold" title="{KIND_WORDS.get(kind, kind)}">{esc(kind)}</span>'
-
-
-# ---------------------------------------------------------------------------- images
-
-def image_rows(image: Any) -> list[tuple[str, str]]:
-    cfg = (image.config.get("config") or {})
-    rows = [("Tags", ", ".join(image.tags) or "<none>"), ("Id", image.id[:19]),
-            ("Created", image.created), ("Size", human_size(image.size)),
-            ("Layers", str(len(image.diff_ids)))]
-    for key in ("Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Env"):
-        value = cfg.get(key)
-        if value:
-            if key == "ExposedPorts":
-                value = " ".join(value)
-            elif isinstance(value, list) and key != "Env":
-                value = " ".join(value)
-            elif key == "Env":
-                value = "\n".join(value)
-            rows.append((key, str(value)))
-    return rows
-
-
-def image_html(image: Any) -> str:
-    body = "".join(f'<tr><th style="{_TH}">{esc(k)}</th><td style="{_TD};white-space:pre">{esc(v)}</td></tr>'
-                   for k, v in image_rows(image))
-    return f'<table style="{_TABLE}"><caption style="text-align:left"><b>Image</b></caption>{body}</table>'
-
-
-def image_text(image: Any) -> str:
-    return "\n".join(f"{k + ':':<12} {v}" for k, v in image_rows(image))
 
 
 # ---------------------------------------------------------------------------- containers
@@ -257,3 +205,8 @@ def image_layers(engine: Any, image: Any) -> list[Layer]:
         step = steps[i] if i < len(steps) else {}
         out.append(Layer(engine, image, i, step.get("created_by", ""), step.get("created", "")))
     return out
+
+
+__all__ = ["esc", "table", "text_table", "kind_badge", "image_rows", "image_html", "image_text",
+           "container_rows", "container_html", "tree_html", "Diff", "History", "Stats", "Layer",
+           "image_layers", "_TABLE", "_TD", "_TH"]

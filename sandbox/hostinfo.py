@@ -60,7 +60,7 @@ def privilege_mode() -> str:
     return "rootless" if userns_allowed() else "unavailable"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def overlay_works(scratch: str) -> bool:
     """Try a real overlay mount under ``scratch`` (the store's tmp dir), once per process."""
     if os.geteuid() != 0:

@@ -48,17 +48,22 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
      "the answer", ("magics", "sandbox.cli", "sandbox.api", "sandbox.widgets", "sandbox.__main__")),
     ("facade", "`import sandbox` and sandbox.Engine, the one public Python API",
      ("sandbox", "sandbox.engine")),
-    ("services", "images, builds, networks, registries and containers, as the engine uses them; the "
-     "displayable results they return (display) and what this machine allows (hostinfo)",
-     ("sandbox.build", "sandbox.image", "sandbox.network", "sandbox.registry", "sandbox.containers",
-      "sandbox.display", "sandbox.hostinfo")),
-    ("supervisor", "one small process per store: forks, reaps, logs", ("sandbox.supervisor",)),
+    ("services", "what the engine does in the client's process: builds, registries, the container and "
+     "network APIs (requests to the supervisor), the displayable results they return",
+     ("sandbox.build", "sandbox.registry", "sandbox.containers", "sandbox.display", "sandbox.hostinfo")),
+    ("supervisor", "one small process per store: forks, reaps, logs, owns the networks",
+     ("sandbox.supervisor",)),
+    ("model", "what the supervisor and the clients share: container records and their set-up, volumes, "
+     "logs, the image store, networks",
+     ("sandbox.containers.records", "sandbox.containers.setup", "sandbox.containers.logs",
+      "sandbox.containers.volumes", "sandbox.containers.defaults", "sandbox.containers.options",
+      "sandbox.containers.parse", "sandbox.image", "sandbox.network")),
     ("runtime", "an OCI runtime: config.json + rootfs -> process", ("sandbox.runtime",)),
     ("cgroups", "cgroup v1 and v2 behind one interface", ("sandbox.cgroups",)),
     ("kernel", "the only module that calls libc through ctypes", ("sandbox.kernel",)),
     ("leaves", "small modules that import nothing of the kit but errors, usable from every layer",
      ("sandbox.errors", "sandbox.humanize", "sandbox.reference", "sandbox.rootdir", "sandbox.gotemplate",
-      "sandbox._version")),
+      "sandbox._version", "sandbox.build.words", "sandbox.tables")),
 ]
 
 

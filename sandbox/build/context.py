@@ -26,7 +26,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import BuildError
 
@@ -103,7 +103,7 @@ class DockerIgnore:
             self.patterns.append(_Pattern(cleaned, exclusion, regex))
 
     @classmethod
-    def read(cls, context: Path) -> "DockerIgnore":
+    def read(cls, context: Path) -> DockerIgnore:
         path = context / ".dockerignore"
         try:
             return cls(path.read_text(errors="replace").splitlines())
@@ -142,7 +142,7 @@ class SourceTree:
 
     # -- finding sources -----------------------------------------------------------
 
-    def resolve(self, src: str, *, ins: str, line_error: "type[BuildError] | None" = None) -> list[Source]:
+    def resolve(self, src: str, *, ins: str, line_error: type[BuildError] | None = None) -> list[Source]:
         """The sources ``src`` names (a path or a wildcard pattern); at least one, or BuildError."""
         norm = posixpath.normpath("/" + src.lstrip("/")) if src.startswith("/") else posixpath.normpath(src)
         rel = norm.lstrip("/")

@@ -26,7 +26,7 @@ import os
 import posixpath
 import shutil
 import stat
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..errors import BuildError
 from ..runtime.paths import secure_join

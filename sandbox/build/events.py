@@ -11,7 +11,8 @@ a tutorial's output; ``event.to_dict()`` is what programs and widgets read.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..humanize import size as human_size
 

@@ -21,7 +21,7 @@ them into :class:`~sandbox.errors.DockerfileSyntaxError` with the line.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class SubstitutionError(ValueError):

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import CgroupError, InvalidResources, fs
+from ..errors import CgroupError, InvalidResources
+from . import fs
 from .devices import DeviceRule, DeviceRuleSet, parse_device_rules
 from .oom import OomNotifier
 from .parse import cpu_list

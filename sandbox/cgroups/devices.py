@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import InvalidResources
+from ..errors import InvalidResources
 
 #: The access letters in the order the kernel prints them.
 ACCESS = "rwm"

@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import PermissionRequired
-from . import CgroupError
+from ..errors import CgroupError, PermissionRequired
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 

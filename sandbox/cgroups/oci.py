@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import InvalidResources
+from ..errors import InvalidResources
 from .base import Resources
 from .devices import parse_device_rules, unknown_rule_keys
 

@@ -34,7 +34,8 @@ import select
 from pathlib import Path
 from types import TracebackType
 
-from . import CgroupUnavailable, fs
+from ..errors import CgroupUnavailable
+from . import fs
 from .parse import flat_keyed
 
 

@@ -29,7 +29,8 @@ import os
 import time
 from pathlib import Path
 
-from . import CgroupError, CgroupUnavailable, fs
+from ..errors import CgroupError, CgroupUnavailable
+from . import fs
 from .base import Cgroup, Resources, Stats, wait_until
 from .devices import DeviceRule, DeviceRuleSet
 from .oom import EventfdOomNotifier, OomNotifier

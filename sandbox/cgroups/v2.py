@@ -26,8 +26,8 @@ import errno
 import os
 from pathlib import Path
 
-from ..errors import KernelError
-from . import CgroupError, CgroupUnavailable, fs
+from ..errors import CgroupError, CgroupUnavailable, KernelError
+from . import fs
 from .base import DEFAULT_PERIOD, Cgroup, Resources, Stats, shares_to_weight, wait_until
 from .devices import DeviceRule, DeviceRuleSet
 from .oom import EventsFileNotifier, OomNotifier

@@ -20,7 +20,8 @@ import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO
+from collections.abc import Iterable
 
 from ..errors import NotFound, UsageError
 from ..image import tarlayer

@@ -173,7 +173,7 @@ def _matches(meta: dict[str, Any], filters: dict[str, list[str]], used: bool) ->
 
 def _du(path: Path) -> int:
     total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         for f in filenames:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512

@@ -112,12 +112,12 @@ class Image:
         return f"<Image: {', '.join(self.tags) or self.short_id}>"
 
     def _repr_html_(self) -> str:
-        from ..display import image_html
+        from .views import image_html
         return image_html(self)
 
     def text(self) -> str:
         """A readable summary (what ``_repr_html_`` shows, as text)."""
-        from ..display import image_text
+        from .views import image_text
         return image_text(self)
 
 

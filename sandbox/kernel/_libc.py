@@ -11,7 +11,6 @@ import ctypes
 import errno as _errno
 import os
 import platform
-from typing import Union
 
 from ..errors import KernelError
 
@@ -31,7 +30,7 @@ def _load_libc() -> ctypes.CDLL:
 _libc = _load_libc()
 _libc.syscall.restype = ctypes.c_long
 
-PathArg = Union[str, os.PathLike[str]]  # a path as os.open accepts it
+PathArg = str | os.PathLike[str]  # a path as os.open accepts it
 
 _EPERM_ROOT = "this needs root (CAP_SYS_ADMIN); is the process running without root?"
 

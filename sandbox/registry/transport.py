@@ -22,7 +22,8 @@ import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterable
+from typing import IO, Any
+from collections.abc import Iterable
 
 from ..errors import RegistryError, RegistryUnreachable, RemoteNotFound, Unauthorized
 from . import auth

@@ -32,17 +32,16 @@ import resource
 import signal
 import socket
 import stat
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from .. import kernel
 # load_bpf runs after pivot_root, where the host's files (this package's among them) are
 # out of reach: seccomp, which sandbox.kernel loads on first use, is imported here, before the fork.
-from ..kernel import seccomp  # noqa: F401
+from ..kernel import seccomp as _seccomp_topic  # noqa: F401
 from ..errors import KernelError
 from . import rootfs as fs
 from .config import namespace_flags

@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from .. import kernel
 from ..errors import ContainerStartError, SandboxError

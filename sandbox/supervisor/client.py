@@ -21,7 +21,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..errors import SupervisorError
 from . import protocol
@@ -175,7 +176,7 @@ class Client:
         raise AssertionError("unreachable")
 
     def stream(self, op: str, on_output: OutputFn | None = None, *, stdin: int | None = None,
-               on_reply: Callable[[Any, "Stream"], None] | None = None, **args: Any) -> dict[str, Any]:
+               on_reply: Callable[[Any, Stream], None] | None = None, **args: Any) -> dict[str, Any]:
         """A streaming request on its own connection: output until ``{"exit": ...}``.
 
         ``stdin`` is a file descriptor whose bytes are forwarded (in a thread)

@@ -13,7 +13,8 @@ import contextlib
 import json
 import os
 import socket
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from . import protocol
 from .loop import Loop
@@ -26,8 +27,8 @@ MAX_QUEUED = 16 * 1024 * 1024
 class Conn:
     """One client connection; ``target`` receives the stdin packets it sends."""
 
-    def __init__(self, loop: Loop, sock: socket.socket, dispatch: Callable[["Conn", dict[str, Any]], None],
-                 closed: Callable[["Conn"], None]) -> None:
+    def __init__(self, loop: Loop, sock: socket.socket, dispatch: Callable[[Conn, dict[str, Any]], None],
+                 closed: Callable[[Conn], None]) -> None:
         self.loop, self.sock = loop, sock
         self._dispatch, self._closed = dispatch, closed
         sock.setblocking(False)

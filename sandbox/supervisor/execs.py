@@ -15,7 +15,8 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..containers import setup
 from . import protocol

@@ -11,7 +11,8 @@ results stay in ``State.Health.Log`` with their first 4 KiB of output.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable
 
 from ..errors import SandboxError
 from .conn import Collector

@@ -14,7 +14,8 @@ import os
 import selectors
 import signal
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 
 class Timer:
@@ -26,7 +27,7 @@ class Timer:
     def cancel(self) -> None:
         self.cancelled = True
 
-    def __lt__(self, other: "Timer") -> bool:
+    def __lt__(self, other: Timer) -> bool:
         return (self.when, self.seq) < (other.when, other.seq)
 
 
@@ -125,7 +126,7 @@ class Loop:
                 return
             fn = self.children.pop(pid, None)
             if fn is not None:
-                safely(lambda: fn(status))
+                safely(lambda: fn(status))  # noqa: B023 - called at once
 
     def run_once(self, max_wait: float | None = None) -> None:
         now = time.monotonic()

@@ -29,7 +29,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..errors import (CommandNotExecutable, CommandNotFound, ContainerNotFound, ContainerStartError,
                       SandboxError, UsageError)
@@ -92,7 +93,7 @@ class RuncRuntime:
     # ------------------------------------------------------------------ lifecycle
 
     def create(self, container_id: str, bundle: str, *, stdio: tuple[int, int, int] | None = None,
-               spec: dict[str, Any] | None = None, console_socket: socket.socket | None = None) -> "RuncContainer":
+               spec: dict[str, Any] | None = None, console_socket: socket.socket | None = None) -> RuncContainer:
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         pid_file = os.path.join(self.root, f"{container_id}.pid")
         args = ["create", "--bundle", bundle, "--pid-file", pid_file]
@@ -156,7 +157,7 @@ class RuncRuntime:
             return
         raise ContainerStartError("console", "runc did not send the container's terminal in 30 s")
 
-    def get(self, container_id: str) -> "RuncContainer":
+    def get(self, container_id: str) -> RuncContainer:
         done = self.run("state", container_id, what="state", check=False)
         if done.returncode != 0:
             raise ContainerNotFound(f"runc has no container {container_id}")

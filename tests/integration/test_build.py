@@ -127,7 +127,7 @@ def test_multi_stage_final_image_holds_only_its_layers(engine, tmp_path):  # noq
     assert len(image.diff_ids) == len(base.diff_ids) + 1     # only the COPY layer
     assert engine.run("ms").output == b"compiled\n"
     assert engine.run("ms", ["ls", "/big"]).exit_code != 0
-    builder = engine.build(ctx, tags=["ms-builder"], target="builder")
+    engine.build(ctx, tags=["ms-builder"], target="builder")
     assert engine.run("ms-builder", ["ls", "/big"]).exit_code == 0
     engine.images.remove("ms")
     engine.images.remove("ms-builder")
@@ -292,7 +292,7 @@ def test_a_build_killed_during_copy_leaves_nothing_mounted(engine, tmp_path):  #
     proc.kill()
     proc.wait()
     assert leaks.mounts_below(str(engine.root / "tmp"))       # it did leave its mount behind
-    Engine(engine.root).store                                 # the next user recovers the store
+    Engine(engine.root).store  # noqa: B018 - the next user of the store recovers it
     assert not leaks.mounts_below(str(engine.root / "tmp"))
     assert not list((engine.root / "tmp").glob("step-*")) and not list((engine.root / "tmp").glob("build-*"))
     with pytest.raises(ImageNotFound):

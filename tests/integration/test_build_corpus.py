@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox import errors
-from tests.dockerfiles import CASES, Fails, Ok, Syntax
+from tests.dockerfiles import CASES, Ok, Syntax
 from tests.integration.container_env import engine  # noqa: F401  (module fixture)
 
 BUILD_CASES = [c for c in CASES if not (isinstance(c.expect, Syntax) and not c.expect.at_build)]

@@ -34,6 +34,6 @@ def test_reprs_of_images_containers_layers_diffs_history_and_stats(engine):  # n
         assert "<details" in layers[0]._repr_html_() and "Layer 0" in repr(layers[0])
     finally:
         c.remove(force=True)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whichever error a removed container gives
         c.reload()
     assert "shown" in c._repr_html_()      # a removed container still shows its last state

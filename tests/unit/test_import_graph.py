@@ -27,45 +27,15 @@ importgraph = importlib.util.module_from_spec(_spec)
 sys.modules["importgraph"] = importgraph
 _spec.loader.exec_module(importgraph)
 
-_SUPERVISOR_USES_SERVICES = (
-    "the supervisor writes container records and bundles and resolves the image at create "
-    "(create_named, as the Docker daemon does): as built, the container model and the image store sit "
-    "beneath the supervisor, where DESIGN.md draws them above it; either they move below it or the "
-    "drawing changes (a decision for the supervisor split)")
-
 #: Upward arrows the code has today, with why.
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {
     ("sandbox", "magics"):
         "IPython's `%load_ext sandbox` calls sandbox.load_ipython_extension, which it finds only on the "
         "package named; a function-level import, and the only thing of the engine pointing at magics",
-    ("sandbox.display", "sandbox.cli.table"):
-        "display shows a table's text with the CLI's tabwriter (write_table); moving write_table below "
-        "display (display itself, or humanize) removes it. Outside the files of this change",
-    ("sandbox.supervisor.server", "sandbox"):
-        "`from .. import __version__`; `from .._version import __version__` removes it "
-        "(server.py is being split by another engineer)",
-    ("sandbox.supervisor", "sandbox.containers.records"): _SUPERVISOR_USES_SERVICES,
-    ("sandbox.supervisor", "sandbox.containers.setup"): _SUPERVISOR_USES_SERVICES,
-    ("sandbox.supervisor", "sandbox.containers.logs"): _SUPERVISOR_USES_SERVICES,
-    ("sandbox.supervisor", "sandbox.containers.volumes"): _SUPERVISOR_USES_SERVICES,
-    ("sandbox.supervisor", "sandbox.containers.defaults"): _SUPERVISOR_USES_SERVICES,
-    ("sandbox.supervisor", "sandbox.containers.options"): _SUPERVISOR_USES_SERVICES,
-    ("sandbox.supervisor", "sandbox.image.store"): _SUPERVISOR_USES_SERVICES,
-    ("sandbox.supervisor", "sandbox.image.images"): _SUPERVISOR_USES_SERVICES,
 }
 
 #: Circles the code has today, with why (each as the set of its modules).
-ALLOWED_CIRCLES: dict[frozenset[str], str] = {
-    # TEMPORARY: box.py imports server.py for a type and server.py imports box.py; the split of
-    # supervisor/server.py and box.py under way removes it.  Delete this entry when it lands.
-    frozenset({"sandbox.supervisor.box", "sandbox.supervisor.server"}):
-        "supervisor box <-> server, being removed by the supervisor split",
-    frozenset({"sandbox.cgroups", "sandbox.cgroups.base", "sandbox.cgroups.devices", "sandbox.cgroups.ebpf",
-               "sandbox.cgroups.fs", "sandbox.cgroups.oci", "sandbox.cgroups.oom", "sandbox.cgroups.v1",
-               "sandbox.cgroups.v2"}):
-        "the cgroup modules take the error classes from their package (`from . import CgroupError`), "
-        "whose __init__ imports them; `from ..errors import ...` removes it. Outside the files of this change",
-}
+ALLOWED_CIRCLES: dict[frozenset[str], str] = {}
 
 
 def _under(module: str, name: str) -> bool:

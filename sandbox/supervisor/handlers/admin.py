@@ -13,7 +13,7 @@ from ..core import Core
 
 
 def op_ping(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
-    from ... import __version__
+    from ..._version import __version__
     return {"pid": os.getpid(), "version": __version__, "containers": len(core.boxes)}
 
 
