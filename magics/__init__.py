@@ -8,7 +8,7 @@
 * ``%%container IMAGE [run options]``: runs the cell as a shell script.
 
 The views (``LayerExplorer``, ``DiffView``, ``ResourceMonitor``,
-``NamespaceView``, ``Dashboard`` and ``plot_stats``) are importable from here
+``NamespaceView``, ``NetworkView``, ``Dashboard`` and ``plot_stats``) are importable from here
 and from ``sandbox.widgets``; they load ipywidgets and matplotlib only when
 used, so loading the extension stays cheap.  ``check`` is how the labs answer
 an exercise (✓, or what is still wrong).
@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 _VIEWS = {"LayerExplorer": "views", "DiffView": "views", "NamespaceView": "views", "Dashboard": "dashboard",
-          "ResourceMonitor": "monitor", "plot_stats": "monitor", "check": "lab"}
+          "ResourceMonitor": "monitor", "plot_stats": "monitor", "check": "lab", "NetworkView": "netview"}
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -35,6 +35,7 @@ def dockerfile_parser() -> Parser:
                description="Build the cell as a Dockerfile; the notebook's folder is the context.")
     p.add_argument("-t", "--tag", action="append", default=[], help="name[:tag] for the image (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument("--network", help="the network RUN steps use (default: bridge; none, host or a network name)")
     p.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE", help="a build argument")
     p.add_argument("--target", help="build up to this stage")
     p.add_argument("--context", default=".", metavar="DIR", help="the build context (default: this folder)")
@@ -90,7 +91,7 @@ class CellMagics(Magics):
     @cell_magic
     def dockerfile(self, line: str, cell: str) -> Any:
         """Build this cell as a Dockerfile: ``%%dockerfile -t NAME [--no-cache] [--build-arg K=V]
-        [--target STAGE] [--context DIR] [-o VAR]``."""
+        [--target STAGE] [--network NET] [--context DIR] [-o VAR]``."""
         try:
             args = dockerfile_parser().parse_args(shlex.split(line))
         except _Exit:
@@ -103,7 +104,8 @@ class CellMagics(Magics):
             image = self.engine.build(args.context, tags=args.tag, dockerfile="Dockerfile (this cell)",
                                       dockerfile_text=cell, build_args=key_values(args.build_arg, "--build-arg"),
                                       target=args.target, no_cache=args.no_cache,
-                                      labels=key_values(args.label, "--label"), on_event=printer)
+                                      labels=key_values(args.label, "--label"), on_event=printer,
+                                      network=args.network)
         except SandboxError as e:
             show_error(e, source=cell)
             return None

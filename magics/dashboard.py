@@ -2,7 +2,9 @@
 
 One row per container (name, image, state, uptime, ports) with the buttons
 that make sense in its state (start, stop, pause, unpause, rm), one row per
-image with rmi.  A button acts through the same engine calls as the
+image with rmi, one row per network (its subnet and who is on it; rm for
+the ones made with ``network create``) and a "draw" button that shows the
+:class:`~magics.netview.NetworkView` picture below.  A button acts through the same engine calls as the
 command, then the view refreshes; an action that fails shows its one-line
 error in the status line instead of raising in a callback.  A daemon thread
 refreshes every ``interval`` seconds while ``auto`` is on; ``close()`` stops
@@ -41,11 +43,15 @@ class Dashboard(View):
         self.auto = w.Checkbox(value=auto, description="refresh every %gs" % interval, indent=False)
         self.containers_box = w.VBox()
         self.images_box = w.VBox()
+        self.networks_box = w.VBox()
+        self.drawing = w.VBox()
         self.rows: dict[str, Any] = {}          # container name -> its HBox
         self.image_rows: dict[str, Any] = {}    # image tag (or short id) -> its HBox
         self.widget = w.VBox([w.HBox([self.refresh_button, self.auto, self.status]),
                               w.HTML("<b>Containers</b>"), self.containers_box,
-                              w.HTML("<b>Images</b>"), self.images_box])
+                              w.HTML("<b>Images</b>"), self.images_box,
+                              w.HBox([w.HTML("<b>Networks</b>"), self._button("draw", self.draw_networks)]),
+                              self.networks_box, self.drawing])
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.refresh()
@@ -68,6 +74,32 @@ class Dashboard(View):
         except SandboxError as e:
             self.status.value = f'<span style="color:#cf222e">{action} {name}: {e}</span>'
         self.refresh()
+
+    def network_rm(self, name: str) -> None:
+        try:
+            self.engine.networks.get(name).remove()
+            self.status.value = f"network rm {name}: done"
+        except SandboxError as e:
+            self.status.value = f'<span style="color:#cf222e">network rm {name}: {e}</span>'
+        self.refresh()
+
+    def draw_networks(self) -> None:
+        """Show (or redraw) the network picture under the rows."""
+        from .netview import NetworkView
+        try:
+            self.drawing.children = [NetworkView(engine=self.engine).widget]
+        except SandboxError as e:
+            self.status.value = f'<span style="color:#cf222e">networks: {e}</span>'
+
+    def _network_rows(self) -> list[dict[str, Any]]:
+        out = []
+        for n in self.engine.networks.list():
+            a = n.attrs
+            cfg = (a.get("IPAM", {}).get("Config") or [{}])[0]
+            out.append({"name": n.name, "driver": a["Driver"], "subnet": cfg.get("Subnet", ""),
+                        "containers": ", ".join(sorted(v["Name"] for v in (a.get("Containers") or {}).values())),
+                        "builtin": n.name in ("bridge", "host", "none")})
+        return sorted(out, key=lambda r: (not r["builtin"], r["name"]))
 
     def rmi(self, ref: str) -> None:
         try:
@@ -92,7 +124,8 @@ class Dashboard(View):
             state = a["State"]
             status = state.get("Status", "")
             uptime = ago(state["StartedAt"]).replace(" ago", "") if state.get("Running") else ""
-            ports = ", ".join(sorted((a.get("NetworkSettings") or {}).get("Ports") or {}))
+            from sandbox.network.ports import bindings_text
+            ports = bindings_text((a.get("NetworkSettings") or {}).get("Ports") or {}) if state.get("Running") else ""
             out.append({"name": c.name, "image": (a.get("Sandbox") or {}).get("ImageRef") or a["Image"][:19],
                         "state": status + (f" ({state.get('ExitCode')})" if status == "exited" else ""),
                         "status": status, "uptime": uptime, "ports": ports})
@@ -112,7 +145,7 @@ class Dashboard(View):
             for r in containers:
                 cells = [w.HTML(f"<code>{r[k]}</code>", layout=w.Layout(width=width))
                          for k, width in (("name", "160px"), ("image", "160px"), ("state", "110px"),
-                                          ("uptime", "110px"), ("ports", "90px"))]
+                                          ("uptime", "110px"), ("ports", "180px"))]
                 buttons = [self._button(a, _bind(self.act, r["name"], a))
                            for a in ACTIONS.get(r["status"], ("rm",))]
                 rows[r["name"]] = w.HBox(cells + buttons)
@@ -127,7 +160,17 @@ class Dashboard(View):
                 image_rows[ref] = w.HBox(cells + [self._button("rmi", _bind(self.rmi, ref))])
             self.image_rows = image_rows
             self.images_box.children = list(image_rows.values()) or [w.HTML("<i>no images</i>")]
+            networks = self._network_rows() if self.engine.supervisor.status() is not None else []
+            boxes = []
+            for r in networks:
+                cells = [w.HTML(f"<code>{r[k]}</code>", layout=w.Layout(width=width))
+                         for k, width in (("name", "160px"), ("driver", "70px"), ("subnet", "140px"),
+                                          ("containers", "260px"))]
+                buttons = [] if r["builtin"] else [self._button("rm", _bind(self.network_rm, r["name"]))]
+                boxes.append(w.HBox(cells + buttons))
+            self.networks_box.children = boxes or [w.HTML("<i>no supervisor running: no networks to show</i>")]
             self._snapshot = (containers, [(i.tags, i.short_id, i.size) for i in images])
+            self._networks = networks
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -148,4 +191,7 @@ class Dashboard(View):
                                             [[r["name"], r["image"], r["state"], r["uptime"], r["ports"]]
                                              for r in containers])
                 + "<b>Images</b>" + table(["IMAGE", "ID", "SIZE"],
-                                          [[", ".join(t) or "<none>", i, human_size(s)] for t, i, s in images]))
+                                          [[", ".join(t) or "<none>", i, human_size(s)] for t, i, s in images])
+                + "<b>Networks</b>" + table(["NETWORK", "DRIVER", "SUBNET", "CONTAINERS"],
+                                            [[r["name"], r["driver"], r["subnet"], r["containers"]]
+                                             for r in getattr(self, "_networks", [])]))

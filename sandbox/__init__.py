@@ -18,7 +18,8 @@ from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound
                      ContainerNotFound, ContainerExists, InvalidStateTransition, InvalidSpec,
                      ContainerStartError, CommandNotFound, CommandNotExecutable,
                      VolumeNotFound, ContainerError, SupervisorError,
-                     DockerfileSyntaxError, BuildError)
+                     DockerfileSyntaxError, BuildError, NetworkNotFound, NetworkInUse, PortInUse,
+                     NetworkError)
 
 if TYPE_CHECKING:
     from .engine import Engine, default_root
@@ -65,4 +66,5 @@ __all__ = [
     "ContainerNotFound", "ContainerExists", "InvalidStateTransition", "InvalidSpec",
     "ContainerStartError", "CommandNotFound", "CommandNotExecutable",
     "VolumeNotFound", "ContainerError", "SupervisorError", "DockerfileSyntaxError", "BuildError",
+    "NetworkNotFound", "NetworkInUse", "PortInUse", "NetworkError",
 ]

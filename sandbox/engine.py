@@ -103,7 +103,7 @@ class ImageCollection:
     def build(self, path: str | os.PathLike[str] | None = None, *, tag: str | None = None,
               dockerfile: str | None = None, fileobj: Any = None, buildargs: dict[str, str] | None = None,
               target: str | None = None, nocache: bool = False, labels: dict[str, str] | None = None,
-              on_event: Any = None) -> tuple[Image, builtins.list[Any]]:
+              on_event: Any = None, network_mode: str | None = None) -> tuple[Image, builtins.list[Any]]:
         """docker-py's ``images.build``: ``(image, events)``; see :meth:`Engine.build`."""
         events: builtins.list[Any] = []
 
@@ -117,7 +117,7 @@ class ImageCollection:
             text = data.decode() if isinstance(data, bytes) else str(data)
         image = self._engine.build(path, tags=[tag] if tag else [], dockerfile=dockerfile, dockerfile_text=text,
                                    build_args=buildargs, target=target, no_cache=nocache, labels=labels,
-                                   on_event=collect)
+                                   on_event=collect, network=network_mode)
         return image, events
 
     def bootstrap(self, kind: str = "busybox", **options: Any) -> Image:
@@ -149,6 +149,15 @@ class Engine:
         from .containers.api import ContainerCollection
         self.containers = ContainerCollection(self)
         self._volumes: Any = None
+        self._networks: Any = None
+
+    @property
+    def networks(self) -> Any:
+        """``engine.networks``: docker-py's network API (the supervisor owns the networks)."""
+        if self._networks is None:
+            from .containers.network_api import NetworkCollection
+            self._networks = NetworkCollection(self)
+        return self._networks
 
     @property
     def volumes(self) -> Any:
@@ -191,7 +200,7 @@ class Engine:
     def build(self, context: str | os.PathLike[str] | None = ".", *, tags: Iterable[str] = (),
               dockerfile: str | os.PathLike[str] | None = None, dockerfile_text: str | None = None,
               build_args: dict[str, str] | None = None, target: str | None = None, no_cache: bool = False,
-              labels: dict[str, str] | None = None, on_event: Any = None) -> Image:
+              labels: dict[str, str] | None = None, on_event: Any = None, network: str | None = None) -> Image:
         """Build an image from a Dockerfile (``docker build``); returns the Image.
 
         ``context`` is the directory COPY reads from (None: no context, for a
@@ -200,11 +209,12 @@ class Engine:
         step n/m, HIT or MISS and why, RUN output, layer size and time.  A
         failed step raises :class:`~sandbox.errors.BuildError` (or
         :class:`~sandbox.errors.DockerfileSyntaxError`) and tags nothing.
+        ``network`` is where RUN steps go (default ``bridge``, as in Docker).
         """
         from .build.builder import Builder
         return Builder(self, context, dockerfile=dockerfile, dockerfile_text=dockerfile_text,
                        tags=list(tags), build_args=build_args, target=target, no_cache=no_cache,
-                       labels=labels, on_event=on_event).build()
+                       labels=labels, on_event=on_event, network=network).build()
 
     def build_cache(self) -> Any:
         """The build cache (``builder prune``, ``system df``)."""

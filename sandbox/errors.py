@@ -15,12 +15,15 @@ into one short paragraph without a traceback.
     │   ├── BlobNotFound          a blob the index or a manifest names is missing
     │   ├── LayerNotFound         no unpacked layer for a chain id
     │   ├── ContainerNotFound     no container by that name or id
-    │   └── VolumeNotFound        no volume by that name
+    │   ├── VolumeNotFound        no volume by that name
+    │   └── NetworkNotFound       no network by that name or id
     ├── Conflict
     │   ├── ImageInUse            rmi of an image something still uses
     │   ├── AmbiguousReference    an id prefix that matches several images
     │   ├── ContainerExists       create with an id or name already taken
-    │   └── InvalidStateTransition  start of a running container, delete without --force, ...
+    │   ├── InvalidStateTransition  start of a running container, delete without --force, ...
+    │   ├── NetworkInUse          network rm of a network containers are still connected to
+    │   └── PortInUse             a host port to publish that another process or container holds
     ├── StoreCorrupt
     │   └── BlobCorrupt           a blob whose content does not match its digest
     ├── StoreFull                 no space left for a blob, a layer or metadata
@@ -41,6 +44,7 @@ into one short paragraph without a traceback.
     │   └── CommandNotExecutable  the command exists but cannot be executed (exit code 126)
     ├── ContainerError            containers.run(): the command exited non-zero (docker-py's)
     ├── SupervisorError           the store's supervisor cannot be started or reached
+    ├── NetworkError              an interface, address, route or firewall change failed (keeps errno)
     ├── DockerfileSyntaxError     a Dockerfile that cannot be parsed or makes no sense (file:line)
     ├── BuildError                a build step failed (a RUN exited non-zero, a COPY source is missing)
     ├── PermissionRequired        an operation that needs root or a capability
@@ -104,6 +108,10 @@ class ContainerNotFound(NotFound):
 
 class VolumeNotFound(NotFound):
     """Raised when no volume has the given name."""
+
+
+class NetworkNotFound(NotFound):
+    """Raised when no network has that name, id or id prefix (``network inspect``, ``--network``)."""
 
 
 class ContainerError(SandboxError):
@@ -171,6 +179,18 @@ class InvalidStateTransition(Conflict):
     def __init__(self, message: str, *, state: str | None = None, hint: str | None = None) -> None:
         self.state = state
         super().__init__(message, hint=hint)
+
+
+class NetworkInUse(Conflict):
+    """Raised by ``network rm`` of a network that containers are still connected to (Docker's 409)."""
+
+
+class PortInUse(Conflict):
+    """Raised when a port to publish is held by another process or container; names the port and who holds it.
+
+    Checked before the container starts, so nothing is made for a container
+    that could not get its port.
+    """
 
 
 class ImageInUse(Conflict):
@@ -330,6 +350,17 @@ class CommandNotExecutable(ContainerStartError):
     """
 
     exit_code = 126
+
+
+class NetworkError(SandboxError):
+    """A network change the kernel refused: a link, address, route, namespace or firewall rule.
+
+    Keeps the ``errno`` of the failed netlink or nftables request.
+    """
+
+    def __init__(self, message: str, *, errno: int = 0, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.errno = errno
 
 
 class PermissionRequired(SandboxError):

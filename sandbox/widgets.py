@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-NAMES = ("LayerExplorer", "DiffView", "ResourceMonitor", "NamespaceView", "Dashboard", "plot_stats")
+NAMES = ("LayerExplorer", "DiffView", "ResourceMonitor", "NamespaceView", "NetworkView", "Dashboard", "plot_stats")
 
 
 def __getattr__(name: str) -> Any:

@@ -101,7 +101,7 @@ CASES = [
     Case("copy-from-unknown", B + "COPY --from=nowhere /a /b\n", Fails(2, "no stage and no local image")),
     Case("run-in-scratch", "FROM scratch\nRUN echo hi\n", Fails(2, "could not start")),
     Case("stopsignal-bogus", B + "STOPSIGNAL SIGNOPE\n", Syntax(2, "invalid signal", at_build=True)),
-    Case("run-network-bridge", B + "RUN --network=bridge true\n", Syntax(2, "only none and host", at_build=True)),
+    Case("run-network-bridge", B + "RUN --network=bridge true\n", Syntax(2, "only choose default, none or host", at_build=True)),
     Case("add-url-offline", B + "ADD http://127.0.0.1:9/file.txt /x\n", Fails(2, "cannot download")),
     Case("platform-other", "FROM --platform=linux/s390x busybox\n", Fails(1, "is not available")),
     # ------------------------------------------------------------------ valid

@@ -1,7 +1,9 @@
 """Snapshots of the kernel state a test could leak, and their difference.
 
 ``snapshot()`` records mount points, named network namespaces, veth
-interfaces, cgroup directories with "sandbox" in their path, and processes
+interfaces, bridges and nftables tables of ours (marked "sandbox store ..."
+and named ``sandbox_*``), the host's ``ip_forward`` setting, cgroup
+directories with "sandbox" in their path, and processes
 that belong to the tests (children of this process, and processes that name
 one of the given roots in their command line, environment or working
 directory).  ``diff(before, after)`` lists what appeared in between, one
@@ -42,6 +44,9 @@ class Snapshot:
     mounts: tuple[str, ...]          # mount points, a sorted multiset
     netns: frozenset[str]            # entries of /run/netns
     veths: frozenset[str]            # veth interface names
+    bridges: frozenset[str]          # interfaces a store marked as its own (IFLA_IFALIAS "sandbox store ...")
+    nft_tables: frozenset[str]       # nftables tables named sandbox_*
+    ip_forward: str                  # /proc/sys/net/ipv4/ip_forward
     cgroups: frozenset[str]          # cgroup directories containing "sandbox"
     processes: frozenset[Process]
 
@@ -201,6 +206,41 @@ def _processes(roots: tuple[str, ...]) -> frozenset[Process]:
     return frozenset(out)
 
 
+def _our_interfaces() -> frozenset[str]:
+    out = set()
+    try:
+        names = os.listdir("/sys/class/net")
+    except OSError:
+        return frozenset()
+    for name in names:
+        try:
+            with open(f"/sys/class/net/{name}/ifalias") as f:
+                if f.read().startswith("sandbox store "):
+                    out.add(name)
+        except OSError:
+            continue
+    return frozenset(out)
+
+
+def _nft_tables() -> frozenset[str]:
+    """Tables named sandbox_* (through the engine's own libnftables binding; none when it is missing)."""
+    try:
+        from sandbox.network.firewall import _FAMILY
+        from sandbox.kernel import nftables
+        listing = nftables.nft_run({"nftables": [{"list": {"tables": {"family": _FAMILY}}}]})
+    except Exception:  # noqa: BLE001 - no library, no rules of ours
+        return frozenset()
+    return frozenset(t["table"]["name"] for t in listing.get("nftables", [])
+                     if "table" in t and t["table"]["name"].startswith("sandbox_"))
+
+
+def _ip_forward() -> str:
+    try:
+        return _read("/proc/sys/net/ipv4/ip_forward", "r").strip()  # type: ignore[union-attr]
+    except OSError:
+        return "?"
+
+
 def snapshot(roots: tuple[str, ...] | list[str] = ()) -> Snapshot:
     """The leakable kernel state now.
 
@@ -213,6 +253,9 @@ def snapshot(roots: tuple[str, ...] | list[str] = ()) -> Snapshot:
         mounts=tuple(sorted(mount_points())),
         netns=_netns(),
         veths=_veths(),
+        bridges=_our_interfaces(),
+        nft_tables=_nft_tables(),
+        ip_forward=_ip_forward(),
         cgroups=_cgroups(),
         processes=_processes(roots),
     )
@@ -243,6 +286,12 @@ def diff(before: Snapshot, after: Snapshot) -> list[str]:
         lines.append(f"network namespace left behind: /run/netns/{n}")
     for v in sorted(after.veths - before.veths):
         lines.append(f"veth interface left behind: {v}")
+    for b in sorted(after.bridges - before.bridges):
+        lines.append(f"network interface of a store left behind: {b}")
+    for t in sorted(after.nft_tables - before.nft_tables):
+        lines.append(f"nftables table left behind: ip {t}")
+    if after.ip_forward != before.ip_forward:
+        lines.append(f"net.ipv4.ip_forward left at {after.ip_forward} (was {before.ip_forward})")
     for c in sorted(after.cgroups - before.cgroups):
         if not _cgroup_is_idle_parent(c):
             lines.append(f"cgroup left behind: {c}")

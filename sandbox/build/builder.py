@@ -57,7 +57,7 @@ class Builder(MetadataSteps, RunStep, FileSteps):
                  dockerfile: str | os.PathLike[str] | None = None, dockerfile_text: str | None = None,
                  tags: list[str] | tuple[str, ...] = (), build_args: dict[str, str] | None = None,
                  target: str | None = None, no_cache: bool = False, labels: dict[str, str] | None = None,
-                 on_event: EventFn | None = None) -> None:
+                 on_event: EventFn | None = None, network: str | None = None) -> None:
         self.engine = engine
         self.store = engine.store
         self.images = engine.image_store
@@ -71,6 +71,8 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         self.build_args = dict(build_args or {})
         self.target = target
         self.no_cache = no_cache
+        #: ``build --network``: where RUN steps go by default (Docker's: the bridge).
+        self.network = network or "bridge"
         self.labels = dict(labels or {})
         self.on_event = on_event or (lambda e: None)
         self.ignore = DockerIgnore.read(self.context) if self.context else DockerIgnore()

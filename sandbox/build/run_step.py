@@ -2,7 +2,8 @@
 
 The container is created through the supervisor, the same path as ``sandbox
 run`` (namespaces, cgroup, the init layer), with ENTRYPOINT ignored, health
-checks and logs off, and network ``none`` unless ``RUN --network=host``; its
+checks and logs off, on the build's network (the bridge, as in Docker, unless
+``build --network`` says otherwise; ``RUN --network=none|host`` for one step); its
 output streams as build events.  ``RUN --mount`` binds a cache directory, a
 copy of part of the context, or a stage or image, from the container's init
 layer, so no mount point enters the layer.
@@ -32,8 +33,9 @@ class RunStep(StepBase):
     def _do_run(self, ins: Instruction, state: State) -> Prepared:
         network = ins.flags.get("network") or "default"
         if network not in ("default", "none", "host"):
-            raise ins.error(f"RUN --network={network}: only none and host are available so far "
-                            "(the bridge comes with networking)", hint="use --network=none or --network=host")
+            raise ins.error(f"RUN --network={network}: a step can only choose default, none or host",
+                            hint="use --network=none or --network=host; `build --network NAME` puts every "
+                                 "step on a network")
         mounts = [self._run_mount(ins, state, m) for m in (ins.flags.get("mount") or "").split("\n") if m]
         if ins.flags.get("security") not in (None, "sandbox"):
             raise ins.error(f"RUN --security={ins.flags['security']} is not supported",
@@ -64,8 +66,8 @@ class RunStep(StepBase):
         def run() -> tuple[dict[str, Any], Any]:
             with contextlib.ExitStack() as stack:
                 binds = [stack.enter_context(self._mount_source(m)) for m in mounts]
-                blob = self._run_container(ins, state, argv, env_list, "none" if network == "default" else network,
-                                           binds)
+                blob = self._run_container(ins, state, argv, env_list,
+                                           self.network if network == "default" else network, binds)
             return {"created_by": created_by}, blob
         return Prepared("", [argv, network, [{k: v for k, v in m.items() if k not in ("files", "sources")}
                                              for m in mounts]],

@@ -123,6 +123,8 @@ class StepBase:
     global_args: dict[str, str | None]
     auto_args: dict[str, str]
     no_cache: bool
+    #: where RUN steps go unless one says ``--network=none|host``
+    network: str
     on_event: EventFn
     plan: Plan | None
     tmp: Path | None

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import IO, Any, Sequence
+from typing import IO, Any
+from collections.abc import Sequence
 
 from ..errors import SandboxError, UsageError
 
@@ -21,7 +22,7 @@ from ..errors import SandboxError, UsageError
 VERBS = ["bootstrap", "history", "images", "import_", "info", "inspect", "load", "login", "pull",
          "push", "rmi", "save", "tag", "version", "image",
          "run", "lifecycle", "ps", "logs", "exec_", "top", "changes", "events", "volume", "container",
-         "system", "build"]
+         "system", "build", "network"]
 
 #: verb -> the module that registers it, for the verbs whose module name differs;
 #: a command line naming one verb builds only that verb's parser (a cold
@@ -31,7 +32,7 @@ VERB_MODULES = {"import": "import_", "create": "run", "start": "run", "stop": "l
                 "restart": "lifecycle", "rm": "lifecycle", "wait": "lifecycle", "rename": "lifecycle",
                 "update": "lifecycle", "exec": "exec_", "attach": "exec_", "stats": "top",
                 "diff": "changes", "commit": "changes", "cp": "changes", "export": "changes",
-                "logout": "login", "builder": "build"}
+                "logout": "login", "builder": "build", "port": "network"}
 
 
 class Parser(argparse.ArgumentParser):

@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
                    help="a build argument (KEY alone takes the value from the environment)")
     p.add_argument("--target", help="build up to this stage")
     p.add_argument("--no-cache", action="store_true", help="do not use the cache")
+    p.add_argument("--network", help="the network RUN steps use (default: bridge; none, host or a network name)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="set a label on the image")
     p.add_argument("--rm", default=True, type=lambda v: v.lower() != "false",
@@ -87,7 +88,7 @@ def run(engine: Any, args: Any, out: Any) -> int:
     try:
         image = engine.build(context, tags=args.tag, dockerfile=None if args.file == "-" else args.file,
                              dockerfile_text=text, build_args=build_args, target=args.target,
-                             no_cache=args.no_cache, labels=labels, on_event=show)
+                             no_cache=args.no_cache, labels=labels, on_event=show, network=args.network)
     except BuildError:
         if quiet and tail:
             sys.stderr.write("\n".join(tail) + "\n")

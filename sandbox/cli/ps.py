@@ -45,7 +45,10 @@ def row(c: Any, no_trunc: bool = False) -> dict[str, Any]:
     command = command_line(a["Config"])
     if not no_trunc and len(command) > 20:
         command = command[:19] + "…"
-    ports = ", ".join(sorted((a["Config"].get("ExposedPorts") or {}).keys()))
+    from ..network.ports import bindings_text
+    published = (a.get("NetworkSettings") or {}).get("Ports") or {}
+    ports = bindings_text({**{k: None for k in (a["Config"].get("ExposedPorts") or {})}, **published}) \
+        if a["State"].get("Running") else ""
     return {"ID": c.id if no_trunc else c.short_id, "Image": a["Config"].get("Image") or a["Image"][7:19],
             "Command": f'"{command}"', "CreatedAt": a["Created"], "RunningFor": ago(a["Created"]),
             "Status": status_text(a["State"]), "State": a["State"]["Status"], "Ports": ports,

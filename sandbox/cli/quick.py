@@ -28,7 +28,7 @@ def quick_run(args: Any, out: Any) -> int | None:
     if args.interactive or args.tty or args.attach:
         return None
     from ..containers.options import config_from_args
-    config, host, name = config_from_args(args, args.image, list(args.command))
+    config, host, name, networking = config_from_args(args, args.image, list(args.command))
     from ..rootdir import default_root_dir
     path = os.path.join(os.path.abspath(args.root or default_root_dir()), "supervisor.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
@@ -38,6 +38,7 @@ def quick_run(args: Any, out: Any) -> int | None:
         except OSError:
             return None   # not running (or not reachable): the full path starts it, or says why
         created = _call(sock, "create_named", image=args.image, config=config, host_config=host,
+                        networking_config=networking,
                         name=name, command_given=bool(args.command))
         if created.get("NeedUnpack"):
             return None   # nothing was created; the full path unpacks, then creates

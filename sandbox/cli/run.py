@@ -41,8 +41,8 @@ def register(sub: Any) -> None:
 
 def _create(engine: Any, args: Any) -> Any:
     from ..containers.options import config_from_args
-    config, host, name = config_from_args(args, args.image, list(args.command))
-    container = engine.containers.create_from(args.image, config, host, name,
+    config, host, name, networking = config_from_args(args, args.image, list(args.command))
+    container = engine.containers.create_from(args.image, config, host, name, networking=networking,
                                               command_given=bool(args.command))
     return container
 

@@ -102,16 +102,20 @@ class ContainerCollection:
     def create_id(self, image: str, command: str | builtins.list[str] | None = None, **kwargs: Any) -> str:
         """``create``, returning only the id (``Engine.run`` needs no record read back)."""
         from .options import config_from_kwargs
+        networking = kwargs.pop("networking_config", None) or {}
+        if networking and "EndpointsConfig" not in networking:
+            networking = {"EndpointsConfig": dict(networking)}   # docker-py: {NAME: EndpointConfig}
         config, host, name = config_from_kwargs(image, command, **kwargs)
-        return self._create(image, config, host, name, command_given=command is not None)
+        return self._create(image, config, host, name, command_given=command is not None, networking=networking)
 
     def create_from(self, image: str, config: dict[str, Any], host: dict[str, Any], name: str | None,
-                    *, command_given: bool) -> Container:
+                    *, command_given: bool, networking: dict[str, Any] | None = None) -> Container:
         """Create from docker's Config/HostConfig (what the CLI parser produces)."""
-        return self.get(self._create(image, config, host, name, command_given=command_given))
+        return self.get(self._create(image, config, host, name, command_given=command_given,
+                                     networking=networking))
 
     def _create(self, image: str, config: dict[str, Any], host: dict[str, Any], name: str | None,
-                *, command_given: bool) -> str:
+                *, command_given: bool, networking: dict[str, Any] | None = None) -> str:
         """The supervisor's ``create_named``; returns the new container's id.
 
         The supervisor resolves ``image``, merges its config and checks the
@@ -120,7 +124,8 @@ class ContainerCollection:
         unpacked yet (a fresh pull or load) are unpacked here, outside the
         single-threaded supervisor, and the create is asked again.
         """
-        request = dict(image=image, config=config, host_config=host, name=name, command_given=command_given)
+        request = dict(image=image, config=config, host_config=host, name=name, command_given=command_given,
+                       networking_config=networking or {})
         result = self.client.call("create_named", **request)
         if result.get("NeedUnpack"):
             store = self._engine.image_store

@@ -19,8 +19,9 @@ from typing import Any
 
 from ..errors import UsageError
 from .parse import (VALID_NAME, bad_value, normalize_caps, parse_bytes, parse_cpus, parse_device, parse_duration,
-                    parse_env_file, parse_int, parse_labels, parse_mount, parse_port, parse_restart,
+                    parse_env_file, parse_int, parse_labels, parse_mount, parse_restart,
                     parse_security_opts, parse_ulimit, parse_volume)
+from .parse import parse_port  # noqa: F401 - re-exported: options.parse_* is the module's API
 
 _CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
@@ -81,11 +82,18 @@ def add_create_flags(p: argparse.ArgumentParser) -> None:
     a("--runtime", default="sandbox", help="runtime to use for this container (sandbox or runc)")
     a("-l", "--label", action="append", default=[], help="set meta data on a container")
     a("--label-file", action="append", default=[], help="read in a line delimited file of labels")
-    a("--network", "--net", dest="network", default="default", help="connect a container to a network (none, host)")
+    a("--network", "--net", dest="network", default="default",
+      help="connect a container to a network (bridge, NAME, none, host, container:NAME)")
+    a("--network-alias", "--net-alias", dest="network_alias", action="append", default=[],
+      help="add a network-scoped alias for the container")
+    a("--ip", help="IPv4 address (e.g. 10.30.0.10) on a user-defined network")
+    a("--mac-address", help="container MAC address (e.g. 02:42:0a:1e:00:0a)")
     a("-p", "--publish", action="append", default=[], help="publish a container's port(s) to the host")
+    a("-P", "--publish-all", action="store_true", help="publish all exposed ports to random ports")
     a("--expose", action="append", default=[], help="expose a port or a range of ports")
     a("--dns", action="append", default=[], help="set custom DNS servers")
     a("--dns-search", action="append", default=[], help="set custom DNS search domains")
+    a("--dns-option", "--dns-opt", dest="dns_option", action="append", default=[], help="set DNS options")
     a("--add-host", action="append", default=[], help="add a custom host-to-IP mapping (host:ip)")
     a("--log-driver", default="json-file", help="logging driver for the container (json-file or none)")
     a("--log-opt", action="append", default=[], help="log driver options (max-size, max-file)")
@@ -96,8 +104,9 @@ def add_create_flags(p: argparse.ArgumentParser) -> None:
     a("--oom-kill-disable", action="store_true", help="disable OOM killer")
 
 
-def config_from_args(args: argparse.Namespace, image: str, command: list[str]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-    """Config, HostConfig and the name from parsed ``create``/``run`` flags."""
+def config_from_args(args: argparse.Namespace, image: str,
+                     command: list[str]) -> tuple[dict[str, Any], dict[str, Any], str | None, dict[str, Any]]:
+    """Config, HostConfig, the name and the NetworkingConfig from parsed ``create``/``run`` flags."""
     env = _env_from_args(args.env_file, args.env)
     healthcheck = _healthcheck_from_args(args)
     log_opts = dict(o.partition("=")[::2] for o in args.log_opt)
@@ -125,13 +134,26 @@ def config_from_args(args: argparse.Namespace, image: str, command: list[str]) -
         shm_size=args.shm_size, sysctls=dict(s.partition("=")[::2] for s in args.sysctl),
         oom_score_adj=parse_int(args.oom_score_adj, "--oom-score-adj") if args.oom_score_adj is not None else None,
         oom_kill_disable=args.oom_kill_disable, dns=args.dns, dns_search=args.dns_search,
-        extra_hosts=args.add_host, detach=args.detach, attach=args.attach)
+        extra_hosts=args.add_host, detach=args.detach, attach=args.attach, dns_opt=args.dns_option,
+        publish_all_ports=args.publish_all, mac_address=args.mac_address)
+    from ..network.ports import parse_publish
     for p in args.publish:
-        port, binding = parse_port(p)
-        kwargs["ports"].setdefault(port, []).extend(binding)
+        for port, binding in parse_publish(p):
+            kwargs["ports"].setdefault(port, []).append(binding)
     for e in args.expose:
         kwargs.setdefault("expose", []).append(e)
-    return config_from_kwargs(image, command or None, **kwargs)
+    config, host, name = config_from_kwargs(image, command or None, **kwargs)
+    return config, host, name, networking_config(host["NetworkMode"], args.network_alias, args.ip)
+
+
+def networking_config(network: str, aliases: list[str], ip: str | None) -> dict[str, Any]:
+    """The API's NetworkingConfig for ``--network-alias`` and ``--ip`` (checked by the supervisor)."""
+    if not aliases and not ip:
+        return {}
+    name = "bridge" if network == "default" else network
+    endpoint: dict[str, Any] = {"Aliases": list(aliases) or None,
+                                "IPAMConfig": {"IPv4Address": ip} if ip else None}
+    return {"EndpointsConfig": {name: endpoint}}
 
 
 def _env_from_args(env_files: list[str], env: list[str]) -> list[str]:
@@ -168,7 +190,8 @@ _KNOWN = {"environment", "volumes", "mounts", "tmpfs", "working_dir", "user", "h
           "stop_signal", "stop_timeout", "restart_policy", "healthcheck", "runtime", "labels",
           "network_mode", "network", "ports", "auto_remove", "remove", "stdin_open", "tty", "name", "log_config",
           "group_add", "shm_size", "sysctls", "oom_score_adj", "oom_kill_disable", "dns", "dns_search",
-          "extra_hosts", "detach", "attach", "env_file", "expose", "cpus"}
+          "extra_hosts", "detach", "attach", "env_file", "expose", "cpus", "dns_opt", "publish_all_ports",
+          "mac_address"}
 
 
 def config_from_kwargs(image: str, command: str | list[str] | None = None,
@@ -213,15 +236,20 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
         "Entrypoint": entrypoint, "Labels": parse_labels(kw.get("labels")), "StopSignal": stop_signal,
         "StopTimeout": kw.get("stop_timeout"),
     }
+    if kw.get("mac_address"):
+        from ..network.addresses import parse_mac
+        config["MacAddress"] = parse_mac(kw["mac_address"])
     host: dict[str, Any] = {
         "Binds": binds or None, "Mounts": mounts or None, "Tmpfs": dict(kw.get("tmpfs") or {}) or None,
-        "NetworkMode": network, "PortBindings": port_bindings or None, "RestartPolicy": restart,
+        "NetworkMode": network, "PortBindings": port_bindings or None,
+        "PublishAllPorts": bool(kw.get("publish_all_ports")), "RestartPolicy": restart,
         "AutoRemove": auto_remove, **_security_config(kw),
         "UTSMode": uts, "PidMode": pid, "IpcMode": ipc,
         **_resource_config(kw, memory, swap, nano, cpuset),
         "Devices": devices or None, "Ulimits": ulimits or None, "Init": kw.get("init"),
         "Runtime": runtime, "LogConfig": log_config, **_process_config(kw),
-        "Dns": list(kw.get("dns") or []), "DnsSearch": list(kw.get("dns_search") or []),
+        "Dns": list(kw.get("dns") or []), "DnsOptions": list(kw.get("dns_opt") or []),
+        "DnsSearch": list(kw.get("dns_search") or []),
         "ExtraHosts": list(kw.get("extra_hosts") or []) or None,
     }
     if host["OomScoreAdj"] and not -1000 <= host["OomScoreAdj"] <= 1000:
@@ -341,8 +369,11 @@ def _namespace_modes(ipc: str, pid: str, uts: str) -> tuple[str, str, str]:
 
 
 def _network(network: str) -> str:
-    if network not in ("default", "none", "host", "bridge") and not network.startswith("container:"):
-        raise UsageError(f"network {network} not found", hint="use --network none or --network host")
+    """``--network``: a name is checked by the supervisor (networks are its), the form here."""
+    name = network.partition(":")[2] if network.startswith("container:") else network
+    if not name or not VALID_NAME.match(name):
+        raise UsageError(f"invalid --network {network!r}",
+                         hint="use bridge, none, host, container:NAME or the name of a network")
     return network
 
 

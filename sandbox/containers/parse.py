@@ -259,22 +259,16 @@ def parse_mount(text: str) -> dict[str, Any]:
 
 
 def parse_port(text: str) -> tuple[str, list[dict[str, str]]]:
-    """-p [ip:]host:container[/proto] | container[/proto] -> ("80/tcp", [{"HostIp","HostPort"}])."""
-    spec, _, proto = str(text).partition("/")
-    proto = proto or "tcp"
-    if proto not in ("tcp", "udp", "sctp"):
-        raise bad_value(text, "-p, --publish", f"invalid proto: {proto}", "use tcp or udp")
-    parts = spec.rsplit(":", 2)
-    if len(parts) == 1:
-        ip, host, container = "", "", parts[0]
-    elif len(parts) == 2:
-        ip, (host, container) = "", parts
-    else:
-        ip, host, container = parts
-    if not container.isdigit() or (host and not host.replace("-", "").isdigit()):
-        raise bad_value(text, "-p, --publish", "invalid port specification",
-                   "use HOSTPORT:CONTAINERPORT, e.g. 8080:80")
-    return f"{container}/{proto}", [{"HostIp": ip, "HostPort": host}]
+    """One ``-p`` value of a single container port -> ("80/tcp", [{"HostIp", "HostPort"}]).
+
+    The whole syntax, ranges included, is :func:`sandbox.network.ports.parse_publish`.
+    """
+    from ..network.ports import parse_publish
+    pairs = parse_publish(text)
+    if len(pairs) != 1:
+        raise bad_value(text, "-p, --publish", "a range publishes several ports",
+                        "use sandbox.network.ports.parse_publish for ranges")
+    return pairs[0][0], [pairs[0][1]]
 
 
 def normalize_caps(caps: Iterable[str], flag: str) -> list[str]:

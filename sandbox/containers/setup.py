@@ -96,40 +96,19 @@ def make_dirs(cdir: Path, mountpoints: list[str], file_mountpoints: list[str] = 
 
 
 def write_etc_files(cdir: Path, hostname: str, domainname: str, network_mode: str,
-                    extra_hosts: list[str], dns: list[str], dns_search: list[str]) -> None:
-    """hostname, hosts and resolv.conf for the container, as Docker writes them."""
+                    extra_hosts: list[str], dns: list[str], dns_search: list[str],
+                    dns_options: list[str] = ()) -> None:  # type: ignore[assignment]
+    """hostname, hosts and resolv.conf for a new container, as Docker writes them.
+
+    On a network the supervisor wires up, hosts and resolv.conf are written
+    again at every start, once the container's addresses are known.
+    """
+    from ..network import etcfiles
     (cdir / "hostname").write_text(hostname + "\n")
-    if network_mode == "host":
-        hosts = Path("/etc/hosts").read_text() if os.path.exists("/etc/hosts") else ""
-    else:
-        fqdn = f"{hostname}.{domainname}" if domainname else hostname
-        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-                 f"ff02::2\tip6-allrouters\n127.0.1.1\t{fqdn} {hostname}\n" if fqdn != hostname else
-                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-                 f"ff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n")
-    for entry in extra_hosts:
-        name, _, ip = entry.partition(":")
-        hosts += f"{ip}\t{name}\n"
-    (cdir / "hosts").write_text(hosts)
-    if dns or dns_search:
-        text = "".join(f"nameserver {d}\n" for d in dns)
-        if dns_search:
-            text += "search " + " ".join(dns_search) + "\n"
-    else:
-        try:
-            text = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            text = ""
-        if network_mode != "host":
-            # Loopback resolvers (systemd-resolved's 127.0.0.53) are unreachable from a
-            # private network namespace; Docker drops them the same way.
-            lines = [l for l in text.splitlines()
-                     if not (l.startswith("nameserver") and l.split()[1:2] and
-                             (l.split()[1].startswith("127.") or l.split()[1] == "::1"))]
-            text = "\n".join(lines) + ("\n" if lines else "")
-    (cdir / "resolv.conf").write_text(text)
+    (cdir / "hosts").write_text(etcfiles.hosts_text(hostname, domainname, network_mode, extra_hosts))
+    embedded = network_mode not in ("none", "host", "bridge", "default") and not network_mode.startswith("container:")
+    (cdir / "resolv.conf").write_text(etcfiles.resolv_text(network_mode, embedded, dns, dns_search,
+                                                           list(dns_options)))
 
 
 def lower_dirs(store: Any, cdir: Path, chain_ids: list[str]) -> list[str]:
@@ -240,8 +219,13 @@ def process_args(config: dict[str, Any]) -> list[str]:
 
 
 def build_spec(record: dict[str, Any], cdir: Path, facts: HostFacts,
-               volume_mounts: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
-    """The OCI spec for ``record``, whose rootfs is mounted at ``cdir/rootfs``."""
+               volume_mounts: list[dict[str, Any]],
+               netns_path: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The OCI spec for ``record``, whose rootfs is mounted at ``cdir/rootfs``.
+
+    ``netns_path``: the network namespace the supervisor made and wired up
+    for it (bridge and user networks), or another container's.
+    """
     config, host = record["Config"], record["HostConfig"]
     rootfs = cdir / "rootfs"
     uid, gid, extra = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or [])
@@ -250,9 +234,6 @@ def build_spec(record: dict[str, Any], cdir: Path, facts: HostFacts,
                                         ("uts", host.get("UTSMode"))) if mode == "host"]
     if network == "host":
         host_ns.append("network")
-    elif network not in ("none", "default", "bridge", ""):
-        raise UsageError(f"network {network!r} is not supported yet",
-                         hint="use --network none or --network host")
     seccomp: Any = "default"
     nnp = False
     for opt in host.get("SecurityOpt") or []:
@@ -311,6 +292,7 @@ def build_spec(record: dict[str, Any], cdir: Path, facts: HostFacts,
         cgroups_path=f"/sandbox/{record['Id']}",
         resources=resources,
         oom_score_adj=int(host.get("OomScoreAdj") or 0),
+        netns_path=netns_path,
     )
     warnings: list[str] = []
     spec = spec_mod.default_spec(str(rootfs), opts, host_bounding_set=facts.bounding_set,

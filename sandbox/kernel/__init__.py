@@ -30,12 +30,14 @@ most a topic listed above it)::
     netdev       interface_up (loopback up, two ioctls)
     seccomp      libseccomp filters (the library loaded on first use), load_bpf (prctl from process)
     bpf          bpf(2) for cgroup v2 device programs
+    nftables     firewall rules through libnftables' JSON API (the library loaded on first use)
 
 ``kernel.NAME`` and ``from sandbox.kernel import NAME`` work for every name in
 ``__all__``; a caller may also import a topic itself (``from sandbox.kernel import mounts``).
-Importing the package loads every topic but two: seccomp and bpf load on the
-first use of one of their names (a profile checked or compiled, a cgroup v2
-device program attached), so a command that only mounts never pays for them.
+Importing the package loads every topic but three: seccomp, bpf and nftables
+load on the first use of one of their names (a profile checked or compiled, a
+cgroup v2 device program attached, a firewall table written), so a command
+that only mounts never pays for them.
 The other topics stay eager because a container's init calls them after
 pivot_root, when the host's files are out of reach and nothing more can be
 imported; the init's one lazy topic, seccomp (``load_bpf``), is imported by
@@ -63,14 +65,17 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "bpf": ("BPF_PROG_TYPE_CGROUP_DEVICE", "BPF_CGROUP_DEVICE", "BPF_F_ALLOW_OVERRIDE",
             "BPF_F_ALLOW_MULTI", "bpf_prog_load", "bpf_prog_attach", "bpf_prog_detach",
             "bpf_prog_query", "bpf_prog_get_fd_by_id"),
+    "nftables": ("nft_run",),
 }
 _LAZY_TOPIC = {name: topic for topic, names in _LAZY.items() for name in names}
 
 __all__ = [*_libc.__all__, *namespaces.__all__, *mounts.__all__, *process.__all__, *caps.__all__,
-           *pidfd.__all__, *ids.__all__, *netdev.__all__, *_LAZY["seccomp"], *_LAZY["bpf"]]
+           *pidfd.__all__, *ids.__all__, *netdev.__all__, *_LAZY["seccomp"], *_LAZY["bpf"],
+           *_LAZY["nftables"]]
 
 if TYPE_CHECKING:
     from .bpf import *  # noqa: F403
+    from .nftables import *  # noqa: F403
     from .seccomp import *  # noqa: F403
 else:
     # Hidden from mypy: it checks every kernel.NAME against the star imports above

@@ -49,6 +49,19 @@ def recover(core: Core) -> None:
             _recover_one(core, box, boot)
         except Exception:  # noqa: BLE001 - one broken record must not stop the others
             traceback.print_exc()
+    _recover_network(core)
+
+
+def _recover_network(core: Core) -> None:
+    """Rebuild the networks of the adopted containers; remove what a dead supervisor left behind."""
+    from ..network.manager import ALIAS_PREFIX
+    from ..network.rtnl import aliased
+    if not core.network_loaded and not aliased(ALIAS_PREFIX + str(core.root)):
+        return
+    try:
+        core.network.recovered()
+    except Exception:  # noqa: BLE001 - the containers are adopted; say what failed and go on
+        traceback.print_exc()
 
 
 def _recover_one(core: Core, box: Box, boot: str) -> None:
@@ -102,4 +115,9 @@ def _adopt(core: Core, box: Box, pid: int) -> None:
                    "by a restarted supervisor and this kernel cannot report it")
 
     core.loop.add_reader(pidfd, on_pidfd)
+    if box.networked:
+        try:
+            core.network.adopt(box.rec, pid)
+        except Exception:  # noqa: BLE001 - it runs; its network may be degraded, which the log says
+            traceback.print_exc()
     box.health.schedule()

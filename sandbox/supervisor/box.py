@@ -22,7 +22,8 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..containers import setup
 from ..containers.records import boot_id, write_json
@@ -95,7 +96,7 @@ class Box:
         if self.restart_timer is not None:
             self.restart_timer.cancel()
             self.restart_timer = None
-        config, host = self.rec["Config"], self.rec["HostConfig"]
+        config = self.rec["Config"]
         sandbox = self.rec["Sandbox"]
         fds_to_close: list[int] = []
         console_pair: tuple[socket.socket, socket.socket] | None = None
@@ -103,7 +104,9 @@ class Box:
             setup.mount_rootfs(self.host.store, self.dir, sandbox["Layers"])
             rootfs = self.dir / "rootfs"
             volume_mounts = oci_mounts(self.rec, str(rootfs), self.host.volumes)
-            spec, warnings = setup.build_spec(self.rec, self.dir, self.host.facts, volume_mounts)
+            netns = self.host.network.attach(self.rec) if self.networked else None
+            spec, warnings = setup.build_spec(self.rec, self.dir, self.host.facts, volume_mounts,
+                                              netns_path=netns)
             user = spec["process"]["user"]
             setup.ensure_workdir(rootfs, config.get("WorkingDir") or "/", user["uid"], user["gid"])
             write_json(self.dir / "bundle" / "config.json", spec)
@@ -142,6 +145,16 @@ class Box:
         self.host.loop.children[self.rc.pid] = self._on_exit
         self.event("start")
         self.health.schedule(first=True)
+
+    @property
+    def networked(self) -> bool:
+        """On ``bridge``, a user network or another container's: the network manager wires it."""
+        return (self.rec["HostConfig"].get("NetworkMode") or "none") not in ("none", "host")
+
+    def _detach_network(self) -> None:
+        if self.networked:
+            with contextlib.suppress(SandboxError, OSError):
+                self.host.network.detach(self.rec)
 
     def open_log(self) -> Any:
         """The json-file log writer (None for ``--log-driver none``)."""
@@ -192,6 +205,7 @@ class Box:
                 self.rc.delete(force=True)
             self.rc = None
         self.io.close()
+        self._detach_network()
         with contextlib.suppress(SandboxError, OSError):
             setup.unmount_rootfs(self.dir)
 
@@ -300,6 +314,7 @@ class Box:
                 self.rc.delete(force=True)
             self.rc = None
         self.io.close()
+        self._detach_network()
         with contextlib.suppress(SandboxError, OSError):
             setup.unmount_rootfs(self.dir)
         st = self.state

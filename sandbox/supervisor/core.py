@@ -38,6 +38,24 @@ class Core:
         self.boxes: dict[str, Box] = {}
         self.execs: set[Any] = set()
         self.events = EventLog(root / "events.jsonl")
+        self._network: Any = None
+
+    @property
+    def network(self) -> Any:
+        """The networks (:class:`sandbox.network.manager.NetworkManager`), loaded on first use.
+
+        Loading it imports pyroute2 (about a quarter of a second), so a
+        supervisor whose containers all run with ``--network none`` never does.
+        """
+        if self._network is None:
+            from ..network.manager import NetworkManager
+            self._network = NetworkManager(self.root, self.loop, lambda: [b.rec for b in self.boxes.values()],
+                                           self.events.emit)
+        return self._network
+
+    @property
+    def network_loaded(self) -> bool:
+        return self._network is not None
 
     @property
     def images(self) -> Any:

@@ -21,12 +21,12 @@ if TYPE_CHECKING:
 
 class Host(Protocol):
     root: Path
-    store: "Store"
-    containers: "ContainerStore"
-    volumes: "VolumeStore"
-    loop: "Loop"
-    facts: "HostFacts"
-    events: "EventLog"
+    store: Store
+    containers: ContainerStore
+    volumes: VolumeStore
+    loop: Loop
+    facts: HostFacts
+    events: EventLog
     #: Exec sessions and health checks in flight (killed with their container).
     execs: set[Any]
 
@@ -35,3 +35,7 @@ class Host(Protocol):
 
     def forget(self, box_id: str) -> None:
         """The container's record is gone: stop tracking it."""
+
+    @property
+    def network(self) -> Any:
+        """The network manager (:mod:`sandbox.network.manager`), loaded on first use."""

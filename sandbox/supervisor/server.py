@@ -137,6 +137,11 @@ def serve(root: Path, ready_fd: int | None = None) -> int:
     sup.loop.run()
     with contextlib.suppress(OSError):
         os.unlink(sup.sock_path)
+    if sup.network_loaded:
+        try:
+            sup.network.idle()   # bridges and rules go when no container uses them
+        except Exception:  # noqa: BLE001 - on the way out; the next start cleans up
+            traceback.print_exc()
     print(f"{now_text()} supervisor {os.getpid()} stopped; running containers keep running",
           file=sys.stderr, flush=True)
     return 0

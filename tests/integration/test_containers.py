@@ -19,9 +19,8 @@ import time
 
 import pytest
 
-from sandbox import cli
 from sandbox.errors import (CommandNotFound, Conflict, ContainerError, ContainerExists,
-                            ContainerNotFound, ImageNotFound, InvalidStateTransition, UsageError)
+                            ContainerNotFound, InvalidStateTransition, UsageError)
 from tests.integration.container_env import engine, stop_supervisor  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -690,7 +689,7 @@ def test_read_only_rootfs_tmpfs_and_capabilities(engine):
 
 
 def test_host_network_and_none(engine):
-    none = engine.run("busybox", ["cat", "/proc/net/dev"]).output.decode()
+    none = engine.run("busybox", ["cat", "/proc/net/dev"], network_mode="none").output.decode()
     assert "lo:" in none and "eth0" not in none
     host = engine.run("busybox", ["readlink", "/proc/self/ns/net"], network_mode="host").output.decode().strip()
     assert host == os.readlink("/proc/self/ns/net")

@@ -15,7 +15,36 @@ def parse(*argv):
     p.add_argument("image")
     p.add_argument("command", nargs="...")
     args = p.parse_args(list(argv))
+    return options.config_from_args(args, args.image, list(args.command))[:3]
+
+
+def parse_networking(*argv):
+    p = Parser(prog="sandbox run", add_help=False)
+    options.add_create_flags(p)
+    p.add_argument("image")
+    p.add_argument("command", nargs="...")
+    args = p.parse_args(list(argv))
     return options.config_from_args(args, args.image, list(args.command))
+
+
+def test_network_flags():
+    config, host, _, net = parse_networking("--network", "lab", "--ip", "10.30.0.9", "--network-alias", "web",
+                                            "--network-alias", "www", "--mac-address", "02:42:0A:1E:00:09",
+                                            "-p", "127.0.0.1:8000-8001:80-81", "-P", "--expose", "443",
+                                            "--dns", "192.0.2.53", "--dns-option", "ndots:1", "busybox")
+    assert host["NetworkMode"] == "lab" and host["PublishAllPorts"] is True
+    assert host["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8000"}],
+                                    "81/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8001"}]}
+    assert set(config["ExposedPorts"]) == {"80/tcp", "81/tcp", "443/tcp"}
+    assert config["MacAddress"] == "02:42:0a:1e:00:09"
+    assert host["Dns"] == ["192.0.2.53"] and host["DnsOptions"] == ["ndots:1"]
+    assert net == {"EndpointsConfig": {"lab": {"Aliases": ["web", "www"],
+                                               "IPAMConfig": {"IPv4Address": "10.30.0.9"}}}}
+    # no network flags: no NetworkingConfig, and the default network is Docker's ("default" -> bridge)
+    _, host, _, net = parse_networking("busybox")
+    assert net == {} and host["NetworkMode"] == "default"
+    with pytest.raises(UsageError, match="invalid --network"):
+        parse_networking("--network", "a b", "busybox")
 
 
 @pytest.mark.parametrize("text,value", [("32m", 32 << 20), ("1g", 1 << 30), ("512k", 512 << 10),

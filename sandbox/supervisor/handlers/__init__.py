@@ -8,11 +8,12 @@ the socket as itself.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
-from . import admin, create, lifecycle, streams
+from . import admin, create, lifecycle, network, streams
 
 Handler = Callable[..., Any]
 
 HANDLERS: dict[str, Handler] = {**admin.HANDLERS, **create.HANDLERS, **lifecycle.HANDLERS,
-                                **streams.HANDLERS}
+                                **network.HANDLERS, **streams.HANDLERS}

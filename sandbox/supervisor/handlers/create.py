@@ -81,6 +81,7 @@ def create(core: Core, msg: dict[str, Any]) -> Any:
         from ..runc import runc_binary
         runc_binary()   # a clear error now rather than at start
     name = _name(core, msg.get("name"))
+    networks = _networks(core, config, host, msg.get("networking_config") or {})
     cid = new_id()
     cdir = core.containers.path(cid)
     made_volumes: list[str] = []
@@ -95,9 +96,9 @@ def create(core: Core, msg: dict[str, Any]) -> Any:
         if not config.get("Hostname"):
             config["Hostname"] = cid[:12]
         setup.write_etc_files(cdir, config["Hostname"], config.get("Domainname") or "",
-                              host.get("NetworkMode") or "none", host.get("ExtraHosts") or [],
-                              host.get("Dns") or [], host.get("DnsSearch") or [])
-        record = _record(core, cid, name, msg, mounts)
+                              host["NetworkMode"], host.get("ExtraHosts") or [],
+                              host.get("Dns") or [], host.get("DnsSearch") or [], host.get("DnsOptions") or [])
+        record = _record(core, cid, name, msg, mounts, networks)
         core.containers.save(record, durable=True)
     except BaseException:
         shutil.rmtree(cdir, ignore_errors=True)
@@ -112,15 +113,76 @@ def create(core: Core, msg: dict[str, Any]) -> Any:
     return {"Id": cid, "Warnings": []}
 
 
+def _networks(core: Core, config: dict[str, Any], host: dict[str, Any],
+              networking: dict[str, Any]) -> dict[str, Any]:
+    """NetworkSettings.Networks of a new container, after Docker's checks of the network flags.
+
+    ``networking`` is the API's NetworkingConfig: ``{"EndpointsConfig": {NAME:
+    {"IPAMConfig": {"IPv4Address": ...}, "Aliases": [...], "MacAddress": ...}}}``.
+    """
+    mode = host.get("NetworkMode") or "default"
+    if mode == "default":
+        host["NetworkMode"] = mode = "bridge"
+    endpoints = dict(networking.get("EndpointsConfig") or {})
+    if mode in ("none", "host") or mode.startswith("container:"):
+        _check_shared_network(core, config, host, mode, endpoints)
+        return {} if mode.startswith("container:") else {mode: _endpoint_settings({})}
+    wanted = endpoints.get(mode) or {}
+    ip = (wanted.get("IPAMConfig") or {}).get("IPv4Address")
+    if mode == "bridge":
+        if ip:
+            raise UsageError("user specified IP address is supported on user defined networks only",
+                             hint="create a network (`sandbox network create NAME`) and use --network NAME --ip ...")
+        if wanted.get("Aliases"):
+            raise UsageError("network-scoped alias is supported only for containers in user defined networks",
+                             hint="create a network (`sandbox network create NAME`) and use --network NAME")
+        return {"bridge": _endpoint_settings(wanted)}
+    out = {}
+    for name, es in {mode: wanted, **endpoints}.items():
+        net = core.network.find(name)
+        if ip and name == mode:
+            import ipaddress
+            from ...network.addresses import parse_address
+            subnet = ipaddress.IPv4Network(net["IPAM"]["Config"][0]["Subnet"]) if net["IPAM"]["Config"] else None
+            if subnet is None or parse_address(ip, "--ip") not in subnet:
+                raise UsageError(f"invalid --ip {ip}: it does not belong to network {net['Name']} ({subnet})",
+                                 hint=f"pick an address inside {subnet}")
+        out[net["Name"]] = _endpoint_settings(es, net["Id"])
+    return out
+
+
+def _endpoint_settings(es: dict[str, Any], network_id: str = "") -> dict[str, Any]:
+    return {"IPAMConfig": es.get("IPAMConfig") or None, "Links": None, "Aliases": es.get("Aliases") or None,
+            "NetworkID": network_id, "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "MacAddress": es.get("MacAddress") or "", "DriverOpts": None}
+
+
+def _check_shared_network(core: Core, config: dict[str, Any], host: dict[str, Any], mode: str,
+                          endpoints: dict[str, Any]) -> None:
+    """Docker's refusals for ``none``, ``host`` and ``container:NAME``."""
+    if any((es.get("IPAMConfig") or {}).get("IPv4Address") or es.get("Aliases") for es in endpoints.values()):
+        raise UsageError(f"--ip and --network-alias need a user defined network, not {mode}",
+                         hint="create one with `sandbox network create NAME`")
+    if not mode.startswith("container:"):
+        return
+    other = core.box(mode.partition(":")[2])   # ContainerNotFound now rather than at start
+    for flag, given in (("hostname", config.get("Hostname")), ("port publishing", host.get("PortBindings")),
+                        ("dns", host.get("Dns")), ("add-host", host.get("ExtraHosts")),
+                        ("mac-address", config.get("MacAddress"))):
+        if given:
+            raise UsageError(f"conflicting options: {flag} and the network mode",
+                             hint=f"--network {mode} shares that container's network; drop --{flag}")
+    host["NetworkMode"] = f"container:{other.id}"
+    config["Hostname"] = other.rec["Config"].get("Hostname") or other.id[:12]
+
+
 def _record(core: Core, cid: str, name: str, msg: dict[str, Any],
-            mounts: list[dict[str, Any]]) -> dict[str, Any]:
+            mounts: list[dict[str, Any]], networks: dict[str, Any]) -> dict[str, Any]:
     """docker inspect's document for a new container, plus our private ``Sandbox`` section."""
     config, host = msg["config"], msg["host_config"]
     cdir = core.containers.path(cid)
     args = setup.process_args(config)
-    network = host.get("NetworkMode") or "default"
-    if network == "default":
-        host["NetworkMode"] = network = "none"
     record: dict[str, Any] = {
         "Id": cid, "Created": now_text(), "Path": args[0] if args else "",
         "Args": args[1:], "Name": "/" + name, "RestartCount": 0,
@@ -137,7 +199,8 @@ def _record(core: Core, cid: str, name: str, msg: dict[str, Any],
             "UpperDir": str(cdir / "upper"), "WorkDir": str(cdir / "work"),
             "MergedDir": str(cdir / "rootfs")}},
         "Mounts": mounts, "Config": config,
-        "NetworkSettings": {"Networks": {network: {}} if network != "none" else {"none": {}}},
+        "NetworkSettings": {"Networks": networks, "Ports": {}, "SandboxKey": "", "IPAddress": "",
+                            "Gateway": "", "MacAddress": ""},
         "Sandbox": {"Layers": list(msg["layers"]), "ImageRef": msg.get("image_ref") or "",
                     "BootId": "", "StartTime": 0, "HasBeenStarted": False,
                     "ManualStop": False},

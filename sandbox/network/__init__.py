@@ -1,0 +1,14 @@
+"""Container networking: bridges, veth pairs, addresses, names, published ports and NAT.
+
+The only package that imports pyroute2 (netlink) and drives nftables.  It
+runs in the supervisor, which owns network state because interfaces, rules
+and the name server must outlive the clients that asked for them.  Nothing
+is imported here, so a cold ``sandbox run`` can parse ``-p`` with
+:mod:`.ports` without loading netlink code.
+
+:mod:`.manager` ties it together; below it :mod:`.netns` (namespaces made
+by the supervisor), :mod:`.rtnl` (links, addresses, routes), :mod:`.firewall`
+(the store's nftables table), :mod:`.dns` (the embedded name server),
+:mod:`.ports`, :mod:`.addresses` (subnets, IPAM, MACs), :mod:`.etcfiles`
+and :mod:`.netstore` (records and settings).
+"""
