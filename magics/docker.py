@@ -33,7 +33,7 @@ from .errors import show_error
 
 #: verbs whose whole output is captured and returned as one displayable result
 TABLE_VERBS = {"images", "ps", "history", "inspect", "version", "info", "top", "diff", "port",
-               "volume", "system", "image", "container"}
+               "volume", "system", "image", "container", "network"}
 #: subcommands of the management verbs that print tables
 TABLE_SUBVERBS = {"ls", "list", "df", "inspect", "history", "info"}
 
@@ -99,7 +99,7 @@ def _is_table_verb(argv: list[str]) -> bool:
         return "--no-stream" in argv
     if not words or words[0] not in TABLE_VERBS:
         return False
-    if words[0] in ("volume", "system", "image", "container"):
+    if words[0] in ("volume", "system", "image", "container", "network"):
         return len(words) > 1 and words[1] in TABLE_SUBVERBS
     return True
 
@@ -128,6 +128,10 @@ def value_for(engine: Any, argv: list[str]) -> Any:
             return docs
         if words[:2] == ["volume", "ls"]:
             return engine.volumes.list()
+        if words[:2] in (["network", "ls"], ["network", "list"]):
+            return engine.networks.list()
+        if words[:2] == ["network", "inspect"] and len(words) > 2:
+            return [engine.networks.get(ref).attrs for ref in words[2:]]
         if verb == "logs" and len(words) > 1:
             return engine.containers.get(words[-1]).logs().decode(errors="replace")
         if verb == "stats":

@@ -3,8 +3,9 @@
 The tests only ever send traffic to loopback, to the host's own addresses,
 or to addresses inside namespaces they created: "the internet" is a network
 namespace made here (``ip netns add``) with a veth to the host, a route,
-and a small HTTP server that answers with the address it saw the request
-come from -- so a test can check that outbound traffic was masqueraded.
+a small HTTP server that answers with the address it saw the request come
+from -- so a test can check that outbound traffic was masqueraded -- and a
+name server that answers every A question with INET_ANSWER.
 """
 
 from __future__ import annotations
@@ -18,8 +19,23 @@ import time
 INET_HOST = "198.51.100.1"      # TEST-NET-2: the host's end of the veth
 INET_ADDR = "198.51.100.2"      # the "internet" server
 
+#: What the "internet" name server answers for every A question.
+INET_ANSWER = "203.0.113.7"
+
 _SERVER = r'''
-import http.server, socketserver, sys
+import http.server, socket, socketserver, struct, sys, threading
+def dns(addr, answer):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, 53))
+    while True:
+        q, peer = s.recvfrom(512)
+        end = 12
+        while q[end]:
+            end += q[end] + 1
+        end += 5
+        rr = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(answer)
+        s.sendto(q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01\x00\x00\x00\x00" + q[12:end] + rr, peer)
+threading.Thread(target=dns, args=(sys.argv[1], sys.argv[3]), daemon=True).start()
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = (self.client_address[0] + "\n").encode()
@@ -55,7 +71,8 @@ class Internet:
             ip("-n", self.ns, "link", "set", "inet0", "up")
             ip("-n", self.ns, "link", "set", "lo", "up")
             self.server = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", _SERVER,
-                                            INET_ADDR, str(self.port)], stdout=subprocess.PIPE, text=True)
+                                            INET_ADDR, str(self.port), INET_ANSWER], stdout=subprocess.PIPE,
+                                           text=True)
             assert self.server.stdout is not None and self.server.stdout.readline().strip() == "ready"
         except BaseException:
             self.stop()

@@ -24,7 +24,8 @@ import pytest
 from sandbox.errors import (ContainerNotFound, NetworkInUse, NetworkNotFound, PortInUse,
                             SandboxError, UsageError)
 from tests.integration.container_env import engine, stop_supervisor  # noqa: F401
-from tests.integration.net_env import INET_HOST, Internet, host_address, ip, veths_named, wait_gone
+from tests.integration.net_env import (INET_ADDR, INET_ANSWER, INET_HOST, Internet, host_address, ip,
+                                       veths_named, wait_gone)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="networking needs root")
 
@@ -322,6 +323,17 @@ def test_outbound_nat_reaches_the_internet_as_the_host(engine, internet, tmp_pat
             engine.build(str(tmp_path), tags=["nat-build:2"], no_cache=True)
     finally:
         engine.images.remove(image.id, force=True)
+
+
+def test_names_outside_the_network_are_forwarded(engine, internet):
+    net = engine.networks.create("lab-forward")
+    try:
+        code, out, _ = sh(engine, "nslookup somewhere.example", network_mode="lab-forward", dns=[INET_ADDR])
+        assert code == 0 and INET_ANSWER in out              # asked 127.0.0.11, answered by "the internet"
+        code, out, _ = sh(engine, "cat /etc/resolv.conf", network_mode="lab-forward", dns=[INET_ADDR])
+        assert "nameserver 127.0.0.11" in out               # the container still asks the embedded one
+    finally:
+        net.remove()
 
 
 # --------------------------------------------------------------------------- none, host, container:
