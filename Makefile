@@ -15,9 +15,9 @@ PYTEST_ARGS ?=
 # System packages; docs/dependencies.md says why each one is here.
 APT_PACKAGES := busybox-static gcc libc6-dev skopeo umoci oci-image-tool docker-registry \
                 debootstrap zstd runc apache2-utils tini iproute2 uidmap \
-                libseccomp2 openssl libnftables1 nftables iputils-ping
+                libseccomp2 openssl libnftables1 nftables iputils-ping docker.io docker-compose
 
-.PHONY: help setup system-deps test lint lab interop browser bench clean
+.PHONY: help setup system-deps test lint lab daemon interop browser bench clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -43,6 +43,10 @@ system-deps: ## install missing apt packages (only when root; otherwise explain)
 	    status=$$(dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null || true); \
 	    [ "$$status" = "install ok installed" ] || missing="$$missing $$p"; \
 	done; \
+	if [ "$$(id -u)" -eq 0 ] && command -v groupadd >/dev/null && ! getent group sandbox >/dev/null; then \
+	    echo "setup: creating the group sandbox (members may use the API daemon's socket: as good as root)"; \
+	    groupadd --system sandbox; \
+	fi; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" -eq 0 ]; then \
 	    echo "setup: installing apt packages:$$missing"; \
@@ -76,6 +80,9 @@ lint: setup ## type-check the engine and the magics (mypy), then ruff (rules in 
 lab: setup ## start JupyterLab on 127.0.0.1 with the labs/ folder
 	$(VENV)/bin/jupyter lab --notebook-dir=labs --ip=127.0.0.1 --no-browser \
 	    $$( [ "$$(id -u)" -eq 0 ] && echo --allow-root )
+
+daemon: setup ## serve the Docker Engine API in the foreground (unix:///run/sandbox/docker.sock as root)
+	$(VENV)/bin/sandbox daemon $(DAEMON_ARGS)
 
 interop: setup ## side-by-side tests against Docker/Podman
 	@if [ -d tests/interop ]; then \

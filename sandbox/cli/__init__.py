@@ -22,7 +22,7 @@ from ..errors import SandboxError, UsageError
 VERBS = ["bootstrap", "history", "images", "import_", "info", "inspect", "load", "login", "pull",
          "push", "rmi", "save", "tag", "version", "image",
          "run", "lifecycle", "ps", "logs", "exec_", "top", "changes", "events", "volume", "container",
-         "system", "build", "network"]
+         "system", "build", "network", "daemon"]
 
 #: verb -> the module that registers it, for the verbs whose module name differs;
 #: a command line naming one verb builds only that verb's parser (a cold

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from ..humanize import ago, duration, parse_time
+from ..containers.status import status_text
+from ..humanize import ago
 from .table import write_format, write_table
 
 
@@ -20,23 +20,6 @@ def register(sub: Any, name: str = "ps") -> None:
     p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
     p.add_argument("-s", "--size", action="store_true", help="display total file sizes")
     p.set_defaults(func=run)
-
-
-def status_text(state: dict[str, Any]) -> str:
-    """docker ps's STATUS column: "Up 3 minutes (Paused)", "Exited (0) 2 seconds ago", ..."""
-    status = state.get("Status")
-    if status in ("running", "paused"):
-        started = parse_time(state["StartedAt"])
-        up = duration(time.time() - started.timestamp()) if started else "N/A"
-        health = (state.get("Health") or {}).get("Status")
-        suffix = " (Paused)" if status == "paused" else (
-            f" ({'health: starting' if health == 'starting' else health})" if health else "")
-        return f"Up {up}{suffix}"
-    if status == "restarting":
-        return f"Restarting ({state.get('ExitCode', 0)}) {ago(state['FinishedAt'])}"
-    if status == "exited":
-        return f"Exited ({state.get('ExitCode', 0)}) {ago(state['FinishedAt'])}"
-    return {"created": "Created", "removing": "Removal In Progress", "dead": "Dead"}.get(str(status), str(status))
 
 
 def row(c: Any, no_trunc: bool = False) -> dict[str, Any]:

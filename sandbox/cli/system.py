@@ -27,6 +27,8 @@ def register(sub: Any) -> None:
     sv = ssub.add_parser("supervisor", help="Show or stop the store's supervisor process")
     sv.add_argument("action", choices=["status", "stop"])
     sv.set_defaults(func=run_supervisor)
+    from .daemon import add_flags
+    add_flags(ssub.add_parser("service", help="Serve the Docker Engine API (Podman's name for `sandbox daemon`)"))
 
 
 def run_supervisor(engine: Any, args: Any, out: Any) -> int:
@@ -50,25 +52,14 @@ def run_supervisor(engine: Any, args: Any, out: Any) -> int:
     return 0
 
 
-def _du(path: Any) -> int:
-    import os
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
-            except OSError:
-                pass
-    return total
-
-
 def disk_usage(engine: Any) -> list[list[str]]:
     images = engine.images.list(all=True)
     containers = engine.containers.list(all=True)
     used_images = {c.attrs["Image"] for c in containers}
     image_size = sum(int(getattr(i, "size", 0) or 0) for i in images)
     active_images = sum(1 for i in images if i.id in used_images)
-    sizes = [(_du(c.dir / "upper"), c) for c in containers]
+    from ..containers.volumes import disk_usage
+    sizes = [(disk_usage(c.dir / "upper"), c) for c in containers]
     csize = sum(s for s, _ in sizes)
     running = sum(1 for c in containers if c.attrs["State"].get("Running"))
     reclaim_c = sum(s for s, c in sizes if not c.attrs["State"].get("Running"))

@@ -200,7 +200,9 @@ class ContainerCollection:
             records = [r for r in records if r["State"].get("Running") or r["State"].get("Restarting")]
         for key, values in (filters or {}).items():
             values = values if isinstance(values, (builtins.list, tuple)) else [values]
-            records = [r for r in records if any(_filter(self._engine, r, key, str(v)) for v in values)]
+            # Docker: several values of one filter are alternatives, but every label must match
+            match = builtins.all if key == "label" else builtins.any
+            records = [r for r in records if match(_filter(self._engine, r, key, str(v)) for v in values)]
         if limit is not None and limit >= 0:
             records = records[:limit]
         return [Container(self, r) for r in records]
@@ -233,7 +235,21 @@ def _filter(engine: EngineServices, r: dict[str, Any], key: str, value: str) -> 
         return False
     if key == "health":
         return bool((st.get("Health") or {}).get("Status", "none") == value)
-    raise UsageError(f"invalid filter '{key}'", hint="filters: status, name, id, exited, label, ancestor, health")
+    if key == "network":
+        nets = (r.get("NetworkSettings") or {}).get("Networks") or {}
+        return value in nets or any(str(es.get("NetworkID") or "").startswith(value) for es in nets.values())
+    if key == "volume":
+        return any(value in (m.get("Name"), m.get("Destination"), m.get("Source")) for m in r.get("Mounts") or [])
+    if key in ("expose", "publish"):
+        port = value if "/" in value else f"{value}/tcp"
+        if key == "expose":
+            return port in (r["Config"].get("ExposedPorts") or {})
+        bound = ((r.get("NetworkSettings") or {}).get("Ports") or {}).get(port)
+        return bool(bound) or any(b.get("HostPort") == value.partition("/")[0]
+                                  for v in ((r.get("NetworkSettings") or {}).get("Ports") or {}).values()
+                                  for b in v or [])
+    raise UsageError(f"invalid filter '{key}'", hint="filters: status, name, id, exited, label, ancestor, health, "
+                                                     "network, volume, expose, publish")
 
 
 class Container:

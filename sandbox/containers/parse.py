@@ -161,6 +161,14 @@ def parse_security_opts(opts: Iterable[str]) -> list[str]:
         elif key == "seccomp":
             if value == "unconfined":
                 out.append("seccomp=unconfined")
+            elif value.lstrip().startswith("{"):
+                # The API's form: the docker CLI reads the file and sends the profile itself.
+                try:
+                    profile = json.loads(value)
+                except ValueError as e:
+                    raise UsageError(f"decoding seccomp profile failed: {e}",
+                                     hint="the profile must be JSON in Docker's format") from None
+                out.append("seccomp=" + json.dumps(profile, separators=(",", ":")))
             else:
                 try:
                     with open(value, encoding="utf-8") as f:

@@ -147,14 +147,14 @@ class VolumeStore:
             meta = self._meta(name)
             if not all and not meta.get("Anonymous"):
                 continue
-            space += _du(self.path(name))
+            space += disk_usage(self.path(name))
             with contextlib.suppress(VolumeNotFound, Conflict):
                 self.remove(name)
                 removed.append(name)
         return {"VolumesDeleted": removed, "SpaceReclaimed": space}
 
     def size(self, name: str) -> int:
-        return _du(self.mountpoint(name))
+        return disk_usage(self.mountpoint(name))
 
 
 def _matches(meta: dict[str, Any], filters: dict[str, list[str]], used: bool) -> bool:
@@ -171,7 +171,8 @@ def _matches(meta: dict[str, Any], filters: dict[str, list[str]], used: bool) ->
     return True
 
 
-def _du(path: Path) -> int:
+def disk_usage(path: Path) -> int:
+    """Bytes the files below ``path`` take on disk (what `du` counts: allocated blocks)."""
     total = 0
     for dirpath, _dirnames, filenames in os.walk(path):
         for f in filenames:

@@ -403,7 +403,7 @@ class Box:
         doomed = self.dir.with_name(f".removing-{self.id}")
         with contextlib.suppress(FileNotFoundError):
             os.rename(self.dir, doomed)  # the record is gone in one step
-        self.host.forget(self.id)
+        self.host.forget(self.id, int(self.state.get("ExitCode") or 0), str(self.state.get("Error") or ""))
         if volumes:
             for m in self.rec.get("Mounts") or []:
                 if m.get("Type") == "volume" and self.host.volumes.is_anonymous(m["Name"]):

@@ -19,6 +19,8 @@ from .box import Box
 from .events import EventLog
 from .loop import Loop
 
+REMEMBER_REMOVED = 256
+
 
 class Core:
     def __init__(self, root: Path) -> None:
@@ -38,6 +40,8 @@ class Core:
         self.boxes: dict[str, Box] = {}
         self.execs: set[Any] = set()
         self.events = EventLog(root / "events.jsonl")
+        #: id -> (exit code, error) of the last containers removed
+        self.removed_exits: dict[str, tuple[int, str]] = {}
         self._network: Any = None
 
     @property
@@ -69,8 +73,13 @@ class Core:
         """The runtime a container was created for: ours, or runc (``--runtime runc``)."""
         return self.runc if (rec.get("HostConfig") or {}).get("Runtime") == "runc" else self.runtime
 
-    def forget(self, box_id: str) -> None:
+    def forget(self, box_id: str, exit_code: int = 0, error: str = "") -> None:
         self.boxes.pop(box_id, None)
+        # A waiter that comes late (`docker run --rm` sends its wait beside the start, on
+        # another connection) still learns how a removed container ended.
+        self.removed_exits[box_id] = (exit_code, error)
+        while len(self.removed_exits) > REMEMBER_REMOVED:
+            self.removed_exits.pop(next(iter(self.removed_exits)))
 
     def box(self, ref: str) -> Box:
         """The container ``ref`` names (id, name or id prefix), found among the boxes in memory."""

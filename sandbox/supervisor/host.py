@@ -33,8 +33,8 @@ class Host(Protocol):
     def runtime_for(self, rec: dict[str, Any]) -> Any:
         """Our runtime, or runc's driver, as the record's ``HostConfig.Runtime`` says."""
 
-    def forget(self, box_id: str) -> None:
-        """The container's record is gone: stop tracking it."""
+    def forget(self, box_id: str, exit_code: int, error: str) -> None:
+        """The container's record is gone: stop tracking it (its exit is kept a while for late waiters)."""
 
     @property
     def network(self) -> Any:

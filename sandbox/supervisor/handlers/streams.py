@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import InvalidStateTransition
+from ...errors import ContainerNotFound, InvalidStateTransition
 from ..conn import STREAMING, Conn, NullSink, Stream
 from ..core import Core
 
@@ -27,8 +27,18 @@ def op_attach(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
 
 
 def op_wait(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
-    box = core.box(msg["id"])
     condition = msg.get("condition") or "not-running"
+    try:
+        box = core.box(msg["id"])
+    except ContainerNotFound:
+        gone = core.removed_exits.get(msg["id"])
+        if gone is None:
+            raise
+        # removed before the waiter came: it has ended in every sense
+        conn.reply({"waiting": False})
+        conn.end_stream({"exit": gone[0], "result": {"StatusCode": gone[0],
+                                                     "Error": {"Message": gone[1]} if gone[1] else None}})
+        return STREAMING
     if condition == "not-running" and not box.running and not box.state.get("Restarting") \
             and box.restart_timer is None:
         code = int(box.state.get("ExitCode") or 0)
