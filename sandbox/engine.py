@@ -200,7 +200,8 @@ class Engine:
     def build(self, context: str | os.PathLike[str] | None = ".", *, tags: Iterable[str] = (),
               dockerfile: str | os.PathLike[str] | None = None, dockerfile_text: str | None = None,
               build_args: dict[str, str] | None = None, target: str | None = None, no_cache: bool = False,
-              labels: dict[str, str] | None = None, on_event: Any = None, network: str | None = None) -> Image:
+              labels: dict[str, str] | None = None, on_event: Any = None, network: str | None = None,
+              cancel: Any = None) -> Image:
         """Build an image from a Dockerfile (``docker build``); returns the Image.
 
         ``context`` is the directory COPY reads from (None: no context, for a
@@ -209,12 +210,13 @@ class Engine:
         step n/m, HIT or MISS and why, RUN output, layer size and time.  A
         failed step raises :class:`~sandbox.errors.BuildError` (or
         :class:`~sandbox.errors.DockerfileSyntaxError`) and tags nothing.
-        ``network`` is where RUN steps go (default ``bridge``, as in Docker).
+        ``network`` is where RUN steps go (default ``bridge``, as in Docker); setting the
+        ``threading.Event`` ``cancel`` from another thread stops the build (nothing is tagged).
         """
         from .build.builder import Builder
         return Builder(self, context, dockerfile=dockerfile, dockerfile_text=dockerfile_text,
                        tags=list(tags), build_args=build_args, target=target, no_cache=no_cache,
-                       labels=labels, on_event=on_event, network=network).build()
+                       labels=labels, on_event=on_event, network=network, cancel=cancel).build()
 
     def build_cache(self) -> Any:
         """The build cache (``builder prune``, ``system df``)."""

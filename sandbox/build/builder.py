@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,8 @@ class Builder(MetadataSteps, RunStep, FileSteps):
                  dockerfile: str | os.PathLike[str] | None = None, dockerfile_text: str | None = None,
                  tags: list[str] | tuple[str, ...] = (), build_args: dict[str, str] | None = None,
                  target: str | None = None, no_cache: bool = False, labels: dict[str, str] | None = None,
-                 on_event: EventFn | None = None, network: str | None = None) -> None:
+                 on_event: EventFn | None = None, network: str | None = None,
+                 cancel: threading.Event | None = None) -> None:
         self.engine = engine
         self.store = engine.store
         self.images = engine.image_store
@@ -75,6 +77,9 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         self.network = network or "bridge"
         self.labels = dict(labels or {})
         self.on_event = on_event or (lambda e: None)
+        #: set from another thread to stop the build (the API's client left): the running RUN is
+        #: stopped, no later step starts, nothing is tagged
+        self.cancel = cancel
         self.ignore = DockerIgnore.read(self.context) if self.context else DockerIgnore()
         self.consumed: set[str] = set()
         self.results: dict[int, State] = {}
@@ -273,6 +278,9 @@ class Builder(MetadataSteps, RunStep, FileSteps):
 
     def _step(self, ins: Instruction, state: State, *, count: bool = True) -> None:
         """One instruction: a cache hit takes the recorded state; a miss runs the step and records it."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise BuildError("the build was cancelled", step=f"{self.step_no}/{self.total}", filename=self.filename,
+                             line=ins.line, instruction=str(ins), hint="nothing was tagged; build again")
         if count:
             self.step_no += 1
         t0 = time.monotonic()

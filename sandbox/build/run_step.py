@@ -15,6 +15,7 @@ import contextlib
 import os
 import posixpath
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,15 @@ from .context import SourceTree
 from .parser import Instruction, json_form
 from .stages import PROXY_ARGS
 from .step import Prepared, State, StepBase
+
+
+def _stop_when_cancelled(client: Any, cid: str, cancel: threading.Event, finished: threading.Event) -> None:
+    """Stop a RUN's container once the build is cancelled (its exit then fails the step)."""
+    while not finished.wait(0.1):
+        if cancel.is_set():
+            with contextlib.suppress(SandboxError):
+                client.stream("stop", None, id=cid, timeout=1)
+            return
 
 
 class RunStep(StepBase):
@@ -187,6 +197,10 @@ class RunStep(StepBase):
         result = client.call("create", config=merged, host_config=host, name=None, image_id=state.base_id,
                              layers=state.chain_ids, image_ref=f"{state.base_name} (build step {self.step_no})")
         cid = result["Id"]
+        finished = threading.Event()
+        if self.cancel is not None:
+            threading.Thread(target=_stop_when_cancelled, args=(client, cid, self.cancel, finished),
+                             daemon=True).start()
         try:
             try:
                 code = self.engine.containers.start_attached(cid, on_output)
@@ -204,6 +218,7 @@ class RunStep(StepBase):
                                        "the steps before it will come from the cache")
             return self._commit(Path(self.engine.containers.get(cid).dir) / "upper")
         finally:
+            finished.set()
             with contextlib.suppress(SandboxError):
                 client.call("remove", id=cid, force=True, volumes=True)
 

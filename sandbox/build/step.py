@@ -125,6 +125,8 @@ class StepBase:
     no_cache: bool
     #: where RUN steps go unless one says ``--network=none|host``
     network: str
+    #: set to stop the build from another thread (see Builder)
+    cancel: Any
     on_event: EventFn
     plan: Plan | None
     tmp: Path | None

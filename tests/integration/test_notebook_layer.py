@@ -260,7 +260,8 @@ def test_resource_monitor_records_steps_and_stops(store):
     no_errors(outputs)
     assert streams(outputs[2], "stdout").startswith("other cell ran")
     samples, draws, mem, limit, running, threads = json_out(outputs[3])
-    assert samples >= 20 and draws >= 3
+    # sampled fast, redrawn slowly (counts, not times: a loaded machine delays a redraw)
+    assert samples >= 20 and 2 <= draws and draws * 3 <= samples
     assert limit == 96 * 2**20
     mib = [m / 2**20 for m in mem]
     # rises in steps: low at first, above 6, then above 14, then above 22 MiB

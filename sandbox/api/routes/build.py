@@ -87,7 +87,7 @@ def _run(d: Any, ex: Exchange, out: Any, context: Path, dockerfile: str, tags: l
 
     def on_event(event: Any) -> None:
         if left.is_set():
-            raise KeyboardInterrupt      # the client left: stop the step (the builder undoes it)
+            return                       # the client left: the build is being cancelled (see cancel=)
         if quiet and event.kind != "error":
             return
         if event.kind == "step":
@@ -109,15 +109,12 @@ def _run(d: Any, ex: Exchange, out: Any, context: Path, dockerfile: str, tags: l
                                dockerfile_text=None if (context / dockerfile).exists() else _missing(dockerfile),
                                build_args=_json_map(ex, "buildargs"), target=ex.arg("target") or None,
                                no_cache=ex.flag("nocache"), labels=_json_map(ex, "labels"), on_event=on_event,
-                               network=network)
-    except KeyboardInterrupt:
-        return
+                               network=network, cancel=left)
     except (BuildError, DockerfileSyntaxError) as e:
         returncode = getattr(e, "returncode", None)
         code = returncode or 1
-        text = message_of(e)
-        if returncode:
-            text = f"The command '{_as_docker_says(getattr(e, 'instruction', ''))}' returned a non-zero code: {returncode}"
+        # a RUN's failure reads as the classic builder's: "The command '/bin/sh -c ...' returned ..."
+        text = str(getattr(e, "detail", "")) if returncode else message_of(e)
         send({"errorDetail": {"code": code, "message": text}, "error": text})
         out.end()
         return
@@ -137,15 +134,6 @@ def _run(d: Any, ex: Exchange, out: Any, context: Path, dockerfile: str, tags: l
             send({"stream": f"Successfully tagged {parse(t).familiar}\n"})
     with contextlib.suppress(ClientGone):
         out.end()
-
-
-def _as_docker_says(instruction: str) -> str:
-    """``RUN exit 5`` as the classic builder names it: ``/bin/sh -c exit 5`` (exec form as it is)."""
-    keyword, _, rest = instruction.partition(" ")
-    rest = rest.strip()
-    if keyword.upper() != "RUN" or rest.startswith("["):
-        return instruction
-    return f"/bin/sh -c {rest}"
 
 
 def _missing(dockerfile: str) -> str:
