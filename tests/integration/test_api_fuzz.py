@@ -65,7 +65,7 @@ def requests(draw):
 
 def _ask(sock_path: str, raw: bytes) -> bytes:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(20)
+        s.settimeout(5)
         s.connect(sock_path)
         s.sendall(raw)
         out = b""
@@ -80,24 +80,24 @@ def _ask(sock_path: str, raw: bytes) -> bytes:
         return out
 
 
-def _check(answer: bytes) -> None:
+def _check(raw: bytes, answer: bytes) -> None:
     assert answer.startswith(b"HTTP/1.1 "), answer[:200]
     status = int(answer.split(b" ", 2)[1])
     head, _, body = answer.partition(b"\r\n\r\n")
     assert status < 500 or status == 503, answer[:400]
-    if status >= 400 and b"application/json" in head.lower():
+    if status >= 400 and b"application/json" in head.lower() and not raw.startswith(b"HEAD "):
         if b"transfer-encoding: chunked" in head.lower():
             body = body.split(b"\r\n", 1)[1] if b"\r\n" in body else body
         assert "message" in json.loads(body.split(b"\r\n")[0]), answer[:400]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(raw=requests())
 def test_route_requests_never_break_the_daemon(daemon, raw):
-    _check(_ask(str(daemon.socket), raw))
+    _check(raw, _ask(str(daemon.socket), raw))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(raw=st.binary(min_size=1, max_size=200))
 def test_garbage_bytes_get_an_answer_or_a_close(daemon, raw):
     answer = _ask(str(daemon.socket), raw + b"\r\n\r\n")
