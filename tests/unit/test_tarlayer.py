@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from sandbox.errors import LayerError, UnsafeLayerEntry
-from sandbox.image import tarlayer
+from sandbox.image.tarlayer import applying, checking, reading, writing
 from sandbox.image.tarlayer import (
     OPAQUE_MARKER,
     apply_layer,
@@ -300,7 +300,7 @@ def test_paths_deleted_and_opaque_order(tmp_path: Path) -> None:
     data = tree_bytes(root, paths=["usr/lib/x/f", "usr/lib/!bang", "usr/lib"],
                       deleted=["usr/gone", "toplevel"], opaque=["usr/lib"], epoch=EPOCH)
     names = tar_names(data)
-    assert names == sorted(names, key=lambda n: tarlayer._sort_key(n.rstrip("/")))
+    assert names == sorted(names, key=lambda n: writing._sort_key(n.rstrip("/")))
     assert names.index("usr/lib/.wh..wh..opq") == names.index("usr/lib/") + 1
     assert set(names) == {"usr/", "usr/.wh.gone", "usr/lib/", "usr/lib/.wh..wh..opq",
                           "usr/lib/!bang", "usr/lib/x/", "usr/lib/x/f", ".wh.toplevel"}
@@ -609,7 +609,7 @@ def test_compressions_and_streams(tmp_path: Path, kind: str, seekable: bool) -> 
 
 def test_zstd_without_a_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "zstandard", None)
-    monkeypatch.setattr(tarlayer.shutil, "which", lambda name: None)
+    monkeypatch.setattr(reading.shutil, "which", lambda name: None)
     with pytest.raises(LayerError, match="zstd"):
         apply_layer(io.BytesIO(b"\x28\xb5\x2f\xfd" + b"\x00" * 100), tmp_path / "t")
 
@@ -750,12 +750,12 @@ def test_write_pass_refuses_members_the_check_did_not_see(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Second guard: were the spool decompressed again, the first differing member stops it."""
     blob, _ = _polyglot_layer()
-    real_init = tarlayer._LayerTar.__init__
+    real_init = reading.LayerTar.__init__
 
     def sniff_always(self: Any, raw: Any, tee: Any = None, *, plain: bool = False) -> None:
         real_init(self, raw, tee)  # the old bug: the write pass sniffs the spool anew
 
-    monkeypatch.setattr(tarlayer._LayerTar, "__init__", sniff_always)
+    monkeypatch.setattr(reading.LayerTar, "__init__", sniff_always)
     target = tmp_path / "t"
     with pytest.raises(LayerError, match="changed between its check and its application"):
         apply_layer(io.BytesIO(blob), target)
@@ -766,13 +766,13 @@ def test_write_pass_stops_before_the_first_unchecked_member(tmp_path: Path) -> N
     target = tmp_path / "t"
     checked = tar_bytes(reg("same", b"1"), reg("ok", b"2"))
     other = tar_bytes(reg("same", b"1"), reg("evil", b"2"), reg("more", b"3"))
-    plan, _ = tarlayer._check_layer(io.BytesIO(checked), target, "merge", None)
+    plan, _ = applying._check_layer(io.BytesIO(checked), target, "merge", None)
     with pytest.raises(LayerError, match="changed between"):
-        tarlayer._write_layer(io.BytesIO(other), target, "merge", plan)
+        applying._write_layer(io.BytesIO(other), target, "merge", plan)
     assert os.listdir(target) == ["same"]
-    plan, _ = tarlayer._check_layer(io.BytesIO(other), target, "merge", None)
+    plan, _ = applying._check_layer(io.BytesIO(other), target, "merge", None)
     with pytest.raises(LayerError, match="changed between"):  # fewer members than checked
-        tarlayer._write_layer(io.BytesIO(checked[:1024]), target, "merge", plan)
+        applying._write_layer(io.BytesIO(checked[:1024]), target, "merge", plan)
 
 
 def _lower(tmp_path: Path) -> Path:
@@ -848,8 +848,8 @@ def test_xattrs_at_the_limits_and_not_allowlisted_pass(tmp_path: Path) -> None:
                         "SCHILY.xattr.security.selinux" + "x" * 300: "ignored",
                         "SCHILY.xattr.security.capability": v3.decode("utf-8", "surrogateescape")}
     assert apply_layer(io.BytesIO(tar_bytes((info, data))), tmp_path / "t", check_only=True) == 1
-    assert tarlayer._xattr_problem("security.capability", CAP_NET_BIND) is None  # revision 2
-    assert tarlayer._xattr_problem("user.x", b"v" * 65536) is None
+    assert checking._xattr_problem("security.capability", CAP_NET_BIND) is None  # revision 2
+    assert checking._xattr_problem("user.x", b"v" * 65536) is None
 
 
 @pytest.mark.parametrize("epoch", [None, EPOCH])
@@ -879,7 +879,7 @@ def test_implicit_parents_are_the_same_on_every_import(tmp_path: Path, monkeypat
 
 def test_without_root_the_users_files_are_stored_as_root(monkeypatch):
     """Rootless: the invoking user stands for root in a layer; other owners stay as they are."""
-    import sandbox.image.tarlayer as tl
+    import sandbox.image.tarlayer.writing as tl
     monkeypatch.setattr(tl.os, "geteuid", lambda: 1000)
     monkeypatch.setattr(tl.os, "getegid", lambda: 1000)
     assert tl.stored_owner(1000, 1000) == (0, 0)
