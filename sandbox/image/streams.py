@@ -1,18 +1,20 @@
-"""Sniffing a byte stream's compression without seeking back on a pipe.
+"""Byte streams: sniffing compression without seeking back on a pipe, hashing as we read.
 
 Layers (``tarlayer``) and image archives (``archive``) both take input that may
 be plain, gzip, zstd (and, for archives, bzip2 or xz) and that may be a pipe.
 Both read the first bytes to decide, then put those bytes back in front of the
 rest (:class:`Prefixed`) unless the stream can seek.  One copy of that logic
-lives here so the two readers cannot drift apart.
+lives here so the two readers cannot drift apart.  :class:`HashingReader` lets
+one pass over a layer verify both its blob digest and its diff_id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import IO, Any
 
-__all__ = ["CHUNK", "Prefixed", "compression", "read_upto", "seekable", "sniff"]
+__all__ = ["CHUNK", "HashingReader", "Prefixed", "compression", "read_upto", "seekable", "sniff"]
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -90,3 +92,25 @@ class Prefixed(io.RawIOBase):
         data = self._inner.read(len(buf))
         buf[:len(data)] = data
         return len(data)
+
+
+class HashingReader:
+    """``inner``'s bytes, hashed (sha256) and counted as they are read."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._inner.read(n)
+        self._hash.update(data)
+        self.size += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()

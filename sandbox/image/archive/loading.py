@@ -15,19 +15,21 @@ tag behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import zlib
-from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from ... import reference as _ref
-from ...errors import ArchiveError, BlobCorrupt, InvalidReference, LayerError
+from ...errors import ArchiveError, BlobCorrupt, InvalidReference, LayerError, UnsafeLayerEntry
 from ..images import Image, ImageStore, host_platform
 from ..layers import LayerBlob, check_diff_id
 from .. import streams
 from ..mediatypes import (FULL_NAME, INDEXES, LAYERS, MANIFESTS, OCI_CONFIG, OCI_LAYER,
-                          OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST, REF_NAME, sha256_digest)
+                          OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST, REF_NAME, chain_ids,
+                          sha256_digest)
 from ..store import Store
 from .common import LOAD_HINT, blob_name, cause
 from .reader import Archive, normalise, open_archive
@@ -36,14 +38,18 @@ __all__ = ["describe_loaded", "load"]
 
 Progress = Callable[[str], None]
 
+_DAMAGED = "the archive is damaged; save or download it again"
+
 
 @dataclass
 class _LoadPlan:
-    """One image of an archive, its blobs stored and verified, not yet named."""
+    """One image of an archive, its blobs stored and their digests verified, not yet named."""
 
     config_digest: str
     layers: list[LayerBlob]
     tags: list[str]
+    #: the archive member each layer came from, for errors that name it
+    members: list[str] = field(default_factory=list)
 
 
 def load(images: ImageStore, stream: BinaryIO, *, quiet: bool = False, progress: Progress | None = None,
@@ -52,8 +58,10 @@ def load(images: ImageStore, stream: BinaryIO, *, quiet: bool = False, progress:
 
     Every blob is copied into the store and verified (digest, and diff_id for
     layers) for every image of the archive before any image is named, all under
-    the store's transaction so garbage collection leaves the new blobs alone.  On
-    failure nothing is tagged; blobs already written are left for GC.
+    the store's transaction so garbage collection leaves the new blobs alone.  A
+    new layer's diff_id is checked in the pass that unpacks it, so it is
+    decompressed once.  On failure nothing is tagged; blobs already written are
+    left for GC.
     ``progress`` (unless ``quiet``) is called with one line per layer loaded.
     """
     source = source_name or _stream_name(stream)
@@ -69,7 +77,8 @@ def load(images: ImageStore, stream: BinaryIO, *, quiet: bool = False, progress:
                                hint=LOAD_HINT)
         plans = _merge_plans(plans)
         # Unpack everything first: a layer the unpacker refuses must not leave half the archive tagged.
-        sizes = [images.unpack([l.diff_id for l in p.layers], [l.digest for l in p.layers]) for p in plans]
+        checked: set[tuple[str, str]] = set()
+        sizes = [_unpack(images, p, source, checked) for p in plans]
         return [images.add_manifest(_manifest_for(store, p), tags=p.tags, size=size)
                 for p, size in zip(plans, sizes)]
 
@@ -91,9 +100,49 @@ def _merge_plans(plans: list[_LoadPlan]) -> list[_LoadPlan]:
     """Two entries for one image (one per tag) become one image with both tags."""
     merged: dict[str, _LoadPlan] = {}
     for plan in plans:
-        seen = merged.setdefault(plan.config_digest, _LoadPlan(plan.config_digest, plan.layers, []))
+        seen = merged.setdefault(plan.config_digest,
+                                 _LoadPlan(plan.config_digest, plan.layers, [], plan.members))
         seen.tags += [t for t in plan.tags if t not in seen.tags]
     return list(merged.values())
+
+
+def _unpack(images: ImageStore, plan: _LoadPlan, source: str, checked: set[tuple[str, str]]) -> int:
+    """Unpack the plan's layers and check each against its diff_id; return the image's size.
+
+    A new layer is checked by the pass that unpacks it (``LayerStore.unpack``).
+    A layer already unpacked from another blob is not unpacked again, so its blob
+    is hashed here; an uncompressed blob's digest is its diff_id already.
+    """
+    total, parent = 0, None
+    for chain_id, layer, member in zip(chain_ids([l.diff_id for l in plan.layers]), plan.layers, plan.members):
+        with _naming(member, source, layer):
+            if not images.layers.exists(chain_id):
+                total += images.layers.unpack(chain_id, parent, layer.diff_id, layer.digest).size
+            else:
+                if (layer.digest, layer.diff_id) not in checked and \
+                        not (layer.media_type == OCI_LAYER and layer.digest == layer.diff_id):
+                    check_diff_id(images.store, layer.digest, layer.diff_id)
+                total += images.layers.get(chain_id).size
+        checked.add((layer.digest, layer.diff_id))
+        parent = chain_id
+    return total
+
+
+@contextlib.contextmanager
+def _naming(member: str, source: str, layer: LayerBlob) -> Iterator[None]:
+    """Errors about one layer name its member of the archive (an unsafe entry names itself)."""
+    try:
+        yield
+    except BlobCorrupt as e:
+        which = "digest" if e.digest == layer.digest else "diff_id"
+        raise BlobCorrupt(e.digest, f"layer {member} of {source}, {which}", actual=e.actual,
+                          hint=_DAMAGED) from None
+    except UnsafeLayerEntry:
+        raise
+    except LayerError as e:
+        raise ArchiveError(f"{source}: layer {member} cannot be unpacked ({cause(e)})", hint=e.hint) from None
+    except (OSError, EOFError, zlib.error) as e:  # check_diff_id decompresses with gzip/zlib directly
+        raise ArchiveError(f"{source}: layer {member} cannot be read ({cause(e)})", hint=_DAMAGED) from None
 
 
 def _manifest_for(store: Store, plan: _LoadPlan) -> dict[str, Any]:
@@ -122,7 +171,7 @@ def _load_docker(archive: Archive, store: Store, report: Progress) -> list[_Load
         config_name = normalise(entry["Config"])
         config_digest, config = _store_config(archive, store, config_name, _digest_in_name(config_name))
         diff_ids = _diff_ids(config, config_name, len(entry["Layers"]), archive.source)
-        layers = []
+        layers, members = [], []
         for raw_name, diff_id in zip(entry["Layers"], diff_ids):
             name = normalise(str(raw_name))
             if name not in done:
@@ -131,7 +180,8 @@ def _load_docker(archive: Archive, store: Store, report: Progress) -> list[_Load
                 raise ArchiveError(f"{archive.source}: layer {name} is listed with two different diff_ids",
                                    hint="the archive is damaged; save it again")
             layers.append(done[name])
-        plans.append(_LoadPlan(config_digest, layers, tags))
+            members.append(name)
+        plans.append(_LoadPlan(config_digest, layers, tags, members))
     return plans
 
 
@@ -175,9 +225,12 @@ def _diff_ids(config: dict[str, Any], name: str, count: int, source: str) -> lis
 
 def _store_layer(archive: Archive, store: Store, name: str, expected: str | None, size: int | None,
                  diff_id: str, report: Progress) -> LayerBlob:
-    """Copy one layer into the store, check its digest and its diff_id; return it as the manifest sees it."""
+    """Copy one layer into the store and check its digest; return it as the manifest sees it.
+
+    Its diff_id is checked when it is unpacked (:func:`_unpack`), in the same pass.
+    """
     what = f"layer {name} of {archive.source}, digest"
-    hint = "the archive is damaged; save or download it again"
+    hint = _DAMAGED
     f, member_size = archive.open(name)
     if size is not None and member_size != size:
         raise ArchiveError(f"{archive.source}: layer {name} is {member_size} bytes, its descriptor says {size}",
@@ -187,14 +240,6 @@ def _store_layer(archive: Archive, store: Store, name: str, expected: str | None
     except BlobCorrupt as e:
         raise BlobCorrupt(e.digest, what, actual=e.actual, hint=hint) from None
     media_type = _layer_media_type(store, digest, name, archive.source)
-    if not (media_type == OCI_LAYER and digest == diff_id):  # an uncompressed blob's digest is its diff_id
-        try:
-            check_diff_id(store, digest, diff_id)
-        except BlobCorrupt as e:
-            raise BlobCorrupt(diff_id, f"layer {name} of {archive.source}, diff_id", actual=e.actual,
-                              hint=hint) from None
-        except (OSError, EOFError, zlib.error, LayerError) as e:
-            raise ArchiveError(f"{archive.source}: layer {name} cannot be read ({cause(e)})", hint=hint) from None
     report(f"Loaded layer {diff_id[7:19]} ({_human(stored)})")
     return LayerBlob(diff_id, digest, stored, media_type)
 
@@ -251,7 +296,7 @@ def _load_oci(archive: Archive, store: Store, report: Progress) -> list[_LoadPla
         config_digest, config = _store_config(archive, store, config_name, config_desc["digest"])
         layer_descs = [_check_descriptor(l, config_name, archive.source) for l in manifest.get("layers") or []]
         diff_ids = _diff_ids(config, config_name, len(layer_descs), archive.source)
-        layers = []
+        layers, members = [], []
         for ldesc, diff_id in zip(layer_descs, diff_ids):
             if ldesc["mediaType"] not in LAYERS:
                 raise ArchiveError(f"{archive.source}: layer {ldesc['digest']} has unknown media type "
@@ -260,7 +305,8 @@ def _load_oci(archive: Archive, store: Store, report: Progress) -> list[_LoadPla
                 done[ldesc["digest"]] = _store_layer(archive, store, blob_name(ldesc["digest"]), ldesc["digest"],
                                                      ldesc["size"], diff_id, report)
             layers.append(done[ldesc["digest"]])
-        plans.append(_LoadPlan(config_digest, layers, tags))
+            members.append(blob_name(ldesc["digest"]))
+        plans.append(_LoadPlan(config_digest, layers, tags, members))
     return plans
 
 

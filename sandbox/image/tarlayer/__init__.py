@@ -11,7 +11,8 @@ from here; each topic lives in one module:
                    and its members read once, forward
 ``checking``       the check pass: the rules that refuse unsafe entries
 ``applier``        the write pass: every path walked with ``O_NOFOLLOW``
-``applying``       ``apply_layer``: check everything, then write
+``applying``       ``apply_layer``: check everything, then write;
+                   ``unpack_layer``: one pass into a new layer directory
 =================  ==========================================================
 
 Imports point one way: ``format`` ← ``writing``; ``format`` ← ``reading`` ←
@@ -31,7 +32,7 @@ https://github.com/opencontainers/image-spec/blob/main/layer.md#whiteouts
 
 from __future__ import annotations
 
-from .applying import apply_layer
+from .applying import apply_layer, unpack_layer
 from .format import OPAQUE_MARKER, WHITEOUT_PREFIX, XATTR_ALLOWLIST, source_date_epoch
 from .reading import open_layer
 from .writing import tree_changes, write_overlay_upper, write_tree
@@ -44,6 +45,7 @@ __all__ = [
     "open_layer",
     "source_date_epoch",
     "tree_changes",
+    "unpack_layer",
     "write_overlay_upper",
     "write_tree",
 ]

@@ -18,14 +18,14 @@ import tempfile
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from ...errors import LayerError
+from ...errors import BlobCorrupt, LayerError
 from .. import streams
 from .applier import Applier, fs_errors
 from .checking import Checker, Plan, classify
-from .format import CORRUPT_HINT
-from .reading import LayerTar
+from .format import CHUNK, CORRUPT_HINT
+from .reading import LayerTar, open_layer, read_errors
 
-__all__ = ["apply_layer"]
+__all__ = ["apply_layer", "unpack_layer"]
 
 
 def apply_layer(stream: BinaryIO | str | Path, target: Path, *, mode: str = "merge",
@@ -135,3 +135,79 @@ def _write_layer(raw: BinaryIO, target: Path, mode: str, plan: Plan) -> int:
     finally:
         applier.close()
         os.close(root_fd)
+
+
+def unpack_layer(blob: BinaryIO, target: Path, *, digest: str, diff_id: str) -> int:
+    """Unpack a layer blob into ``target``, a new empty directory, reading the blob once.
+
+    This is how a pulled, loaded or built layer becomes a layer directory.  The
+    blob is read once and decompressed once, and in that one pass its bytes are
+    hashed against ``digest``, the tar stream against ``diff_id``, and every
+    entry is checked by the same rules as :func:`apply_layer` and then written
+    at once.  No check needs the disk, since the target starts empty and only
+    this layer writes into it (``Checker(empty_target=True)``), and the write
+    pass walks every path with ``O_NOFOLLOW`` from a descriptor of the target,
+    so an entry is refused before it is written and nothing lands outside.
+
+    A refused or damaged layer leaves the entries already written in ``target``:
+    the caller unpacks into a staging directory nobody else sees
+    (``layers/<hex>.incomplete``) and removes it on any error.  When the pass
+    fails, the blob and its tar stream are still read to their ends, so that a
+    damaged blob is reported as :class:`BlobCorrupt` (its digest first, then its
+    diff_id) rather than as the entry it broke: the order of checking first.
+    """
+    target = Path(target)
+    if os.path.lexists(target) and os.listdir(target):
+        raise ValueError(f"unpack_layer needs a new, empty directory: {target} is not empty")
+    with fs_errors(str(target)):
+        target.mkdir(parents=True, exist_ok=True)
+        root_fd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    checker = Checker(target, "overlay", empty_target=True)
+    applier = Applier(root_fd, "overlay", checker.plan)
+    raw = streams.HashingReader(blob)
+    failure: BaseException | None = None
+    decoded = True
+    try:
+        with contextlib.closing(open_layer(raw)) as decompressed:  # type: ignore[arg-type]
+            plain = streams.HashingReader(decompressed)
+            try:
+                _check_and_write(plain, checker, applier)
+            except (LayerError, OSError) as e:
+                failure = e
+            try:
+                _drain(plain)  # the tar's end blocks count for the diff_id
+            except LayerError as e:
+                failure, decoded = failure or e, False
+        # after the decompressor is closed: a zstd process's feeder thread reads ``raw`` too
+        _drain(raw)
+    finally:
+        applier.close()
+        os.close(root_fd)
+    if raw.digest != digest:
+        raise BlobCorrupt(digest, "blob", actual=raw.digest) from failure
+    if decoded and plain.digest != diff_id:
+        raise BlobCorrupt(diff_id, "layer", actual=plain.digest,
+                          hint="the layer does not match the diff_id in its image config") from failure
+    if failure is not None:
+        raise failure
+    return applier.size
+
+
+def _check_and_write(plain: streams.HashingReader, checker: Checker, applier: Applier) -> None:
+    """The one pass: each entry is checked, then written, before the next is read."""
+    # plain: the stream is decompressed already; sniffing it again would gunzip a polyglot
+    with LayerTar(plain, plain=True) as layer:  # type: ignore[arg-type]
+        for member in layer.members():
+            entry = classify(member)
+            if entry is not None:
+                checker.check(entry)
+                applier.apply(entry)
+    checker.finish()
+    applier.finish_dirs()
+
+
+def _drain(stream: streams.HashingReader) -> None:
+    """Read to the end, so that the hash covers every byte."""
+    with read_errors():
+        while stream.read(CHUNK):
+            pass

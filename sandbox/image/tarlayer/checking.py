@@ -113,11 +113,17 @@ class Checker:
 
     It is conservative: whatever it lets through, the write pass can do without
     meeting a symlink or a missing hard-link target half way.
+
+    ``empty_target`` says the target was empty when the layer started and only
+    this layer writes into it (a new layer directory), so everything in it is
+    already in ``kinds`` and the disk is never consulted: the check then gives
+    the same answers while the write pass fills the target entry by entry.
     """
 
-    def __init__(self, target: Path, mode: str) -> None:
+    def __init__(self, target: Path, mode: str, *, empty_target: bool = False) -> None:
         self.target = target
         self.mode = mode
+        self.empty_target = empty_target
         self.kinds: dict[str, str] = {}  # what this layer has made so far, by path
         self.plan = Plan()
         self.is_root = os.geteuid() == 0
@@ -164,7 +170,7 @@ class Checker:
         Returns whether the target's own content below still counts (false once
         a prefix is missing on disk or replaced by this layer).
         """
-        on_disk = True
+        on_disk = not self.empty_target
         for i in range(1, len(comps) + 1):
             prefix = "/".join(comps[:i])
             disk = _disk_kind(self.target, prefix) if on_disk else None
