@@ -1082,3 +1082,22 @@ def test_a_refused_layer_leaves_no_layer_directory(tmp_path: Path) -> None:
     assert err.value.digest == good.digest
     assert os.listdir(store.layers_dir) == [] and os.listdir(store.links_dir) == []
     assert not os.path.exists("/etc/pwned")
+
+
+def test_unpack_of_an_undecodable_blob_is_a_layer_error(tmp_path: Path) -> None:
+    """The blob is what its digest says, but it is no tar: the error says so, not 'corrupt digest'."""
+    good = tar_bytes(reg("a", b"a" * 5000), reg("b", b"b" * 5000))
+    cases = {
+        "random": os.urandom(4096),
+        "truncated": good[:512 + 3000],
+        "truncated-gzip": gzip.compress(good, mtime=0)[:-20],
+        "garbage-gzip": b"\x1f\x8b" + os.urandom(300),
+        "gzip-then-garbage": gzip.compress(good, mtime=0) + b"junk",
+    }
+    for label, data in cases.items():
+        plain = data if not data.startswith(b"\x1f\x8b") else b""
+        with pytest.raises(LayerError, match="not a valid") as info:
+            unpack_layer(io.BytesIO(data), tmp_path / label, digest="sha256:" + hashlib.sha256(data).hexdigest(),
+                         diff_id="sha256:" + hashlib.sha256(plain).hexdigest())
+        assert not isinstance(info.value, BlobCorrupt), label
+        assert "rebuild" in str(info.value), label
