@@ -140,23 +140,27 @@ class LayerStore:
     def unpack(self, chain_id: str, parent: str | None, diff_id: str, blob: str) -> UnpackedLayer:
         """Unpack blob ``blob`` as layer ``chain_id`` unless it already is.  Idempotent.
 
-        The blob is verified against its digest before a byte of it is applied, and
-        a failed apply leaves no directory behind.
+        The blob is read and decompressed once (:func:`tarlayer.unpack_layer`): in
+        that pass it is verified against its digest, its tar stream against
+        ``diff_id``, and every entry against the safety rules.  It is unpacked into
+        ``<hex>.incomplete``, renamed only once all of that held, so a refused or
+        corrupt layer leaves no directory behind.
         """
         if self.exists(chain_id):
             return self.get(chain_id)
         with self._lock(chain_id).hold():
             if self.exists(chain_id):  # another process finished it while we waited
                 return self.get(chain_id)
-            self.store.verify_blob(blob)
+            self.store.blob_size(blob)  # BlobNotFound, worded by the store, before any directory
             final = self._dir(chain_id)
             staging = final.with_name(final.name + ".incomplete")
             if os.path.lexists(staging):
                 remove_tree(staging)
             (staging / "diff").mkdir(parents=True)
             try:
-                from . import tarlayer
-                size = tarlayer.apply_layer(self.store.blob_path(blob), staging / "diff", mode="overlay")
+                from . import tarlayer  # imported on use: a cold `sandbox run` never unpacks
+                with open(self.store.blob_path(blob), "rb") as raw:
+                    size = tarlayer.unpack_layer(raw, staging / "diff", digest=blob, diff_id=diff_id)
                 fsutil.atomic_write_json(staging / "meta.json", {
                     "chain_id": chain_id, "diff_id": diff_id, "parent": parent,
                     "blob": blob, "size": size, "link": self._new_link()})

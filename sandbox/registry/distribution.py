@@ -2,8 +2,9 @@
 
 Pull: resolve the tag to a manifest (an index or manifest list picks this
 machine's platform), fetch the config and every layer the store lacks, verify
-each digest as the bytes arrive, check each new layer's diff_id, unpack, and
-only then tag.  A dropped download resumes with a Range request.
+each digest as the bytes arrive, unpack each new layer (one pass checks its
+digest, its diff_id and every entry), and only then tag.  A dropped download
+resumes with a Range request.
 
 Push: for each blob, ask the registry whether it has it (HEAD), else try a
 cross-repository mount from a repository on the same registry known to hold
@@ -101,8 +102,9 @@ def pull(images: ImageStore, name: str, *, platform: str | None = None, progress
             manifest = _image_manifest(data, t, ref)
             downloaded = _fetch_blobs(images, t, ref, manifest, scope, emit)
             tags = [ref.familiar] if ref.tag and not ref.digest else []  # name@digest pins, never tags
-            image = images.add_manifest_bytes(data, tags=tags, repo_digests=[f"{ref.familiar_name}@{digest}"],
-                                              verify_diff_ids=True)
+            # Not verify_diff_ids: unpacking checks each new layer's diff_id (and its digest and
+            # every entry) in the one pass that decompresses it; checking first was a second pass.
+            image = images.add_manifest_bytes(data, tags=tags, repo_digests=[f"{ref.familiar_name}@{digest}"])
     finally:
         if transport is None:
             t.close()

@@ -568,3 +568,31 @@ def test_import_with_a_bad_change_does_no_work(tmp_path):
     with pytest.raises(SandboxError, match="RUN is not a valid change command"):
         import_tiny(images, tmp_path, changes=["RUN rm -rf /"])
     assert images.store.all_blobs() == []
+
+
+def test_load_checks_a_layer_it_need_not_unpack_and_names_it(tmp_path):
+    """A layer whose chain is unpacked already is not unpacked again, but its blob is still
+    checked against the config's diff_id (hashed once); a mismatch names the member."""
+    src = new_images(tmp_path, "src")
+    image = import_tiny(src, tmp_path)
+    plain = gzip.decompress(src.store.read_blob(image.layers[0].digest))
+    dst = new_images(tmp_path, "dst")
+    [first] = archive.load(dst, io.BytesIO(legacy_archive(src.store.read_blob(image.id), plain, tags=["a:1"])))
+    assert dst.layers.exists(first.chain_ids[0])
+    flipped = bytearray(plain)
+    flipped[600] ^= 0x01  # inside the first file's content: a valid tar, another diff_id
+    data = legacy_archive(src.store.read_blob(image.id), bytes(flipped), tags=["b:1"])
+    with pytest.raises(BlobCorrupt, match="aaaa/layer.tar.*diff_id"):
+        archive.load(dst, io.BytesIO(data))
+    assert [i.tags for i in dst.list()] == [["a:1"]] and index_is_valid(dst)
+    assert not [n for n in os.listdir(dst.store.layers_dir) if n.endswith(".incomplete")]
+
+
+def test_load_of_a_layer_that_is_no_tar_names_the_member(tmp_path):
+    src = new_images(tmp_path, "src")
+    image = import_tiny(src, tmp_path)
+    data = legacy_archive(src.store.read_blob(image.id), gzip.compress(os.urandom(5000)), tags=["c:1"])
+    dst = new_images(tmp_path, "dst")
+    with pytest.raises((ArchiveError, BlobCorrupt), match="aaaa/layer.tar"):
+        archive.load(dst, io.BytesIO(data))
+    assert dst.list() == [] and os.listdir(dst.store.layers_dir) == []

@@ -18,14 +18,15 @@ from typing import Any
 
 import pytest
 
-from sandbox.errors import LayerError, UnsafeLayerEntry
-from sandbox.image import tarlayer
+from sandbox.errors import BlobCorrupt, LayerError, UnsafeLayerEntry
+from sandbox.image.tarlayer import applying, checking, reading, writing
 from sandbox.image.tarlayer import (
     OPAQUE_MARKER,
     apply_layer,
     open_layer,
     source_date_epoch,
     tree_changes,
+    unpack_layer,
     write_overlay_upper,
     write_tree,
 )
@@ -300,7 +301,7 @@ def test_paths_deleted_and_opaque_order(tmp_path: Path) -> None:
     data = tree_bytes(root, paths=["usr/lib/x/f", "usr/lib/!bang", "usr/lib"],
                       deleted=["usr/gone", "toplevel"], opaque=["usr/lib"], epoch=EPOCH)
     names = tar_names(data)
-    assert names == sorted(names, key=lambda n: tarlayer._sort_key(n.rstrip("/")))
+    assert names == sorted(names, key=lambda n: writing._sort_key(n.rstrip("/")))
     assert names.index("usr/lib/.wh..wh..opq") == names.index("usr/lib/") + 1
     assert set(names) == {"usr/", "usr/.wh.gone", "usr/lib/", "usr/lib/.wh..wh..opq",
                           "usr/lib/!bang", "usr/lib/x/", "usr/lib/x/f", ".wh.toplevel"}
@@ -609,7 +610,7 @@ def test_compressions_and_streams(tmp_path: Path, kind: str, seekable: bool) -> 
 
 def test_zstd_without_a_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "zstandard", None)
-    monkeypatch.setattr(tarlayer.shutil, "which", lambda name: None)
+    monkeypatch.setattr(reading.shutil, "which", lambda name: None)
     with pytest.raises(LayerError, match="zstd"):
         apply_layer(io.BytesIO(b"\x28\xb5\x2f\xfd" + b"\x00" * 100), tmp_path / "t")
 
@@ -750,12 +751,12 @@ def test_write_pass_refuses_members_the_check_did_not_see(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Second guard: were the spool decompressed again, the first differing member stops it."""
     blob, _ = _polyglot_layer()
-    real_init = tarlayer._LayerTar.__init__
+    real_init = reading.LayerTar.__init__
 
     def sniff_always(self: Any, raw: Any, tee: Any = None, *, plain: bool = False) -> None:
         real_init(self, raw, tee)  # the old bug: the write pass sniffs the spool anew
 
-    monkeypatch.setattr(tarlayer._LayerTar, "__init__", sniff_always)
+    monkeypatch.setattr(reading.LayerTar, "__init__", sniff_always)
     target = tmp_path / "t"
     with pytest.raises(LayerError, match="changed between its check and its application"):
         apply_layer(io.BytesIO(blob), target)
@@ -766,13 +767,13 @@ def test_write_pass_stops_before_the_first_unchecked_member(tmp_path: Path) -> N
     target = tmp_path / "t"
     checked = tar_bytes(reg("same", b"1"), reg("ok", b"2"))
     other = tar_bytes(reg("same", b"1"), reg("evil", b"2"), reg("more", b"3"))
-    plan, _ = tarlayer._check_layer(io.BytesIO(checked), target, "merge", None)
+    plan, _ = applying._check_layer(io.BytesIO(checked), target, "merge", None)
     with pytest.raises(LayerError, match="changed between"):
-        tarlayer._write_layer(io.BytesIO(other), target, "merge", plan)
+        applying._write_layer(io.BytesIO(other), target, "merge", plan)
     assert os.listdir(target) == ["same"]
-    plan, _ = tarlayer._check_layer(io.BytesIO(other), target, "merge", None)
+    plan, _ = applying._check_layer(io.BytesIO(other), target, "merge", None)
     with pytest.raises(LayerError, match="changed between"):  # fewer members than checked
-        tarlayer._write_layer(io.BytesIO(checked[:1024]), target, "merge", plan)
+        applying._write_layer(io.BytesIO(checked[:1024]), target, "merge", plan)
 
 
 def _lower(tmp_path: Path) -> Path:
@@ -848,8 +849,8 @@ def test_xattrs_at_the_limits_and_not_allowlisted_pass(tmp_path: Path) -> None:
                         "SCHILY.xattr.security.selinux" + "x" * 300: "ignored",
                         "SCHILY.xattr.security.capability": v3.decode("utf-8", "surrogateescape")}
     assert apply_layer(io.BytesIO(tar_bytes((info, data))), tmp_path / "t", check_only=True) == 1
-    assert tarlayer._xattr_problem("security.capability", CAP_NET_BIND) is None  # revision 2
-    assert tarlayer._xattr_problem("user.x", b"v" * 65536) is None
+    assert checking._xattr_problem("security.capability", CAP_NET_BIND) is None  # revision 2
+    assert checking._xattr_problem("user.x", b"v" * 65536) is None
 
 
 @pytest.mark.parametrize("epoch", [None, EPOCH])
@@ -879,10 +880,224 @@ def test_implicit_parents_are_the_same_on_every_import(tmp_path: Path, monkeypat
 
 def test_without_root_the_users_files_are_stored_as_root(monkeypatch):
     """Rootless: the invoking user stands for root in a layer; other owners stay as they are."""
-    import sandbox.image.tarlayer as tl
+    import sandbox.image.tarlayer.writing as tl
     monkeypatch.setattr(tl.os, "geteuid", lambda: 1000)
     monkeypatch.setattr(tl.os, "getegid", lambda: 1000)
     assert tl.stored_owner(1000, 1000) == (0, 0)
     assert tl.stored_owner(1001, 50) == (1001, 50)
     monkeypatch.setattr(tl.os, "geteuid", lambda: 0)
     assert tl.stored_owner(1000, 1000) == (1000, 1000)
+
+
+# --------------------------------------------------------------------------- one-pass unpack
+
+
+def _digests(blob: bytes) -> tuple[str, str]:
+    """(blob digest, diff_id) of a plain, gzip or zstd layer."""
+    plain = open_layer(io.BytesIO(blob)).read()
+    return ("sha256:" + hashlib.sha256(blob).hexdigest(), "sha256:" + hashlib.sha256(plain).hexdigest())
+
+
+def _unpack(blob: bytes, target: Path, *, digest: str | None = None, diff_id: str | None = None) -> int:
+    real_digest, real_diff_id = _digests(blob) if digest is None or diff_id is None else ("", "")
+    return unpack_layer(io.BytesIO(blob), target, digest=digest or real_digest,
+                        diff_id=diff_id or real_diff_id)
+
+
+def _layers_for_equivalence(tmp_path: Path) -> dict[str, bytes]:
+    rich = tmp_path / "rich"
+    _build_rich_tree(rich)
+    return {
+        "rich": tree_bytes(rich),
+        "rich-gzip": gzip.compress(tree_bytes(rich), mtime=0),
+        "whiteouts": tar_bytes(dir_("d"), reg(f"d/{OPAQUE_MARKER}"), reg("d/.wh.gone"), reg(".wh.top"),
+                               reg("d/kept", b"k")),
+        "replacing": tar_bytes(dir_("a"), reg("a/one", b"1"), reg("a", b"now a file"), dir_("b"),
+                               reg("b/x", b"x"), sym("b", "a"), dir_("b"), reg("b/y", b"y")),
+        "links": tar_bytes(reg("f", b"data"), hardlink("h", "f"), hardlink("h2", "h"),
+                           reg("f", b"new"), hardlink("h3", "f")),
+        "implicit": tar_bytes(reg("usr/bin/tool", b"hi", mtime=100), reg("opt/x/y", b"y"),
+                              dir_("opt", mode=0o700, mtime=1234)),
+        "dots": tar_bytes(dir_("./"), dir_("./etc"), reg("./etc/motd", b"hi"), reg(".//etc/./issue", b"i")),
+    }
+
+
+def _without_whiteout_times(tree: dict[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+    """overlay whiteouts (0/0 devices) carry the time they were made; nothing reads it."""
+    return {k: v[:3] + v[4:] if stat.S_ISCHR(v[0]) and v[5] == 0 else v for k, v in tree.items()}
+
+
+def test_unpack_gives_what_apply_gives(tmp_path: Path) -> None:
+    """The one pass makes the same tree, byte for byte and inode for inode, as check-then-write."""
+    for label, blob in _layers_for_equivalence(tmp_path).items():
+        applied, unpacked = tmp_path / f"applied-{label}", tmp_path / f"unpacked-{label}"
+        size = apply_layer(io.BytesIO(blob), applied, mode="overlay")
+        assert _unpack(blob, unpacked) == size, label
+        assert _without_whiteout_times(snapshot(unpacked)) == _without_whiteout_times(snapshot(applied)), label
+
+
+def _unsafe_layers(outside: Path) -> dict[str, bytes]:
+    escaping, data = reg("a/../../evil", b"evil")
+    escaping.pax_headers = {"path": "a/../../evil"}
+    bad_owner, _ = reg("b", b"b", uid=2**40)
+    bad_xattr, _ = reg("x", b"")
+    bad_xattr.pax_headers = {"SCHILY.xattr.security.capability": "garbage"}
+    return {
+        "dotdot": tar_bytes(reg("ok", b"fine"), dir_("a"), (escaping, data)),
+        "absolute": tar_bytes(reg("ok", b"ok"), reg("/abs/evil", b"evil")),
+        "through-symlink": tar_bytes(reg("ok", b"ok"), sym("link", str(outside)), reg("link/evil", b"evil")),
+        "relative-symlink": tar_bytes(sym("link", "../outside"), reg("link/evil", b"evil")),
+        "whiteout-through-symlink": tar_bytes(sym("l", "/"), reg("l/.wh.etc")),
+        "hardlink-out": tar_bytes(reg("ok", b"ok"), hardlink("hl", "../outside/secret")),
+        "hardlink-absolute": tar_bytes(reg("ok", b"ok"), hardlink("hl", "/etc/passwd")),
+        "hardlink-through-symlink": tar_bytes(sym("new", str(outside)), hardlink("hl", "new/secret")),
+        "hardlink-to-dir": tar_bytes(dir_("d"), hardlink("hl", "d")),
+        "hardlink-to-removed": tar_bytes(dir_("d"), reg("d/f", b"f"), reg("d", b"file now"), dir_("d"),
+                                         hardlink("hl", "d/f")),
+        "hardlink-to-nothing": tar_bytes(hardlink("hl", "missing")),
+        "impossible-owner": tar_bytes(reg("a", b"a"), (bad_owner, b"b")),
+        "bad-capability": tar_bytes(reg("a", b"a"), (bad_xattr, b"")),
+    }
+
+
+def test_unpack_refuses_what_apply_refuses(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s3cret\n")
+    before = snapshot(outside)
+    for label, blob in _unsafe_layers(outside).items():
+        with pytest.raises(LayerError) as applied:
+            apply_layer(io.BytesIO(blob), tmp_path / f"applied-{label}", mode="overlay")
+        with pytest.raises(LayerError) as unpacked:
+            _unpack(blob, tmp_path / f"unpacked-{label}")
+        assert type(unpacked.value) is type(applied.value), label
+        assert str(unpacked.value) == str(applied.value), label
+        assert snapshot(outside) == before, label
+    assert not os.path.exists("/abs") and not os.path.exists("/etc/.wh.etc")
+
+
+def test_unpack_devices_need_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    layer = tar_bytes(reg("a", b"a"), _info("dev/null", tarfile.CHRTYPE, 0o666, devmajor=1, devminor=3))
+    with pytest.raises(LayerError, match="needs root"):
+        _unpack(layer, tmp_path / "t")
+
+
+def test_unpack_verifies_the_diff_id_and_the_digest(tmp_path: Path) -> None:
+    blob = gzip.compress(tar_bytes(reg("a", b"a" * 5000), reg("b", b"b")), mtime=0)
+    digest, diff_id = _digests(blob)
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(BlobCorrupt) as err:
+        _unpack(blob, tmp_path / "diff-id", digest=digest, diff_id=wrong)
+    assert err.value.digest == wrong and err.value.actual == diff_id
+    with pytest.raises(BlobCorrupt) as err:
+        _unpack(blob, tmp_path / "digest", digest=wrong, diff_id=diff_id)
+    assert err.value.digest == wrong and err.value.actual == digest
+    assert _unpack(blob, tmp_path / "right", digest=digest, diff_id=diff_id) == 5001
+
+
+def test_a_damaged_blob_is_blamed_before_the_entry_it_broke(tmp_path: Path) -> None:
+    """Checking first reported a corrupt blob as corrupt; so does the one pass."""
+    evil = tar_bytes(reg("ok", b"o" * 3000), sym("l", "/etc"), reg("l/pwned", b"x"))
+    digest, diff_id = _digests(evil)
+    wrong = "sha256:" + "1" * 64
+    with pytest.raises(BlobCorrupt) as err:  # right blob, wrong diff_id, unsafe entry
+        _unpack(evil, tmp_path / "a", digest=digest, diff_id=wrong)
+    assert err.value.digest == wrong and isinstance(err.value.__cause__, UnsafeLayerEntry)
+    with pytest.raises(BlobCorrupt) as err:  # wrong blob digest wins over both
+        _unpack(evil, tmp_path / "b", digest=wrong, diff_id=wrong)
+    assert err.value.digest == wrong and err.value.actual == digest
+    broken = bytearray(gzip.compress(tar_bytes(reg("a", os.urandom(20000))), mtime=0))
+    broken[len(broken) // 2] ^= 0xFF  # the deflate stream or its CRC no longer holds
+    with pytest.raises(BlobCorrupt) as err:
+        _unpack(bytes(broken), tmp_path / "c", digest="sha256:" + hashlib.sha256(b"orig").hexdigest(),
+                diff_id=wrong)
+    assert err.value.actual == "sha256:" + hashlib.sha256(bytes(broken)).hexdigest()
+    with pytest.raises(UnsafeLayerEntry):  # everything matches: the entry itself is the problem
+        _unpack(evil, tmp_path / "d")
+    assert not os.path.exists("/etc/pwned")
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+def test_unpack_applies_the_polyglot_it_hashed(tmp_path: Path, seekable: bool) -> None:
+    blob, checked = _polyglot_layer()
+    source: Any = io.BytesIO(blob) if seekable else io.BufferedReader(NonSeekable(blob))
+    digest, diff_id = _digests(blob)
+    unpack_layer(source, tmp_path / "t", digest=digest, diff_id=diff_id)
+    assert os.listdir(tmp_path / "t") == checked
+    assert not os.path.exists("/etc/pwned")
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip", "zstd"])
+def test_unpack_reads_every_compression_once(tmp_path: Path, kind: str) -> None:
+    plain = tar_bytes(dir_("d"), reg("d/f", os.urandom(3 * 1024 * 1024)))
+    if kind == "zstd":
+        if not shutil.which("zstd"):
+            pytest.skip("requires the zstd command")
+        blob = subprocess.run(["zstd", "-q", "-c"], input=plain, check=True, capture_output=True).stdout
+    else:
+        blob = gzip.compress(plain, mtime=0) if kind == "gzip" else plain
+    reads: list[int] = []
+
+    class Counting(io.BytesIO):
+        def read(self, n: int | None = -1) -> bytes:
+            data = super().read(n)
+            reads.append(len(data))
+            return data
+
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    diff_id = "sha256:" + hashlib.sha256(plain).hexdigest()
+    assert unpack_layer(Counting(blob), tmp_path / "t", digest=digest, diff_id=diff_id) == 3 * 1024 * 1024
+    assert sum(reads) == len(blob)
+
+
+def test_unpack_wants_a_new_directory(tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "old").write_text("x")
+    with pytest.raises(ValueError, match="empty"):
+        _unpack(tar_bytes(reg("a", b"a")), tmp_path / "t")
+
+
+def test_a_refused_layer_leaves_no_layer_directory(tmp_path: Path) -> None:
+    """Through the store: nothing under layers/ and no link when unpacking fails, for any reason."""
+    from sandbox.image.layers import LayerStore, write_layer_blob
+    from sandbox.image.store import Store
+
+    store = Store(tmp_path / "root")
+    layers = LayerStore(store)
+    unsafe = write_layer_blob(store, lambda out: out.write(
+        tar_bytes(reg("ok", b"o" * 4000), sym("l", "/etc"), reg("l/pwned", b"x"))))
+    good = write_layer_blob(store, lambda out: out.write(tar_bytes(reg("f", b"f" * 4000))))
+    chain = "sha256:" + "2" * 64
+    with pytest.raises(UnsafeLayerEntry):
+        layers.unpack(chain, None, unsafe.diff_id, unsafe.digest)
+    with pytest.raises(BlobCorrupt):
+        layers.unpack(chain, None, unsafe.diff_id, good.digest)  # the config names another diff_id
+    data = bytearray(store.blob_path(good.digest).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    os.chmod(store.blob_path(good.digest), 0o644)
+    store.blob_path(good.digest).write_bytes(bytes(data))  # a flipped byte on disk
+    with pytest.raises(BlobCorrupt) as err:
+        layers.unpack(chain, None, good.diff_id, good.digest)
+    assert err.value.digest == good.digest
+    assert os.listdir(store.layers_dir) == [] and os.listdir(store.links_dir) == []
+    assert not os.path.exists("/etc/pwned")
+
+
+def test_unpack_of_an_undecodable_blob_is_a_layer_error(tmp_path: Path) -> None:
+    """The blob is what its digest says, but it is no tar: the error says so, not 'corrupt digest'."""
+    good = tar_bytes(reg("a", b"a" * 5000), reg("b", b"b" * 5000))
+    cases = {
+        "random": os.urandom(4096),
+        "truncated": good[:512 + 3000],
+        "truncated-gzip": gzip.compress(good, mtime=0)[:-20],
+        "garbage-gzip": b"\x1f\x8b" + os.urandom(300),
+        "gzip-then-garbage": gzip.compress(good, mtime=0) + b"junk",
+    }
+    for label, data in cases.items():
+        plain = data if not data.startswith(b"\x1f\x8b") else b""
+        with pytest.raises(LayerError, match="not a valid") as info:
+            unpack_layer(io.BytesIO(data), tmp_path / label, digest="sha256:" + hashlib.sha256(data).hexdigest(),
+                         diff_id="sha256:" + hashlib.sha256(plain).hexdigest())
+        assert not isinstance(info.value, BlobCorrupt), label
+        assert "rebuild" in str(info.value), label
