@@ -21,7 +21,8 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 TMP_PREFIX = ".tmp-"
 

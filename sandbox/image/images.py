@@ -18,7 +18,8 @@ import os
 import platform as _platform
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from .. import reference as _ref
 from ..errors import (AmbiguousReference, BlobCorrupt, ImageInUse, ImageNotFound, InvalidReference,

@@ -22,7 +22,8 @@ import os
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
 
 from ..errors import BlobCorrupt, LayerError, LayerNotFound
 from . import fsutil

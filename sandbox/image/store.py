@@ -34,7 +34,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
+from collections.abc import Iterator
 
 from ..errors import BlobCorrupt, BlobNotFound, SandboxError, StoreCorrupt, StoreFull
 from . import fsutil
@@ -62,7 +63,7 @@ class Descriptor:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Descriptor":
+    def from_json(cls, obj: dict[str, Any]) -> Descriptor:
         try:
             return cls(obj["mediaType"], check_digest(obj["digest"]), int(obj["size"]),
                        dict(obj.get("annotations") or {}), obj.get("platform"))
@@ -77,7 +78,7 @@ class BlobWriter:
     writer from one that was killed.
     """
 
-    def __init__(self, store: "Store") -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         token = fsutil.random_hex(16)
         # Created under a dot name that recovery ignores, locked, and only then given
@@ -129,7 +130,7 @@ class BlobWriter:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
 
-    def __enter__(self) -> "BlobWriter":
+    def __enter__(self) -> BlobWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -167,7 +168,7 @@ class VerifyingReader:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "VerifyingReader":
+    def __enter__(self) -> VerifyingReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -414,7 +415,7 @@ class Store:
         """Every manifest descriptor in index.json (tagged ones carry REF_NAME)."""
         return [Descriptor.from_json(m) for m in self.read_index().get("manifests", [])]
 
-    def update_index(self, change: "IndexChange") -> None:
+    def update_index(self, change: IndexChange) -> None:
         """Apply ``change`` (a function of the manifest list) atomically, under the store lock."""
         with self.index_lock.hold():
             index = self.read_index()

@@ -25,7 +25,8 @@ import socket
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import IO, Any, Callable, cast
+from typing import IO, Any, cast
+from collections.abc import Callable
 
 from .. import reference as _ref
 from ..errors import BlobCorrupt, BlobNotFound, RegistryError, RegistryUnreachable, SandboxError

@@ -58,7 +58,7 @@ def make_tree(root: Path, *, order: list[int] | None = None, mtime: int = EPOCH 
     try:
         root.mkdir(parents=True)
         entries = [TREE[i] for i in (order or range(len(TREE)))]
-        for path, kind, mode, content in entries:
+        for path, kind, _mode, content in entries:
             target = root / path
             target.parent.mkdir(parents=True, exist_ok=True)
             if kind == "dir":

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 from ...errors import SandboxError
 

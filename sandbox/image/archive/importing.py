@@ -15,7 +15,8 @@ import os
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO
+from collections.abc import Iterable
 
 from ... import reference as _ref
 from ...errors import ArchiveError, InvalidReference, LayerError, UnsafeLayerEntry

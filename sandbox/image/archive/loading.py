@@ -20,7 +20,8 @@ import json
 import re
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO
+from collections.abc import Callable, Iterable, Iterator
 
 from ... import reference as _ref
 from ...errors import ArchiveError, BlobCorrupt, InvalidReference, LayerError, UnsafeLayerEntry

@@ -20,7 +20,8 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Iterator
+from typing import IO, Any, BinaryIO
+from collections.abc import Iterator
 
 from ...errors import ArchiveError, LayerError, StoreFull
 from .. import streams, tarlayer
