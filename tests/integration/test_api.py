@@ -20,6 +20,7 @@ import subprocess
 import tarfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -481,3 +482,39 @@ def test_tls_refuses_a_client_without_a_certificate(tmp_path, busybox_binary):
         d.stop()
         clean_engine(Engine(root))
 
+
+
+def test_a_member_of_the_group_uses_the_daemon_without_root(tmp_path, busybox_binary):
+    """Like Docker's `docker` group: a user in `sandbox` drives the engine through the socket (as good as root)."""
+    import grp
+    import tempfile
+    need_docker_cli()
+    try:
+        grp.getgrnam("sandbox")
+    except KeyError:
+        pytest.skip("no group sandbox (make setup makes it)")
+    if shutil.which("useradd") is None or shutil.which("runuser") is None:
+        pytest.skip("requires useradd and runuser")
+    from sandbox import Engine
+    from tests.integration.container_env import clean_engine
+    user = f"sbxapi{os.getpid() % 10000}"
+    subprocess.run(["useradd", "--no-create-home", "--groups", "sandbox", user], check=True)
+    sockdir = Path(tempfile.mkdtemp(prefix="sbx-api-"))
+    sockdir.chmod(0o755)
+    root = tmp_path / "root"
+    Engine(root).images.bootstrap("busybox", binary=busybox_binary)
+    d = DaemonProcess(root, socket_path=sockdir / "docker.sock").start()
+    try:
+        def as_user(*argv: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run([str(shutil.which("runuser")), "-u", user, "--", "/usr/bin/docker", *argv], capture_output=True,
+                                  env={"DOCKER_HOST": d.host, "PATH": "/usr/bin:/bin", "HOME": "/tmp"}, timeout=60)
+        ran = as_user("run", "--rm", "busybox", "id", "-u")
+        assert ran.returncode == 0 and ran.stdout == b"0\n", ran.stderr     # root inside: hence "as good as root"
+        subprocess.run(["gpasswd", "-d", user, "sandbox"], check=True, capture_output=True)
+        refused = as_user("ps")
+        assert refused.returncode != 0 and b"permission denied" in refused.stderr.lower()
+    finally:
+        d.stop()
+        subprocess.run(["userdel", user], check=False)
+        shutil.rmtree(sockdir, ignore_errors=True)
+        clean_engine(Engine(root))

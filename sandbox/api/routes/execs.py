@@ -32,6 +32,7 @@ class ExecInstance:
     exit_code: int | None = None
     pid: int = 0
     started: bool = False
+    finished_at: float = 0.0
     stream: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,8 +62,27 @@ def create(d: Any, ex: Exchange, id: str) -> None:
         raise ApiError(409, f"Container {c.id} is paused, unpause the container before exec")
     inst = ExecInstance(os.urandom(32).hex(), c.id, {**body, "Cmd": cmd})
     with d.lock:
+        _forget_old(d.execs)
         d.execs[inst.id] = inst
     ex.json({"Id": inst.id}, status=201)
+
+
+#: finished exec instances kept for `GET /exec/ID/json` (the docker CLI asks once, right after)
+KEEP_FINISHED = 256
+KEEP_SECONDS = 600.0
+
+
+def _forget_old(execs: dict[str, ExecInstance]) -> None:
+    """Drop finished instances past the limits, so a long-lived daemon does not grow per exec."""
+    import time
+    done = [i for i in execs.values() if i.finished_at]
+    now = time.monotonic()
+    for inst in done:
+        if now - inst.finished_at > KEEP_SECONDS:
+            execs.pop(inst.id, None)
+    done = sorted((i for i in execs.values() if i.finished_at), key=lambda i: i.finished_at)
+    for inst in done[:max(0, len(done) - KEEP_FINISHED)]:
+        execs.pop(inst.id, None)
 
 
 def _instance(d: Any, id: str) -> ExecInstance:
@@ -139,7 +159,10 @@ def _run(client: Any, inst: ExecInstance, sock: socket.socket | None, trailing: 
     except (SandboxError, OSError):
         inst.exit_code = inst.exit_code if inst.exit_code is not None else 126
     finally:
+        import time
         inst.running = False
+        inst.stream = None
+        inst.finished_at = time.monotonic()
 
 
 def resize(d: Any, ex: Exchange, id: str) -> None:
