@@ -107,6 +107,9 @@ def listen(address: str, *, group: str | None, tls: TLS | None) -> list[Listener
 
 
 def _listen_unix(path: str, group: str | None) -> Listener:
+    if len(os.fsencode(path)) > 107:
+        raise UsageError(f"-H unix://{path}: a unix socket's path has at most 107 bytes, this one "
+                         f"{len(os.fsencode(path))}", hint="put the socket in a shorter directory, e.g. /run or /tmp")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
