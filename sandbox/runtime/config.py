@@ -9,9 +9,10 @@ every check here is pure (or only looks at paths), and each failure raises
 What is checked (runtime-spec v1.x, config.md and config-linux.md): the
 required fields and their types, absolute mount destinations, known namespace
 types and existing namespace paths, capability names, rlimit names, seccomp
-actions, operators and syscall names, device types, id mappings, and that no
-``linux.devices`` entry is denied by ``linux.resources.devices`` (a node the
-container could see but never open).  What the host cannot do (a capability
+actions, operators and syscall names, device types and device rules, id
+mappings.  A ``linux.devices`` entry the rules deny is not refused: runc makes
+the node all the same, and so does this runtime, with a warning
+(:mod:`.devices`).  What the host cannot do (a capability
 outside its bounding set, an rlimit above the hard limit) is not an error
 here: the init clamps it and says so.
 """
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import kernel
-from ..cgroups.devices import device_allowed
+from ..cgroups.devices import DeviceRuleSet
 from ..errors import InvalidResources, InvalidSpec
 from .spec import RLIMIT_NAMES
 
@@ -241,7 +242,7 @@ def _check_linux(linux: dict[str, Any]) -> None:
         _check_device_rule(rule, f"linux.resources.devices[{i}]")
     if rules:
         try:
-            _check_devices_allowed(devices, rules)
+            DeviceRuleSet.from_rules(rules)
         except InvalidResources as e:
             raise InvalidSpec("linux.resources.devices", Exception.__str__(e), hint=e.hint) from None
     _optional(linux, "cgroupsPath", str, "linux")
@@ -309,21 +310,6 @@ def _check_device_rule(rule: Any, where: str) -> None:
     access = _optional(rule, "access", str, where) or "rwm"
     if not access or set(access) - set("rwm"):
         raise InvalidSpec(f"{where}.access", f"{access!r} is not a combination of r, w and m")
-
-
-def _check_devices_allowed(devices: list[dict[str, Any]], rules: list[dict[str, Any]]) -> None:
-    for i, device in enumerate(devices):
-        kind = {"u": "c"}.get(device["type"], device["type"])
-        if kind == "p":
-            continue
-        if not device_allowed(rules, kind, device["major"], device["minor"], "rw"):
-            raise InvalidSpec(f"linux.devices[{i}]",
-                              f"device {device['path']} ({kind} {device['major']}:{device['minor']}) "
-                              "is denied by linux.resources.devices, so the container could see it "
-                              "but never open it",
-                              hint=f'add {{"allow": true, "type": "{kind}", "major": {device["major"]}, '
-                                   f'"minor": {device["minor"]}, "access": "rwm"}} to '
-                                   "linux.resources.devices, or drop the device")
 
 
 #: Profiles already checked in this process (as canonical JSON): the engine

@@ -40,6 +40,7 @@ from ..errors import (CgroupError, CommandNotExecutable, CommandNotFound, Contai
                       KernelError, UsageError)
 
 from . import config as config_mod
+from . import devices as devices_mod
 from . import init as init_mod
 
 _ID = re.compile(r"^[\w+\-.]+$")
@@ -461,7 +462,8 @@ class Runtime:
             resources, warnings = cgroups.resources_from_oci(linux.get("resources") or {})
         except CgroupError as e:
             raise InvalidSpec("linux.resources", Exception.__str__(e), hint=e.hint) from None
-        rules = (linux.get("resources") or {}).get("devices")
+        rules = devices_mod.cgroup_rules((linux.get("resources") or {}).get("devices"),
+                                         linux.get("devices"))
         try:
             cg = self.open_cgroup(name)
             cg.create()
@@ -471,8 +473,8 @@ class Runtime:
             return None, [f"no cgroup: {e}; the container runs without limits or pause"]
         try:
             warnings += cg.apply(resources)
-            if rules:
-                warnings += cg.apply_devices(rules)
+            warnings += cg.apply_devices(rules)
+            warnings += devices_mod.shut_out(rules, linux.get("devices") or [])
         except BaseException:
             cg.destroy()
             raise
