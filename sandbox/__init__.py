@@ -17,7 +17,7 @@ from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound
                      CgroupError, CgroupUnavailable, InvalidResources, StoreFull,
                      ContainerNotFound, ContainerExists, InvalidStateTransition, InvalidSpec,
                      ContainerStartError, CommandNotFound, CommandNotExecutable,
-                     VolumeNotFound, ContainerError, SupervisorError,
+                     VolumeNotFound, ContainerError, SupervisorError, SupervisorLost,
                      DockerfileSyntaxError, BuildError, NetworkNotFound, NetworkInUse, PortInUse,
                      NetworkError)
 
@@ -65,6 +65,6 @@ __all__ = [
     "CgroupError", "CgroupUnavailable", "InvalidResources", "StoreFull",
     "ContainerNotFound", "ContainerExists", "InvalidStateTransition", "InvalidSpec",
     "ContainerStartError", "CommandNotFound", "CommandNotExecutable",
-    "VolumeNotFound", "ContainerError", "SupervisorError", "DockerfileSyntaxError", "BuildError",
+    "VolumeNotFound", "ContainerError", "SupervisorError", "SupervisorLost", "DockerfileSyntaxError", "BuildError",
     "NetworkNotFound", "NetworkInUse", "PortInUse", "NetworkError",
 ]

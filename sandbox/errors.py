@@ -133,6 +133,15 @@ class SupervisorError(SandboxError):
     """The store's supervisor could not be started or reached, or broke a connection."""
 
 
+class SupervisorLost(SupervisorError):
+    """The supervisor went away in the middle of a stream (killed, or crashed).
+
+    The container it streamed from may well be running still: a client that
+    was waiting for it can connect again (starting a new supervisor, which
+    adopts it) and wait once more (:mod:`sandbox.containers.resume`).
+    """
+
+
 class DockerfileSyntaxError(SandboxError):
     """Raised for a Dockerfile that cannot be parsed, or whose instructions make no
     sense together (an unknown instruction, malformed JSON, a stage that does not

@@ -59,10 +59,20 @@ def _start(sock: socket.socket, cid: str, args: Any, out: Any) -> int:
         return 0
     from .streams import output_writer
     _call(sock, "start", id=cid, attach=True)
-    final = protocol.follow(sock, output_writer(out))
+    from ..containers.resume import Shown
+    shown = Shown(output_writer(out))
+    final = protocol.follow(sock, shown)
     if final is None:
-        raise _hung_up("start")
+        return _resume(args, cid, shown)
     return int(final["exit"])
+
+
+def _resume(args: Any, cid: str, shown: Any) -> int:
+    """The supervisor died while the container ran: a new one takes over (the rare, slow path)."""
+    from ..containers.resume import container_dir, resume_attached
+    from ..engine import Engine
+    engine = Engine(args.root)
+    return resume_attached(engine.containers.client, cid, container_dir(engine.root, cid), shown)
 
 
 def _call(sock: socket.socket, op: str, **args: Any) -> Any:

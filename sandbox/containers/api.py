@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
-from ..errors import (ContainerError, ContainerNotFound, SandboxError, UsageError)
-from .records import ContainerStore
+from ..errors import ContainerError, ContainerNotFound, SandboxError, SupervisorLost, UsageError
+from .records import ContainerStore, stale_running
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -171,9 +171,16 @@ class ContainerCollection:
         the container like ``docker stop -t 2`` -- its stop signal, then
         SIGKILL -- honours ``--rm``, and is raised again.
         """
+        from .resume import Shown, container_dir, resume_attached
+        shown = Shown(on_output)
         try:
-            final = self.client.stream("start", on_output, stdin=stdin_fd, on_reply=on_start,
-                                       id=cid, attach=True, stdin_attach=stdin_fd is not None)
+            try:
+                final = self.client.stream("start", shown, stdin=stdin_fd, on_reply=on_start,
+                                           id=cid, attach=True, stdin_attach=stdin_fd is not None)
+            except SupervisorLost:
+                if stdin_fd is not None:
+                    raise      # the typed input has nowhere to go: say so rather than hang
+                return resume_attached(self.client, cid, container_dir(self.records.root, cid), shown)
         except KeyboardInterrupt:
             with contextlib.suppress(SandboxError):
                 self.client.stream("stop", None, id=cid, timeout=interrupt_timeout)
@@ -184,7 +191,15 @@ class ContainerCollection:
 
     def get(self, ref: str) -> Container:
         cid = self.records.resolve(ref)
-        return Container(self, self.records.load(cid))
+        return Container(self, self.load_fresh(cid))
+
+    def load_fresh(self, cid: str) -> dict[str, Any]:
+        """The record of ``cid``, brought up to date first if its supervisor died (see stale_running)."""
+        rec = self.records.load(cid)
+        if stale_running(rec):
+            self._engine.ensure_supervisor()
+            rec = self.records.load(cid)
+        return rec
 
     def list(self, all: bool = False, filters: dict[str, Any] | None = None, limit: int = -1,
              since: str | None = None, before: str | None = None) -> builtins.list[Container]:
@@ -309,7 +324,7 @@ class Container:
         return self.collection.records.path(self.id)
 
     def reload(self) -> Container:
-        self.attrs = self.collection.records.load(self.id)
+        self.attrs = self.collection.load_fresh(self.id)
         return self
 
     def inspect(self) -> dict[str, Any]:
@@ -357,15 +372,16 @@ class Container:
         """Block until the container stops; docker-py's ``{"StatusCode": N, "Error": ...}``."""
         if condition not in ("not-running", "next-exit", "removed"):
             raise UsageError(f"invalid condition {condition!r}", hint="not-running, next-exit or removed")
+        from .resume import wait_again
         if timeout is None:
-            final = self._client.stream("wait", None, id=self.id, condition=condition)
+            final = wait_again(self._client, self.id, condition)
             return dict(final.get("result") or {"StatusCode": final["exit"], "Error": None})
         import threading
         box: dict[str, Any] = {}
 
         def waiter() -> None:
             with contextlib.suppress(SandboxError):
-                box["r"] = self._client.stream("wait", None, id=self.id, condition=condition)
+                box["r"] = wait_again(self._client, self.id, condition)
         t = threading.Thread(target=waiter, daemon=True)
         t.start()
         t.join(timeout)

@@ -120,7 +120,8 @@ class LogWriter:
         self.size = 0
 
 
-def _parse_line(line: bytes) -> LogRecord | None:
+def parse_record(line: bytes) -> LogRecord | None:
+    """One json-file line as a record; None for a torn or foreign line."""
     try:
         obj = json.loads(line)
         text = obj["time"]
@@ -167,7 +168,7 @@ def read_logs(path: str | os.PathLike[str], *, stdout: bool = True, stderr: bool
         for line in data.split(b"\n"):
             if not line:
                 continue
-            r = _parse_line(line)  # a torn or corrupt line is skipped, never fatal
+            r = parse_record(line)  # a torn or corrupt line is skipped, never fatal
             if r is not None and _keep(r, stdout, stderr, since, until):
                 out.append(r)
     if tail is not None and tail >= 0:
@@ -211,7 +212,7 @@ def follow_logs(path: str | os.PathLike[str], *, stdout: bool = True, stderr: bo
                 lines = (partial + data).split(b"\n")
                 partial = lines.pop()
                 for line in lines:
-                    r = _parse_line(line)
+                    r = parse_record(line)
                     if r is None:
                         continue
                     if until is not None and r.time > until:

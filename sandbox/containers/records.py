@@ -56,6 +56,28 @@ def boot_id() -> str:
         return ""
 
 
+def stale_running(rec: dict[str, Any]) -> bool:
+    """Whether the record says "running" of an init that is gone (or of another boot).
+
+    Only the supervisor writes records; if it died, a record can claim a
+    container runs whose init has exited.  A reader that sees this asks for a
+    supervisor, whose recovery writes the truth (from the exit keeper).
+    """
+    state, sandbox = rec.get("State") or {}, rec.get("Sandbox") or {}
+    if not state.get("Running") or state.get("Paused"):
+        return False
+    pid, start = int(state.get("Pid") or 0), sandbox.get("StartTime")
+    if pid <= 0 or start is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    fields = data[data.rindex(b")") + 2:].split()
+    return fields[0] in (b"Z", b"X") or int(fields[19]) != int(start)
+
+
 def write_json(path: Path | str, data: Any, *, durable: bool = False) -> None:
     """Temp + rename in the same directory; fsync only when ``durable``."""
     path = str(path)

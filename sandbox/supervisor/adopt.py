@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 import traceback
 from pathlib import Path
 
@@ -23,7 +24,11 @@ from ..errors import ContainerNotFound, SandboxError
 from . import protocol
 from .box import Box
 from .core import Core
-from .reaping import alive, exit_code_from_pidfd, exit_code_of, zombie_exit_status
+from .reaping import (alive, exit_code_from_pidfd, exit_code_of, forget_kept_exits, kept_exit_status,
+                      zombie_exit_status)
+
+#: How long to wait for an exit keeper to write a status it is reaping (seconds).
+KEEPER_WAIT = 0.5
 
 
 def recover(core: Core) -> None:
@@ -49,6 +54,8 @@ def recover(core: Core) -> None:
             _recover_one(core, box, boot)
         except Exception:  # noqa: BLE001 - one broken record must not stop the others
             traceback.print_exc()
+    forget_kept_exits(core.exits_dir, {f"{b.state.get('Pid')}-{b.rec['Sandbox'].get('StartTime')}"
+                                       for b in core.boxes.values() if b.pidfd is not None})
     _recover_network(core)
 
 
@@ -73,7 +80,7 @@ def _recover_one(core: Core, box: Box, boot: str) -> None:
             return
         code = None
         if sb.get("BootId") == boot:
-            status = zombie_exit_status(pid)
+            status = _status_after_death(core, pid, int(sb.get("StartTime") or -1))
             code = None if status is None else exit_code_of(status)
         with contextlib.suppress(ContainerNotFound):
             box.rc = core.runtime_for(box.rec).get(box.id)
@@ -88,6 +95,31 @@ def _recover_one(core: Core, box: Box, boot: str) -> None:
                                 and not sb.get("ManualStop")):
         with contextlib.suppress(SandboxError):
             box.start()
+
+
+def _status_after_death(core: Core, pid: int, start: int) -> int | None:
+    """The wait status of a container init that died while no supervisor ran."""
+    deadline = time.monotonic() + KEEPER_WAIT
+    while True:
+        status = kept_exit_status(core.exits_dir, pid, start)
+        if status is None:
+            status = zombie_exit_status(pid)
+        if status is not None or time.monotonic() >= deadline or not _keepers_alive(core):
+            return status
+        time.sleep(0.01)
+
+
+def _keepers_alive(core: Core) -> bool:
+    """Whether an exit keeper of an earlier supervisor may still be writing (it says so in /proc)."""
+    marker = str(core.exits_dir).encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == core.keeper:
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{entry.name}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+            if marker in argv and any(a.endswith(b"keeper.py") for a in argv):
+                return True
+    return False
 
 
 def _adopt(core: Core, box: Box, pid: int) -> None:
@@ -106,13 +138,27 @@ def _adopt(core: Core, box: Box, pid: int) -> None:
         return
     box.pidfd = pidfd
 
+    start = int(box.rec["Sandbox"].get("StartTime") or -1)
+    deadline: list[float] = []
+
     def on_pidfd() -> None:
         if box.pidfd is None:
             return
         code = exit_code_from_pidfd(pidfd, pid)
+        if code is None:
+            status = kept_exit_status(core.exits_dir, pid, start)
+            code = None if status is None else exit_code_of(status)
+        if code is None:
+            # The pidfd is readable once the init is a zombie; the keeper that
+            # reaps it writes the status a moment later.
+            deadline.append(deadline[0] if deadline else time.monotonic() + KEEPER_WAIT)
+            if time.monotonic() < deadline[0]:
+                core.loop.remove_reader(pidfd)
+                core.loop.call_later(0.01, lambda: core.loop.add_reader(pidfd, on_pidfd))
+                return
         box.exited(255 if code is None else code,
                    "" if code is not None else "exit code unknown: the container was adopted "
-                   "by a restarted supervisor and this kernel cannot report it")
+                   "by a restarted supervisor, and neither an exit keeper nor this kernel kept it")
 
     core.loop.add_reader(pidfd, on_pidfd)
     if box.networked:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
-from ..errors import SupervisorError
+from ..errors import SupervisorError, SupervisorLost
 from . import protocol
 
 START_TIMEOUT = 30.0
@@ -125,18 +125,21 @@ class Client:
     def stop(self, timeout: float = 10.0) -> int | None:
         """Ask the running supervisor to exit and wait until it has; its pid, or None if none ran.
 
-        Containers keep running; the next supervisor adopts them.
+        Containers keep running; the next supervisor adopts them, and until
+        then the supervisor's exit keeper holds their exit codes.  Without
+        running containers the keeper leaves too, and this waits for it.
         """
         info = self.status()
         if info is None:
             return None
-        pid = int(info["pid"])
+        pid, keeper = int(info["pid"]), info.get("keeper")
         with contextlib.suppress(SupervisorError, OSError):
             self.call("shutdown")
         self.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._try_connect_quietly() is None and not _alive(pid):
+            if (self._try_connect_quietly() is None and not _alive(pid)
+                    and (not keeper or not _alive(int(keeper)) or _has_children(int(keeper)))):
                 return pid
             time.sleep(0.02)
         raise SupervisorError(f"the supervisor (pid {pid}) did not stop within {timeout:.0f} s",
@@ -194,8 +197,8 @@ class Client:
                 threading.Thread(target=stream.pump_stdin, args=(stdin,), daemon=True).start()
             final = protocol.follow(sock, on_output, lambda result: setattr(stream, "late_result", result))
             if final is None:
-                raise SupervisorError(f"the supervisor closed the stream of {op!r}",
-                                      hint=f"it may have been killed; see {self.root / 'supervisor.log'}")
+                raise SupervisorLost(f"the supervisor closed the stream of {op!r}",
+                                     hint=f"it may have been killed; see {self.root / 'supervisor.log'}")
             return final
         finally:
             stream.closed = True
@@ -253,6 +256,15 @@ def _result(reply: dict[str, Any]) -> Any:
     if reply.get("ok") is False:
         protocol.raise_error(reply["error"])
     return reply.get("result")
+
+
+def _has_children(pid: int) -> bool:
+    """Whether ``pid`` has child processes (containers an exit keeper still waits for)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return bool(f.read().split())
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:

@@ -32,6 +32,10 @@ class Core:
         self.containers.dir.mkdir(exist_ok=True)
         self.volumes = VolumeStore(root)
         self.run_dir = root / "run"
+        #: where the exit keeper (:mod:`.keeper`) writes the exits it collected
+        self.exits_dir = self.run_dir / "exits"
+        #: the keeper's pid (this process's parent), None without one
+        self.keeper: int | None = None
         self.runtime = Runtime(str(self.run_dir / "runtime"))
         from .runc import RuncRuntime
         self.runc = RuncRuntime(str(self.run_dir / "runc"), self.runtime.open_cgroup)

@@ -2,14 +2,17 @@
 
 A restarted supervisor adopts containers whose init is no longer its child
 (the dead supervisor was their parent), so it cannot ``waitpid`` them; these
-helpers read what the kernel still tells anyone: a pidfd's exit info, or a
-zombie's ``/proc/PID/stat``.  A process is "the same" as a recorded one only
-when its start time matches too (pids are reused).
+helpers read where the status went: the file the dead supervisor's exit
+keeper wrote when it reaped the orphan (:mod:`.keeper`), a pidfd's exit info,
+or a zombie's ``/proc/PID/stat``.  A process is "the same" as a recorded one
+only when its start time matches too (pids are reused).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 from .. import kernel
 from ..runtime.container import proc_stat_fields, process_start_time
@@ -44,3 +47,25 @@ def zombie_exit_status(pid: int) -> int | None:
 def alive(pid: int, start_time: int) -> bool:
     """Whether ``pid`` is still the process that started at ``start_time``."""
     return pid > 0 and process_start_time(pid) == start_time
+
+
+def kept_exit_status(exits: Path, pid: int, start_time: int, *, consume: bool = True) -> int | None:
+    """The wait status an exit keeper recorded for ``pid`` started at ``start_time``, or None."""
+    path = exits / f"{pid}-{start_time}"
+    try:
+        status = int(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if consume:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return status
+
+
+def forget_kept_exits(exits: Path, wanted: set[str]) -> None:
+    """Remove the keepers' records no container waits for (an exec, a terminal keeper)."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(exits):
+            if entry.name not in wanted:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)

@@ -104,6 +104,30 @@ class Supervisor(Core):
             conn.reply(result)
 
 
+def become_keepers_child(exits: Path, close: tuple[int | None, ...]) -> int | None:
+    """Fork; the parent becomes the exit keeper (:mod:`.keeper`), the child goes on as the supervisor.
+
+    Returns the keeper's pid (None where fork or the subreaper flag is refused:
+    the supervisor then runs without one, as before).
+    """
+    try:
+        kernel.set_child_subreaper(True)    # kept across execve, so the keeper has it
+    except SandboxError:
+        return None
+    pid = os.fork()
+    if pid == 0:
+        return os.getppid()
+    for fd in close:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    script = str(Path(__file__).with_name("keeper.py"))
+    try:
+        os.execv(sys.executable, [sys.executable, "-I", "-S", script, str(exits), str(pid)])
+    finally:
+        os._exit(127)      # exec failed: the child supervisor still runs, with PID 1 above it
+
+
 def serve(root: Path, ready_fd: int | None = None) -> int:
     """Run the supervisor for ``root`` until asked to stop (or SIGTERM)."""
     import fcntl
@@ -117,12 +141,14 @@ def serve(root: Path, ready_fd: int | None = None) -> int:
         if ready_fd is not None:
             os.write(ready_fd, b"other\n")
         return 0
+    keeper = become_keepers_child(root / "run" / "exits", close=(ready_fd,))
     os.ftruncate(lock_fd, 0)
     os.write(lock_fd, f"{os.getpid()}\n".encode())
     kernel.set_child_subreaper(True)
     with contextlib.suppress(SandboxError, OSError):
         kernel.set_name("sandbox-sup")
     sup = Supervisor(root)
+    sup.keeper = keeper      # before recover(): it reads what older keepers wrote
     signal.signal(signal.SIGTERM, lambda *_: setattr(sup.loop, "running", False))
     signal.signal(signal.SIGINT, lambda *_: setattr(sup.loop, "running", False))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

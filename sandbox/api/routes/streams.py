@@ -17,7 +17,8 @@ import threading
 import time
 from typing import Any
 
-from ...errors import ContainerNotFound, SandboxError, UsageError
+from ...containers.resume import wait_again
+from ...errors import ContainerNotFound, SandboxError, SupervisorLost, UsageError
 from ..http import ApiError, ClientGone, Exchange
 from ..router import Router
 from .common import RAW, container, frame, gone, pending_wait
@@ -155,9 +156,14 @@ def wait(d: Any, ex: Exchange, id: str) -> None:
         registered.set()
 
     def run() -> None:
+        client = d.engine.containers.client
         try:
-            holder["final"] = d.engine.containers.client.stream("wait", None, on_reply=on_reply, id=id,
-                                                                condition=condition)
+            try:
+                holder["final"] = client.stream("wait", None, on_reply=on_reply, id=id, condition=condition)
+            except SupervisorLost:
+                # killed under us: the next supervisor adopts the container, or
+                # knows how it ended (its exit keeper held the code)
+                holder["final"] = wait_again(client, id, condition)
         except SandboxError as e:
             holder["error"] = e
         finally:

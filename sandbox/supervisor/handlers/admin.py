@@ -14,7 +14,8 @@ from ..core import Core
 
 def op_ping(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
     from ..._version import __version__
-    return {"pid": os.getpid(), "version": __version__, "containers": len(core.boxes)}
+    return {"pid": os.getpid(), "keeper": core.keeper, "version": __version__,
+            "containers": len(core.boxes)}
 
 
 def op_shutdown(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
