@@ -72,9 +72,9 @@ def run_cp(engine: Any, args: Any, out: Any) -> int:
     if src_c is not None:
         container = engine.containers.get(src_c)
         if dst == "-":
-            container.get_archive(src, sys.stdout.buffer)
+            container.get_archive(src, sys.stdout.buffer, follow_link=args.follow_link)
         else:
-            container.copy_from(src, dst)
+            container.copy_from(src, dst, follow_link=args.follow_link)
             if not args.quiet:
                 print(f"Successfully copied to {dst}", file=sys.stderr)
     else:
@@ -83,7 +83,7 @@ def run_cp(engine: Any, args: Any, out: Any) -> int:
         if src == "-":
             container.put_archive(dst, sys.stdin.buffer)
         else:
-            container.copy_to(src, dst)
+            container.copy_to(src, dst, follow_link=args.follow_link)
             if not args.quiet:
                 print(f"Successfully copied to {dst_c}:{dst}", file=sys.stderr)
     return 0

@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
-from ..errors import ContainerError, ContainerNotFound, SandboxError, SupervisorLost, UsageError
+from ..errors import (ContainerError, ContainerNotFound, NotFound, SandboxError, SupervisorLost,
+                      UsageError)
 from .records import ContainerStore, stale_running
 
 if TYPE_CHECKING:
@@ -584,27 +585,27 @@ class Container:
         with self.merged_rootfs() as root:
             fsops.export(root, out)
 
-    def get_archive(self, path: str, out: BinaryIO) -> dict[str, Any]:
+    def get_archive(self, path: str, out: BinaryIO, follow_link: bool = False) -> dict[str, Any]:
         from . import fsops
         with self.merged_rootfs(with_mounts=True) as root:
-            return dict(fsops.copy_out(root, path, out))
+            return dict(fsops.copy_out(root, path, out, follow_link=follow_link))
 
     def put_archive(self, path: str, data: BinaryIO) -> None:
         from . import fsops
         with self.merged_rootfs(writable=True, with_mounts=True) as root:
             fsops.copy_in(root, data, path)
 
-    def copy_to(self, host_src: str, dest: str) -> None:
-        """``docker cp HOSTPATH CONTAINER:DEST``."""
+    def copy_to(self, host_src: str, dest: str, follow_link: bool = False) -> None:
+        """``docker cp [-L] HOSTPATH CONTAINER:DEST``."""
         from . import fsops
         with self.merged_rootfs(writable=True, with_mounts=True) as root:
-            fsops.copy_in_path(root, host_src, dest)
+            fsops.copy_in_path(root, host_src, dest, follow_link=follow_link)
 
-    def copy_from(self, src: str, host_dest: str) -> None:
-        """``docker cp CONTAINER:SRC HOSTPATH``."""
+    def copy_from(self, src: str, host_dest: str, follow_link: bool = False) -> None:
+        """``docker cp [-L] CONTAINER:SRC HOSTPATH``."""
         from . import fsops
         with self.merged_rootfs(with_mounts=True) as root:
-            fsops.copy_out_path(root, src, host_dest)
+            fsops.copy_out_path(root, src, host_dest, follow_link=follow_link)
 
 
 def _bind_container_mounts(target: Any, attrs: dict[str, Any], writable: bool) -> None:
@@ -614,7 +615,7 @@ def _bind_container_mounts(target: Any, attrs: dict[str, Any], writable: bool) -
     image symlink cannot send a bind outside it); read-only ones stay read-only.
     """
     from .. import kernel
-    from .fsops import _resolve
+    from .fsops import opened
     binds = [(m["Destination"], m["Source"], bool(m.get("RW", True)))
              for m in attrs.get("Mounts") or [] if m.get("Type") in ("bind", "volume") and m.get("Source")]
     for key, dest in (("HostnamePath", "/etc/hostname"), ("HostsPath", "/etc/hosts"),
@@ -622,12 +623,18 @@ def _bind_container_mounts(target: Any, attrs: dict[str, Any], writable: bool) -
         if attrs.get(key) and os.path.exists(attrs[key]):
             binds.append((dest, attrs[key], True))
     for dest, source, rw in sorted(binds, key=lambda b: os.path.normpath(b[0]).count("/")):
-        where = _resolve(target, dest, follow_last=True)
-        if not os.path.exists(source) or not os.path.lexists(where):
-            continue   # made at the next start, or gone from the host
-        kernel.mount(source, where, None, kernel.MS_BIND | kernel.MS_REC)
-        if not (rw and writable):
-            kernel.mount(None, where, None, kernel.MS_BIND | kernel.MS_REMOUNT | kernel.MS_RDONLY)
+        if not os.path.exists(source):
+            continue   # gone from the host
+        try:
+            # mounted on the descriptor's /proc/self/fd name: the inode resolved in the container
+            with opened(target, dest, follow_last=True) as fd:
+                kernel.mount(source, kernel.fd_path(fd), None, kernel.MS_BIND | kernel.MS_REC)
+            if not (rw and writable):
+                with opened(target, dest, follow_last=True) as fd:   # now the mount's top
+                    kernel.mount(None, kernel.fd_path(fd), None,
+                                 kernel.MS_BIND | kernel.MS_REMOUNT | kernel.MS_RDONLY)
+        except NotFound:
+            continue   # the mount point is made at the next start
 
 
 def _to_time(value: Any) -> float | None:

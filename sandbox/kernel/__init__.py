@@ -28,6 +28,7 @@ most a topic listed above it)::
     pidfd        pidfd_open, pidfd_send_signal, pidfd_getfd, exit status
     ids          setresuid, setresgid, setgroups, mknod
     netdev       interface_up (loopback up, two ioctls)
+    resolve      openat2, open_in_root, open_beneath: paths that cannot leave a directory
     seccomp      libseccomp filters (the library loaded on first use), load_bpf (prctl from process)
     bpf          bpf(2) for cgroup v2 device programs
     nftables     firewall rules through libnftables' JSON API (the library loaded on first use)
@@ -48,7 +49,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import _libc, caps, ids, mounts, namespaces, netdev, pidfd, process
+from . import _libc, caps, ids, mounts, namespaces, netdev, pidfd, process, resolve
 from ._libc import *  # noqa: F403
 from .caps import *  # noqa: F403
 from .ids import *  # noqa: F403
@@ -57,6 +58,7 @@ from .namespaces import *  # noqa: F403
 from .netdev import *  # noqa: F403
 from .pidfd import *  # noqa: F403
 from .process import *  # noqa: F403
+from .resolve import *  # noqa: F403
 
 #: The public names of the topics loaded on first use (their modules' ``__all__``; a test checks).
 _LAZY: dict[str, tuple[str, ...]] = {
@@ -70,7 +72,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
 _LAZY_TOPIC = {name: topic for topic, names in _LAZY.items() for name in names}
 
 __all__ = [*_libc.__all__, *namespaces.__all__, *mounts.__all__, *process.__all__, *caps.__all__,
-           *pidfd.__all__, *ids.__all__, *netdev.__all__, *_LAZY["seccomp"], *_LAZY["bpf"],
+           *pidfd.__all__, *ids.__all__, *netdev.__all__, *resolve.__all__, *_LAZY["seccomp"], *_LAZY["bpf"],
            *_LAZY["nftables"]]
 
 if TYPE_CHECKING:

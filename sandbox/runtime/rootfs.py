@@ -89,9 +89,12 @@ def mount_entry(rootfs: str, m: Mapping[str, Any], *, new_cgroupns: bool, in_use
     options = list(m.get("options") or [])
     flags, propagation, data = kernel.parse_mount_options(options)
     if flags & kernel.MS_BIND:
-        _bind(m.get("source", ""), dest, flags, propagation, in_userns)
+        _bind(m.get("source", ""), rootfs, dest_in, dest, flags, propagation, in_userns)
         return
     make_dirs(dest)
+    # The kernel file systems go where the runtime puts them (their own steps
+    # mount again below the first mount, by name); every other mount, a
+    # volume's tmpfs say, goes on the destination's descriptor.
     if kind == "cgroup":
         _mount_cgroup_v1(dest, flags)
     elif kind == "cgroup2":
@@ -99,23 +102,51 @@ def mount_entry(rootfs: str, m: Mapping[str, Any], *, new_cgroupns: bool, in_use
     elif kind == "sysfs":
         _mount_sysfs(dest, flags, in_userns)
     else:
-        kernel.mount(m.get("source") or kind, dest, kind, flags, data or None)
+        with in_root(rootfs, dest_in) as target:
+            kernel.mount(m.get("source") or kind, target, kind, flags, data or None)
     if propagation:
-        kernel.mount(None, dest, None, propagation)
+        with in_root(rootfs, dest_in) as target:    # the new mount's top, opened again
+            kernel.mount(None, target, None, propagation)
 
 
-def _bind(source: str, dest: str, flags: int, propagation: int, in_userns: bool) -> None:
+@contextlib.contextmanager
+def in_root(rootfs: str, path: str) -> Iterator[str]:
+    """A name for ``path`` resolved inside ``rootfs`` that no later rename can redirect.
+
+    ``secure_join`` gives a path, and mounting on a path is a second lookup
+    that a process sharing a volume with this container could race with a
+    symlink (CVE-2021-30465).  Here the destination is opened with
+    ``RESOLVE_IN_ROOT`` and the mount made on ``/proc/self/fd/N``, the inode
+    already found, as runc does.
+    """
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = kernel.open_in_root(root_fd, path, os.O_PATH)
+    finally:
+        os.close(root_fd)
+    try:
+        yield kernel.fd_path(fd)
+    finally:
+        os.close(fd)
+
+
+def _bind(source: str, rootfs: str, dest_in: str, dest: str, flags: int, propagation: int,
+          in_userns: bool) -> None:
     if os.path.isdir(source):
         make_dirs(dest)
     else:
         make_file(dest)
-    kernel.mount(source, dest, None, kernel.MS_BIND | (flags & kernel.MS_REC))
-    # A bind mount ignores every other flag; they take a second call, a remount.
+    with in_root(rootfs, dest_in) as target:
+        kernel.mount(source, target, None, kernel.MS_BIND | (flags & kernel.MS_REC))
+    # A bind mount ignores every other flag; they take a second call, a remount
+    # (of the new mount: the destination opened again).
     extra = flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT)
     if extra:
-        remount(dest, extra, in_userns=in_userns)
+        with in_root(rootfs, dest_in) as target:
+            remount(target, extra, in_userns=in_userns)
     if propagation:
-        kernel.mount(None, dest, None, propagation)
+        with in_root(rootfs, dest_in) as target:
+            kernel.mount(None, target, None, propagation)
 
 
 def remount(path: str, flags: int, *, in_userns: bool = False) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import tarfile
 from typing import Any
 
@@ -206,9 +205,8 @@ def _path_stat(c: Any, path: str) -> dict[str, Any]:
         raise ApiError(400, "archive: give ?path=")
     with c.merged_rootfs(with_mounts=True) as root:
         try:
-            full = fsops._resolve(root, path, follow_last=False)
-            return dict(fsops.path_stat(full, os.path.basename(path.rstrip("/")) or "/"))
-        except (FileNotFoundError, NotFound):
+            return dict(fsops.path_stat(root, path))
+        except NotFound:
             raise ApiError(404, f"Could not find the file {path} in container {c.name}") from None
 
 

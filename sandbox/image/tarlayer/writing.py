@@ -31,24 +31,26 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from ...errors import LayerError
+from ...kernel.resolve import fd_path, open_beneath
 from .format import (CHUNK, OPAQUE_MARKER, OVERLAY_INDIRECT, OVERLAY_OPAQUE, PAX_XATTR,
                      WHITEOUT_PREFIX, xattr_allowed)
 
 __all__ = ["stored_owner", "tree_changes", "write_overlay_upper", "write_tree"]
 
 
-def _read_xattrs(path: str) -> dict[str, bytes]:
-    """The allowlisted xattrs of ``path`` (never followed if it is a symlink)."""
+def _read_xattrs(path: str, *, follow: bool = False) -> dict[str, bytes]:
+    """The allowlisted xattrs of ``path`` (never followed if it is a symlink, unless
+    ``follow``: for ``/proc/self/fd/N``, which names the inode an fd holds)."""
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, follow_symlinks=follow)
     except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EPERM, errno.EACCES):
+        if e.errno in (errno.ENOTSUP, errno.EPERM, errno.EACCES, errno.ENODATA):
             return {}
         raise
     out: dict[str, bytes] = {}
     for name in sorted(n for n in names if xattr_allowed(n)):
         with contextlib.suppress(OSError):  # removed since listed (ENODATA)
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
+            out[name] = os.getxattr(path, name, follow_symlinks=follow)
     return out
 
 
@@ -109,33 +111,80 @@ def write_tree(root: Path, out: BinaryIO, *, paths: Iterable[str] | None = None,
 
 
 def _walk_tree(root: Path) -> Iterator[str]:
-    """Every path under ``root`` (symlinked directories are entries, not descended)."""
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        with os.scandir(root / rel if rel else root) as it:
-            for entry in it:
-                child = f"{rel}/{entry.name}" if rel else entry.name
-                yield child
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(child)
+    """Every path under ``root`` (symlinked directories are entries, not descended).
+
+    Walked from directory descriptors (``os.fwalk``), so a directory a running
+    container swaps for a symlink is never listed through the link.
+    """
+    for dirpath, dirnames, filenames, _ in os.fwalk(root, follow_symlinks=False):
+        rel = os.path.relpath(dirpath, root)
+        prefix = "" if rel == "." else rel + "/"
+        for name in dirnames + filenames:
+            yield prefix + name
+
+
+class _Reader:
+    """Opens the entries of one tree through real directories below its root only.
+
+    A container may own the tree (``export`` and ``commit`` of a running one):
+    every entry is reached with :func:`~sandbox.kernel.open_beneath` from a
+    descriptor of the root, so a component swapped for a symlink after the
+    walk listed it is refused (ELOOP), never followed to the host.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._parent: tuple[str, int] | None = None
+
+    def close(self) -> None:
+        if self._parent is not None:
+            os.close(self._parent[1])
+            self._parent = None
+        os.close(self.root_fd)
+
+    def parent_fd(self, rel: str) -> int:
+        """A descriptor of ``rel``'s directory (the last one is kept: entries come sorted)."""
+        parent = rel.rpartition("/")[0]
+        if self._parent is not None and self._parent[0] == parent:
+            return self._parent[1]
+        fd = open_beneath(self.root_fd, parent, os.O_PATH | os.O_DIRECTORY) if parent \
+            else os.dup(self.root_fd)
+        if self._parent is not None:
+            os.close(self._parent[1])
+        self._parent = (parent, fd)
+        return fd
+
+    def open(self, rel: str) -> int:
+        """An O_PATH descriptor of the entry itself (a symlink is not followed)."""
+        return os.open(rel.rpartition("/")[2], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       dir_fd=self.parent_fd(rel))
 
 
 def _write_items(root: Path, items: list[tuple[str, str]], out: BinaryIO,
                  epoch: int | None) -> None:
     sink: Any = out
-    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT,
-                      encoding="utf-8", errors="surrogateescape") as tar:
-        cast(Any, tar).copybufsize = CHUNK  # copy file contents in 1 MiB pieces, not 16 KiB
-        first_link: dict[tuple[int, int], str] = {}
-        for rel, kind in items:
-            if kind == "marker":
-                tar.addfile(_marker_info(rel, epoch))
-                continue
-            try:
-                _add_path(tar, root, rel, first_link, epoch)
-            except OSError as e:
-                raise LayerError(f"cannot add {rel} from {root} to a layer: {e.strerror or e}") from e
+    reader = _Reader(root)
+    try:
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT,
+                          encoding="utf-8", errors="surrogateescape") as tar:
+            cast(Any, tar).copybufsize = CHUNK  # copy file contents in 1 MiB pieces, not 16 KiB
+            first_link: dict[tuple[int, int], str] = {}
+            for rel, kind in items:
+                if kind == "marker":
+                    tar.addfile(_marker_info(rel, epoch))
+                    continue
+                try:
+                    _add_path(tar, reader, rel, first_link, epoch)
+                except OSError as e:
+                    if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV):
+                        raise LayerError(f"cannot add {rel} from {root} to a layer: a directory "
+                                         "on its path was replaced by a symlink while it was "
+                                         "read (refused: it could lead outside the tree)",
+                                         hint="stop or pause the container and try again") from e
+                    raise LayerError(f"cannot add {rel} from {root} to a layer: {e.strerror or e}") from e
+    finally:
+        reader.close()
 
 
 def _marker_info(rel: str, epoch: int | None) -> tarfile.TarInfo:
@@ -146,28 +195,30 @@ def _marker_info(rel: str, epoch: int | None) -> tarfile.TarInfo:
     return info
 
 
-def _add_path(tar: tarfile.TarFile, root: Path, rel: str,
+def _add_path(tar: tarfile.TarFile, reader: _Reader, rel: str,
               first_link: dict[tuple[int, int], str], epoch: int | None) -> None:
-    full = os.path.join(root, rel)
     try:
-        st = os.lstat(full)
+        fd = reader.open(rel)
     except FileNotFoundError:
-        raise LayerError(f"cannot add {rel} to a layer: it is not in {root}") from None
-    info = _tarinfo(rel, st, full, epoch)
-    if info is None:
-        return  # sockets live only as long as the process that bound them
-    if not info.isreg():
-        tar.addfile(info)
-        return
-    if st.st_nlink > 1:
-        first = first_link.setdefault((st.st_dev, st.st_ino), rel)
-        if first != rel:
-            info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
+        raise LayerError(f"cannot add {rel} to a layer: it is not in {reader.root}") from None
+    try:
+        st = os.fstat(fd)        # of the entry itself: an O_PATH|O_NOFOLLOW fd of a link is the link
+        info = _tarinfo(rel, st, fd, epoch)
+        if info is None:
+            return  # sockets live only as long as the process that bound them
+        if not info.isreg():
             tar.addfile(info)
             return
-    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        tar.addfile(info, f)
+        if st.st_nlink > 1:
+            first = first_link.setdefault((st.st_dev, st.st_ino), rel)
+            if first != rel:
+                info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
+                tar.addfile(info)
+                return
+        with open(fd_path(fd), "rb") as f:    # the inode the fd holds, whatever the name is now
+            tar.addfile(info, f)
+    finally:
+        os.close(fd)
 
 
 def stored_owner(uid: int, gid: int) -> tuple[int, int]:
@@ -183,7 +234,7 @@ def stored_owner(uid: int, gid: int) -> tuple[int, int]:
     return (0 if uid == euid else uid), (0 if gid == os.getegid() else gid)
 
 
-def _tarinfo(rel: str, st: os.stat_result, full: str, epoch: int | None) -> tarfile.TarInfo | None:
+def _tarinfo(rel: str, st: os.stat_result, fd: int, epoch: int | None) -> tarfile.TarInfo | None:
     """The header of one entry, with nothing in it that varies between machines."""
     info = tarfile.TarInfo(rel)  # tarfile appends the "/" of a directory name itself
     info.mode = stat.S_IMODE(st.st_mode)
@@ -197,7 +248,7 @@ def _tarinfo(rel: str, st: os.stat_result, full: str, epoch: int | None) -> tarf
     elif fmt == stat.S_IFDIR:
         info.type = tarfile.DIRTYPE
     elif fmt == stat.S_IFLNK:
-        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(full)
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
     elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
         info.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
@@ -205,8 +256,11 @@ def _tarinfo(rel: str, st: os.stat_result, full: str, epoch: int | None) -> tarf
         info.type = tarfile.FIFOTYPE
     else:
         return None
+    # A symlink's own xattrs are not reachable from its O_PATH fd (and user.*
+    # ones cannot exist on a link at all); every other inode's are, through /proc.
+    xattrs = {} if fmt == stat.S_IFLNK else _read_xattrs(fd_path(fd), follow=True)
     info.pax_headers = {f"{PAX_XATTR}{name}": value.decode("utf-8", "surrogateescape")
-                        for name, value in _read_xattrs(full).items()}
+                        for name, value in xattrs.items()}
     return info
 
 
@@ -221,29 +275,44 @@ def write_overlay_upper(upper: Path, out: BinaryIO, *, epoch: int | None = None)
     paths: list[str] = []
     deleted: list[str] = []
     opaque: list[str] = []
-    for rel in _walk_tree(upper):
-        full = os.path.join(upper, rel)
-        st = os.lstat(full)
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-            deleted.append(rel)
-            continue
-        paths.append(rel)
-        if stat.S_ISLNK(st.st_mode):
-            continue
-        names = _list_all_xattrs(full)
-        if names.intersection(OVERLAY_INDIRECT):
-            raise LayerError(f"cannot write {full} as a layer: overlay stored it as a redirect or "
-                             "metacopy", hint="mount overlay with redirect_dir=off,metacopy=off")
-        if stat.S_ISDIR(st.st_mode) and any(
-                n in names and os.getxattr(full, n, follow_symlinks=False) == b"y"
-                for n in OVERLAY_OPAQUE):
-            opaque.append(rel)
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(upper, follow_symlinks=False):
+        rel_dir = os.path.relpath(dirpath, upper)
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        for name in dirnames + filenames:
+            rel = prefix + name
+            try:
+                st = os.lstat(name, dir_fd=dirfd)
+            except FileNotFoundError:
+                continue        # removed since listed (a container still running)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                deleted.append(rel)
+                continue
+            paths.append(rel)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            try:
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+            except FileNotFoundError:
+                paths.pop()
+                continue
+            try:
+                names = _list_all_xattrs(fd_path(fd))
+                if names.intersection(OVERLAY_INDIRECT):
+                    raise LayerError(f"cannot write {upper / rel} as a layer: overlay stored it as a "
+                                     "redirect or metacopy",
+                                     hint="mount overlay with redirect_dir=off,metacopy=off")
+                if stat.S_ISDIR(st.st_mode) and any(
+                        n in names and os.getxattr(fd_path(fd), n) == b"y" for n in OVERLAY_OPAQUE):
+                    opaque.append(rel)
+            finally:
+                os.close(fd)
     write_tree(upper, out, paths=paths, deleted=deleted, opaque=opaque, epoch=epoch)
 
 
 def _list_all_xattrs(path: str) -> set[str]:
+    """Every xattr name of ``path`` (a ``/proc/self/fd/N`` name: followed to its inode)."""
     try:
-        return set(os.listxattr(path, follow_symlinks=False))
+        return set(os.listxattr(path))
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EPERM, errno.EACCES):
             return set()
