@@ -38,7 +38,12 @@ class MetadataSteps(StepBase):
         def apply(cfg: dict[str, Any]) -> str:
             current = list(cfg.get("Env") or [])
             for key, value in pairs:
-                current = [e for e in current if e.partition("=")[0] != key] + [f"{key}={value}"]
+                # A key the image has keeps its place (Docker's order: PATH stays first).
+                at = next((i for i, e in enumerate(current) if e.partition("=")[0] == key), None)
+                if at is None:
+                    current.append(f"{key}={value}")
+                else:
+                    current[at] = f"{key}={value}"
             cfg["Env"] = current
             return "/bin/sh -c #(nop)  ENV " + " ".join(f"{k}={v}" for k, v in pairs)
         return self._meta(state, pairs, apply, self._used_args(ins, state, ins.rest))

@@ -312,3 +312,15 @@ def test_copy_never_writes_through_an_image_symlink_to_the_host(engine, tmp_path
     out = engine.run("symlinks", ["sh", "-c", f"cat /app/ok.txt {host_dir}/evil.txt {host_dir}/single.txt"])
     assert out.output == b"okxs"                  # resolved inside the image
     engine.images.remove("symlinks")
+
+
+def test_env_of_a_key_the_image_has_keeps_its_place(engine, tmp_path):  # noqa: F811
+    base = engine.images.get("busybox").config["config"]["Env"]
+    assert base[0].startswith("PATH=")
+    ctx = _ctx(tmp_path, "FROM busybox\nENV A=1\nENV PATH=/x:$PATH B=2\nENV A=3\n")
+    image = engine.build(ctx, tags=["envorder"])
+    try:
+        env = image.config["config"]["Env"]
+        assert env == [f"PATH=/x:{base[0][5:]}", *base[1:], "A=3", "B=2"]   # as Docker orders it
+    finally:
+        engine.images.remove("envorder", force=True)
