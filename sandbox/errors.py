@@ -44,6 +44,7 @@ into one short paragraph without a traceback.
     │   └── CommandNotExecutable  the command exists but cannot be executed (exit code 126)
     ├── ContainerError            containers.run(): the command exited non-zero (docker-py's)
     ├── SupervisorError           the store's supervisor cannot be started or reached
+    │   └── SupervisorLost        it went away mid-stream (the container may still run)
     ├── NetworkError              an interface, address, route or firewall change failed (keeps errno)
     ├── DockerfileSyntaxError     a Dockerfile that cannot be parsed or makes no sense (file:line)
     ├── BuildError                a build step failed (a RUN exited non-zero, a COPY source is missing)

@@ -30,7 +30,7 @@ import stat
 
 from ._libc import _libc
 
-__all__ = ["RESOLVE_NO_XDEV", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS", "RESOLVE_BENEATH",
+__all__ = ["MAX_LINKS", "RESOLVE_NO_XDEV", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS", "RESOLVE_BENEATH",
            "RESOLVE_IN_ROOT", "openat2", "open_in_root", "open_beneath", "fd_path"]
 
 RESOLVE_NO_XDEV = 0x01

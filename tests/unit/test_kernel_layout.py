@@ -13,7 +13,7 @@ from sandbox import kernel
 PACKAGE = Path(kernel.__file__).parent
 SANDBOX = PACKAGE.parent
 #: Bottom first: a topic may import only those before it (the order of the package docstring).
-TOPICS = ["_libc", "namespaces", "mounts", "process", "caps", "pidfd", "ids", "netdev", "seccomp", "bpf",
+TOPICS = ["_libc", "namespaces", "mounts", "process", "caps", "pidfd", "ids", "netdev", "resolve", "seccomp", "bpf",
           "nftables"]
 
 

@@ -31,11 +31,16 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from ...errors import LayerError
-from ...kernel.resolve import fd_path, open_beneath
 from .format import (CHUNK, OPAQUE_MARKER, OVERLAY_INDIRECT, OVERLAY_OPAQUE, PAX_XATTR,
                      WHITEOUT_PREFIX, xattr_allowed)
 
+
 __all__ = ["stored_owner", "tree_changes", "write_overlay_upper", "write_tree"]
+
+
+def _fd_path(fd: int) -> str:
+    """The /proc path of a descriptor (as sandbox.kernel.fd_path, without loading ctypes for it)."""
+    return f"/proc/self/fd/{fd}"
 
 
 def _read_xattrs(path: str, *, follow: bool = False) -> dict[str, bytes]:
@@ -148,6 +153,7 @@ class _Reader:
         parent = rel.rpartition("/")[0]
         if self._parent is not None and self._parent[0] == parent:
             return self._parent[1]
+        from ...kernel.resolve import open_beneath    # ctypes: loaded when a tree is read
         fd = open_beneath(self.root_fd, parent, os.O_PATH | os.O_DIRECTORY) if parent \
             else os.dup(self.root_fd)
         if self._parent is not None:
@@ -215,7 +221,7 @@ def _add_path(tar: tarfile.TarFile, reader: _Reader, rel: str,
                 info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
                 tar.addfile(info)
                 return
-        with open(fd_path(fd), "rb") as f:    # the inode the fd holds, whatever the name is now
+        with open(_fd_path(fd), "rb") as f:    # the inode the fd holds, whatever the name is now
             tar.addfile(info, f)
     finally:
         os.close(fd)
@@ -258,7 +264,7 @@ def _tarinfo(rel: str, st: os.stat_result, fd: int, epoch: int | None) -> tarfil
         return None
     # A symlink's own xattrs are not reachable from its O_PATH fd (and user.*
     # ones cannot exist on a link at all); every other inode's are, through /proc.
-    xattrs = {} if fmt == stat.S_IFLNK else _read_xattrs(fd_path(fd), follow=True)
+    xattrs = {} if fmt == stat.S_IFLNK else _read_xattrs(_fd_path(fd), follow=True)
     info.pax_headers = {f"{PAX_XATTR}{name}": value.decode("utf-8", "surrogateescape")
                         for name, value in xattrs.items()}
     return info
@@ -296,13 +302,13 @@ def write_overlay_upper(upper: Path, out: BinaryIO, *, epoch: int | None = None)
                 paths.pop()
                 continue
             try:
-                names = _list_all_xattrs(fd_path(fd))
+                names = _list_all_xattrs(_fd_path(fd))
                 if names.intersection(OVERLAY_INDIRECT):
                     raise LayerError(f"cannot write {upper / rel} as a layer: overlay stored it as a "
                                      "redirect or metacopy",
                                      hint="mount overlay with redirect_dir=off,metacopy=off")
                 if stat.S_ISDIR(st.st_mode) and any(
-                        n in names and os.getxattr(fd_path(fd), n) == b"y" for n in OVERLAY_OPAQUE):
+                        n in names and os.getxattr(_fd_path(fd), n) == b"y" for n in OVERLAY_OPAQUE):
                     opaque.append(rel)
             finally:
                 os.close(fd)
