@@ -23,13 +23,23 @@ instructions), :mod:`.run_step` (RUN and its mounts) and :mod:`.file_steps`
 :class:`~sandbox.build.step.StepBase`, which also holds what they share.
 This module holds the build itself: inputs, stages, FROM, and one step
 through the cache.
+
+The context directory is opened once, and every file of it the build reads
+(the Dockerfile, ``.dockerignore``, COPY and ADD sources, bind mounts) is
+reached from that descriptor with its symlinks followed inside the context
+only (:mod:`.context`): the engine may run as root, and a context (or one an
+API client sent as a tar) may hold ``Dockerfile -> /etc/shadow``.  A
+Dockerfile named by a path *outside* the context (``-f ../Dockerfile.dev``)
+is read as given: it is the caller's own file, as the docker CLI reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
+import posixpath
 import threading
 import time
 from pathlib import Path
@@ -37,7 +47,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BuildError, DockerfileSyntaxError, ImageNotFound
 from .cache import BuildCache, digest_of
-from .context import DockerIgnore
+from ..kernel.resolve import open_in_root
+from .context import DockerIgnore, read_in_root
 from .events import EventFn
 from .file_steps import FileSteps
 from .meta_steps import MetadataSteps
@@ -69,7 +80,16 @@ class Builder(MetadataSteps, RunStep, FileSteps):
             raise BuildError(f"unable to prepare context: path {str(context)!r} not found",
                              hint="give a directory as the build context, e.g. `sandbox build .`")
         self.tags = [self._check_tag(t) for t in tags]   # a bad -t first, as docker does
-        self.filename, self.text = self._dockerfile(dockerfile, dockerfile_text)
+        #: the context, opened once: what the build reads is below this directory (see the module doc)
+        self.context_fd: int | None = None
+        if self.context is not None:
+            self.context_fd = os.open(self.context, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.filename, self.text = self._dockerfile(dockerfile, dockerfile_text)
+            self.ignore = DockerIgnore.read(self.context_fd) if self.context_fd is not None else DockerIgnore()
+        except BaseException:
+            self.close()
+            raise
         self.build_args = dict(build_args or {})
         self.target = target
         self.no_cache = no_cache
@@ -80,7 +100,6 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         #: set from another thread to stop the build (the API's client left): the running RUN is
         #: stopped, no later step starts, nothing is tagged
         self.cancel = cancel
-        self.ignore = DockerIgnore.read(self.context) if self.context else DockerIgnore()
         self.consumed: set[str] = set()
         self.results: dict[int, State] = {}
         self.building: set[int] = set()
@@ -91,19 +110,19 @@ class Builder(MetadataSteps, RunStep, FileSteps):
 
     # ------------------------------------------------------------------ inputs
 
+    def close(self) -> None:
+        """Let go of the context's descriptor (:meth:`build` does it when it ends)."""
+        if self.context_fd is not None:
+            os.close(self.context_fd)
+            self.context_fd = None
+
     def _dockerfile(self, path: Any, text: str | None) -> tuple[str, str]:
         if text is not None:
             return (str(path) if path else "Dockerfile"), text
-        if path is None:
-            if self.context is None:
-                raise BuildError("no Dockerfile: give a context directory that holds one, or the text")
-            candidate = self.context / "Dockerfile"
-            if not candidate.exists() and (self.context / "dockerfile").exists():
-                candidate = self.context / "dockerfile"
-        else:
-            candidate = Path(path)
-            if not candidate.is_absolute() and not candidate.exists() and self.context is not None:
-                candidate = self.context / candidate
+        inside = self._in_context(path)
+        if inside is not None:
+            return self._context_dockerfile(inside)
+        candidate = Path(path)
         try:
             return candidate.name, candidate.read_text(errors="replace")
         except FileNotFoundError:
@@ -111,6 +130,51 @@ class Builder(MetadataSteps, RunStep, FileSteps):
                              hint="put a Dockerfile in the context, or name one with -f FILE") from None
         except IsADirectoryError:
             raise BuildError(f"{candidate} is a directory, not a Dockerfile", hint="use -f PATH/Dockerfile") from None
+
+    def _in_context(self, path: Any) -> str | None:
+        """The Dockerfile's path inside the context when it is there (None: read it as given).
+
+        No ``-f``: ``Dockerfile`` (or ``dockerfile``).  A relative ``-f`` that does not exist
+        from here is taken from the context, as before.  A path written as the context's path
+        and more (``CONTEXT/Dockerfile``, ``CONTEXT/../x``: what the API route builds) is inside
+        it, its ``..`` unable to climb out.
+        """
+        if self.context is None:
+            if path is None:
+                raise BuildError("no Dockerfile: give a context directory that holds one, or the text")
+            return None
+        if path is None:
+            assert self.context_fd is not None
+            for name in ("Dockerfile", "dockerfile"):
+                with contextlib.suppress(OSError):
+                    os.close(open_in_root(self.context_fd, name, os.O_PATH))
+                    return name
+            return "Dockerfile"
+        text = os.fspath(path)
+        if not os.path.isabs(text):
+            return None if os.path.lexists(text) else text
+        top = str(self.context).rstrip("/") + "/"
+        if text.startswith(top):
+            return text[len(top):]
+        real = os.path.normpath(text)
+        return real[len(top):] if real.startswith(top) else None
+
+    def _context_dockerfile(self, rel: str) -> tuple[str, str]:
+        """The Dockerfile at ``rel`` in the context, its symlinks followed inside the context only."""
+        assert self.context_fd is not None
+        shown = posixpath.normpath("/" + rel).lstrip("/")
+        try:
+            data = read_in_root(self.context_fd, rel)
+        except (FileNotFoundError, NotADirectoryError):
+            raise BuildError(f"Cannot locate specified Dockerfile: {shown} in the build context {self.context}",
+                             hint="put a Dockerfile in the context, or name one with -f FILE (a symlink "
+                                  "in the context is followed inside it only)") from None
+        except IsADirectoryError:
+            raise BuildError(f"{shown} is not a file, so not a Dockerfile", hint="use -f PATH/Dockerfile") from None
+        except OSError as e:
+            raise BuildError(f"cannot read the Dockerfile {shown} in the build context: {e.strerror}",
+                             hint="a symlink in the context may point (through others) to itself") from None
+        return posixpath.basename(shown) or "Dockerfile", data.decode("utf-8", "replace")
 
     @staticmethod
     def _check_tag(tag: str) -> str:
@@ -127,6 +191,8 @@ class Builder(MetadataSteps, RunStep, FileSteps):
             self.emit("error", step=self.step_no, total=self.total, filename=self.filename,
                       line=e.line or 0, text=str(e), exit_code=getattr(e, "returncode", None))
             raise
+        finally:
+            self.close()
 
     def _build(self) -> Image:
         started = time.monotonic()

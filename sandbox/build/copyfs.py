@@ -15,13 +15,22 @@ vague):
 * missing parent directories are made (0755) and, like everything copied,
   owned by ``--chown`` (default 0:0: owners from the context never leak in);
   ``--chmod`` sets the mode of everything copied;
-* modification times are kept; symlinks are copied as symlinks; what
-  ``dest`` points to inside the image is resolved *inside* the image, never
-  on the host.
+* modification times are kept; symlinks are copied as symlinks.
+
+The image belongs to whoever built it: ``/app`` may be a symlink to ``/etc``
+or to ``../../../../etc``.  Every destination is resolved *inside* the image
+(:func:`~sandbox.kernel.open_in_root`, as a process chrooted there would,
+which is also BuildKit's ``RootPath`` rule), so ``COPY f /app/`` writes the
+container's ``/etc``, never the host's; and everything is then created
+relative to a directory descriptor with ``O_NOFOLLOW``, never by a host
+path.  Sources come as descriptors too (see
+:class:`~sandbox.build.context.SourceTree`): content is read from the inode
+that was checked, not from a name that may have changed since.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import shutil
@@ -29,133 +38,224 @@ import stat
 from collections.abc import Iterable
 
 from ..errors import BuildError
-from ..runtime.paths import secure_join
+from ..kernel.resolve import MAX_LINKS, fd_path, open_in_root
+
+_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+
+#: One source entry: (its path below the copied directory, an O_PATH descriptor, its lstat).
+Entry = tuple[str, int, os.stat_result]
 
 
-def resolve_in(root: str, path: str) -> str:
-    """``path`` (absolute, inside the image) on the host, symlinks followed inside ``root``."""
-    return secure_join(root, path)
+def open_root(path: str | os.PathLike[str]) -> int:
+    """An O_PATH descriptor of a root (the merged view of the image so far): every path starts there."""
+    return os.open(path, _DIR)
 
 
-def make_parents(root: str, path: str, uid: int, gid: int) -> str:
-    """Create the missing directories of absolute ``path`` (itself included); return it on the host."""
-    parts = [p for p in path.split("/") if p]
-    current = "/"
-    for part in parts:
-        current = current.rstrip("/") + "/" + part
-        full = resolve_in(root, current)
-        if os.path.isdir(full):
+def _parts(path: str) -> list[str]:
+    return [p for p in path.split("/") if p and p != "."]
+
+
+def make_dirs(root_fd: int, path: str, uid: int, gid: int, *, last_mode: int = 0o755) -> int:
+    """``mkdir -p`` of the image's absolute ``path``; an O_PATH descriptor of that directory.
+
+    Symlinks on the way are followed inside the image, also one that points
+    into directories that do not exist yet (they are made where it points).
+    A file in the way is replaced by a directory, as before.  Made
+    directories are owned by ``uid:gid``, mode 0755 (``last_mode`` for
+    ``path`` itself).
+    """
+    todo = _parts(path)
+    links = 0
+    for _ in range(4 * (len(todo) + MAX_LINKS)):
+        try:
+            return open_in_root(root_fd, "/".join(todo), _DIR)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        parent, i = _deepest_dir(root_fd, todo)
+        try:
+            name = todo[i]
+            try:
+                st: os.stat_result | None = os.lstat(name, dir_fd=parent)
+            except FileNotFoundError:
+                st = None
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                # Where the link points, resolved from its directory (or the image's root): what
+                # the kernel does, with the image's root as /.
+                links += 1
+                if links > MAX_LINKS:
+                    break
+                target = os.readlink(name, dir_fd=parent)
+                todo = (_parts(target) if target.startswith("/") else todo[:i] + _parts(target)) + todo[i + 1:]
+                continue
+            if st is not None and stat.S_ISDIR(st.st_mode) or name == "..":
+                raise OSError(errno.EAGAIN, "the directory changed while it was made", path)
+            if st is not None:
+                _remove_at(parent, name)
+            os.mkdir(name, 0o700, dir_fd=parent)
+            os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+            made = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=parent)
+            try:
+                os.chmod(fd_path(made), last_mode if i == len(todo) - 1 else 0o755)
+            finally:
+                os.close(made)
+        finally:
+            os.close(parent)
+    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+
+
+def _deepest_dir(root_fd: int, todo: list[str]) -> tuple[int, int]:
+    """The descriptor of the longest prefix of ``todo`` that is a directory, and its length."""
+    for i in range(len(todo) - 1, 0, -1):
+        try:
+            return open_in_root(root_fd, "/".join(todo[:i]), _DIR), i
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        if os.path.lexists(full):
-            _remove(full)
-        # A symlink on the way may point deep into directories that do not exist yet
-        # (resolved inside the image: ``full`` is always below ``root``): make them all.
-        missing = []
-        here = full
-        while not os.path.lexists(here):
-            missing.append(here)
-            here = os.path.dirname(here)
-        for d in reversed(missing):
-            os.mkdir(d, 0o755)
-            os.lchown(d, uid, gid)
-            os.chmod(d, 0o755)
-    return resolve_in(root, path) if parts else root
+    return os.open(".", _DIR, dir_fd=root_fd), 0
 
 
-def _remove(full: str) -> None:
-    if os.path.isdir(full) and not os.path.islink(full):
-        shutil.rmtree(full)
-    else:
-        os.unlink(full)
+def target(root_fd: int, dest: str, name: str, into_dir: bool, uid: int, gid: int) -> tuple[int, str]:
+    """Where one file source named ``name`` lands for ``dest``: (descriptor of its directory, its name).
+
+    Into ``dest`` when ``into_dir``, when ``dest`` ends in ``/`` or is a
+    directory (through symlinks, in the image); otherwise at ``dest`` itself,
+    a final symlink followed in the image.  Missing directories are made.
+    """
+    if into_dir or dest.endswith("/"):
+        return make_dirs(root_fd, dest, uid, gid), name
+    todo = _parts(dest)
+    for _ in range(MAX_LINKS + 1):
+        if not todo or todo[-1] == "..":
+            return make_dirs(root_fd, "/".join(todo), uid, gid), name
+        head, last = todo[:-1], todo[-1]
+        parent = make_dirs(root_fd, "/".join(head), uid, gid)
+        try:
+            st = os.lstat(last, dir_fd=parent)
+        except FileNotFoundError:
+            return parent, last
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                return os.open(last, _DIR | os.O_NOFOLLOW, dir_fd=parent), name
+            finally:
+                os.close(parent)
+        if not stat.S_ISLNK(st.st_mode):
+            return parent, last
+        link = os.readlink(last, dir_fd=parent)
+        os.close(parent)
+        todo = _parts(link) if link.startswith("/") else head + _parts(link)
+    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), dest)
 
 
-def copy_file(src: str, dst: str, uid: int, gid: int, chmod: int | None) -> None:
-    """One entry (file, symlink, empty dir marker, fifo) from ``src`` to ``dst``."""
-    st = os.lstat(src)
-    if os.path.lexists(dst) and not (stat.S_ISDIR(st.st_mode) and os.path.isdir(dst)
-                                     and not os.path.islink(dst)):
-        _remove(dst)
-    mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), dst)
-        os.lchown(dst, uid, gid)
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+def _remove_at(dir_fd: int, name: str) -> None:
+    """Remove ``name`` in ``dir_fd``, a directory recursively; symlinks are never followed."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        if not os.path.isdir(dst):
-            os.mkdir(dst, 0o700)
-        os.lchown(dst, uid, gid)
-        os.chmod(dst, mode)
-        return
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def copy_entry(src_fd: int, st: os.stat_result, parent: int, name: str, uid: int, gid: int,
+               chmod: int | None) -> int | None:
+    """One entry (file, symlink, directory, fifo) from the descriptor ``src_fd`` to ``name`` in ``parent``.
+
+    What was there is replaced, except a directory by a directory.  Returns an
+    O_PATH descriptor of the directory made (the caller closes it), else None.
+    """
+    try:
+        old: os.stat_result | None = os.lstat(name, dir_fd=parent)
+    except FileNotFoundError:
+        old = None
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if old is not None and not (is_dir and stat.S_ISDIR(old.st_mode)):
+        _remove_at(parent, name)
+        old = None
+    mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)
+    times = (st.st_atime_ns, st.st_mtime_ns)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink("", dir_fd=src_fd), name, dir_fd=parent)
+        os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+        os.utime(name, ns=times, dir_fd=parent, follow_symlinks=False)
+        return None
+    if is_dir:
+        if old is None:
+            os.mkdir(name, 0o700, dir_fd=parent)
+        fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=parent)
+        os.chown(fd_path(fd), uid, gid)
+        os.chmod(fd_path(fd), mode)
+        return fd
     if stat.S_ISREG(st.st_mode):
-        with open(src, "rb") as fin:
-            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as fout:
+        with open(fd_path(src_fd), "rb") as fin:        # the inode that was checked, not a name
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=parent)
+            with os.fdopen(out, "wb") as fout:
                 shutil.copyfileobj(fin, fout, 1 << 20)
+                fout.flush()
                 os.fchown(fout.fileno(), uid, gid)
                 os.fchmod(fout.fileno(), mode)
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-        return
+                os.utime(fout.fileno(), ns=times)
+        return None
     if stat.S_ISFIFO(st.st_mode):
-        os.mkfifo(dst, mode)
-        os.lchown(dst, uid, gid)
-        return
+        os.mkfifo(name, mode, dir_fd=parent)
+        os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+        return None
     # sockets and device nodes in a build context are skipped, as Docker's tar would fail on sockets
+    return None
 
 
-def copy_tree(root: str, src_dir: str, entries: Iterable[tuple[str, str, bool]], src_rel: str, dest: str,
+def copy_tree(root_fd: int, src_st: os.stat_result, entries: Iterable[Entry], dest: str,
               uid: int, gid: int, chmod: int | None) -> int:
-    """Copy the visible ``entries`` (rel, full, is_dir) below ``src_rel`` into the image's ``dest``.
+    """Copy a directory's visible ``entries`` into the image's directory ``dest``; how many were copied.
 
-    Every parent is resolved inside ``root`` again for each entry: a symlink
-    the image has at some ``dest/x`` (even ``x -> /etc``) is followed inside
-    the image, never on the host, also when ``x`` itself is not copied (a
-    ``.dockerignore`` exception can bring back ``x/file`` without ``x``).
+    ``dest`` is made when missing (with the source directory's mode).  Each
+    entry is created in its parent's descriptor: the directories this copy
+    made are the ones it descends into.  A parent the copy did not make (a
+    ``.dockerignore`` exception brings back ``x/file`` without ``x``) is
+    resolved in the image, where a symlink ``x -> /etc`` means the image's
+    ``/etc``, never the host's.
     """
     dest = "/" + dest.strip("/")
-    dst_dir = resolve_in(root, dest)
-    if not os.path.isdir(dst_dir):
-        make_parents(root, posixpath.dirname(dest), uid, gid)
-        dst_dir = resolve_in(root, dest)
-        copy_file(src_dir, dst_dir, uid, gid, chmod)
-    dirs: list[tuple[str, str]] = []
+    mode = chmod if chmod is not None else stat.S_IMODE(src_st.st_mode)
+    top = make_dirs(root_fd, dest, uid, gid, last_mode=mode)
+    # (path below dest, descriptor, the source's times to set once its entries are written)
+    stack: list[tuple[str, int, tuple[int, int] | None]] = [("", top, None)]
     count = 0
-    prefix = src_rel + "/" if src_rel else ""
-    parents: dict[str, str] = {}   # resolved once per directory: entries come parents first
-    for rel, full, is_dir in entries:
-        sub = rel[len(prefix):] if prefix and rel.startswith(prefix) else rel
-        parent_in_image = posixpath.join(dest, posixpath.dirname(sub))
-        parent = parents.get(parent_in_image)
-        if parent is None:
-            parent = parents[parent_in_image] = make_parents(root, parent_in_image, uid, gid)
-        target = os.path.join(parent, posixpath.basename(sub))
-        copy_file(full, target, uid, gid, chmod)
-        if is_dir:
-            dirs.append((full, target))
-        count += 1
-    for full, target in reversed(dirs):
-        st = os.lstat(full)
-        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    try:
+        for sub, fd, st in entries:
+            parent_sub = posixpath.dirname(sub)
+            while len(stack) > 1 and not (parent_sub == stack[-1][0] or parent_sub.startswith(stack[-1][0] + "/")):
+                _finish(*stack.pop())
+            if stack[-1][0] != parent_sub:
+                stack.append((parent_sub, make_dirs(root_fd, posixpath.join(dest, parent_sub), uid, gid), None))
+            made = copy_entry(fd, st, stack[-1][1], posixpath.basename(sub), uid, gid, chmod)
+            count += 1
+            if made is not None:
+                stack.append((sub, made, (st.st_atime_ns, st.st_mtime_ns)))
+    finally:
+        while stack:
+            _finish(*stack.pop())
     return count
 
 
-def write_content(dst: str, content: bytes, uid: int, gid: int, mode: int) -> None:
-    """A heredoc or a downloaded file: written fresh at ``dst``."""
-    if os.path.lexists(dst):
-        _remove(dst)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+def _finish(_sub: str, fd: int, times: tuple[int, int] | None) -> None:
+    """A copied directory is complete: its source's times (writing into it changed them), then close it."""
+    try:
+        if times is not None:
+            os.utime(fd_path(fd), ns=times)
+    finally:
+        os.close(fd)
+
+
+def write_content(parent: int, name: str, content: bytes, uid: int, gid: int, mode: int) -> None:
+    """A heredoc or a downloaded file: written fresh at ``name`` in the directory ``parent``."""
+    _remove_at(parent, name)
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
     with os.fdopen(fd, "wb") as f:
         f.write(content)
         os.fchown(f.fileno(), uid, gid)
         os.fchmod(f.fileno(), mode)
-
-
-def destination(root: str, dest: str, name: str, into_dir: bool) -> str:
-    """Where one file source named ``name`` lands for ``dest``."""
-    full = resolve_in(root, dest)
-    if into_dir or dest.endswith("/") or os.path.isdir(full):
-        return os.path.join(full, name)
-    return full
 
 
 def check_many(sources: int, dest: str, keyword: str) -> None:
@@ -165,11 +265,15 @@ def check_many(sources: int, dest: str, keyword: str) -> None:
                          hint=f"write {dest}/ as the destination")
 
 
-def is_archive(path: str) -> bool:
-    """A local tar (plain, gzip, bzip2 or xz compressed) that ADD unpacks; anything else is copied."""
+def is_archive(fd: int) -> bool:
+    """A local tar (plain, gzip, bzip2 or xz compressed) that ADD unpacks; anything else is copied.
+
+    ``fd`` is the source's descriptor: the file looked at is the one that was resolved.
+    """
     import bz2
     import gzip
     import lzma
+    path = fd_path(fd)
     try:
         with open(path, "rb") as f:
             magic = f.read(6)

@@ -6,18 +6,30 @@ a scratch directory, the files are written into the merged view
 host), and the upper directory is the layer.  It holds exactly the
 directories a copy touches, as Docker's commit of its build container does,
 which is why the layers list the same files as Docker's.
+
+Sources are looked up twice: when the step is prepared (to check them and
+hash them for the cache key) and again, from the root's descriptor, when a
+cache miss copies them; neither time can a symlink or a ``..`` lead out of
+the context or the stage (see :mod:`.context`), and a file that vanished or
+changed into a link to the outside in between fails the step, with nothing
+tagged and nothing left mounted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import posixpath
 import re
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import BuildError, ImageNotFound, SandboxError
+from ..kernel.resolve import fd_path
 from . import copyfs, words
 from .cache import digest_of
 from .context import Source, SourceTree
@@ -55,8 +67,9 @@ class FileSteps(StepBase):
         def run() -> tuple[dict[str, Any], Any]:
             state.config["WorkingDir"] = workdir
             with self._rootfs(state) as (merged, upper):
-                if not os.path.isdir(copyfs.resolve_in(str(merged), workdir)):
-                    copyfs.make_parents(str(merged), workdir, 0, 0)
+                # made inside the image: a symlink /app -> /etc there is the image's /etc
+                with self._writing(ins, merged, workdir) as root_fd:
+                    os.close(copyfs.make_dirs(root_fd, workdir, 0, 0))
                 blob = self._commit(upper)
             return {"created_by": "/bin/sh -c #(nop) WORKDIR " + workdir}, blob
         return Prepared("", workdir, args=self._used_args(ins, state, ins.rest), run=run)
@@ -179,14 +192,14 @@ class FileSteps(StepBase):
         if self.context is None:
             raise self._error(ins, f"{ins.keyword} needs a build context, but the Dockerfile came without one",
                               hint="build with a context directory (`sandbox build -f - DIR`)")
-        tree = SourceTree(self.context, self.ignore)
         resolved: list[Source] = []
-        for src in plain:
+        with self._context_tree() as tree:
             try:
-                resolved += tree.resolve(src, ins=ins.keyword)
+                for src in plain:
+                    resolved += tree.resolve(src, ins=ins.keyword)
+                _, files = tree.digest(resolved)
             except BuildError as e:
                 raise self._error(ins, e.detail, hint=e.hint) from None
-        _, files = tree.digest(resolved)
         return resolved, files
 
     def _heredoc_contents(self, ins: Instruction, docs: list[Heredoc], env: dict[str, str]) -> list[tuple[str, str]]:
@@ -205,59 +218,94 @@ class FileSteps(StepBase):
     def _copy_run(self, ins: Instruction, state: State, job: _Copy) -> Any:
         """Write the copy into the image so far; the layer blob (None when nothing changed)."""
         with self._rootfs(state) as (merged, upper):
-            root = str(merged)
-            uid, gid = self._owner(ins, root, job.chown)
-            if job.tree_chain is not None:
-                self._copy_from_layers(ins, job, job.tree_chain, root, uid, gid)
-            else:
-                self._place(ins, SourceTree(self.context, self.ignore) if self.context else None,
-                            job.resolved, root, job.dest, uid, gid, job.chmod, job.count > 1)
-            for name, content in job.contents:
-                target = copyfs.destination(root, job.dest, name, job.count > 1)
-                copyfs.make_parents(root, posixpath.dirname(_inside(root, target)), uid, gid)
-                copyfs.write_content(target, content.encode(), uid, gid, job.chmod if job.chmod is not None else 0o644)
-            for url, path, _ in job.downloads:
-                name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "download"
-                target = copyfs.destination(root, job.dest, name, job.count > 1)
-                copyfs.make_parents(root, posixpath.dirname(_inside(root, target)), uid, gid)
-                copyfs.write_content(target, Path(path).read_bytes(), uid, gid,
+            uid, gid = self._owner(ins, str(merged), job.chown)
+            with self._writing(ins, merged, job.dest) as root_fd:
+                if job.tree_chain is not None:
+                    self._copy_from_layers(ins, job, job.tree_chain, root_fd, uid, gid)
+                elif job.resolved:
+                    with self._context_tree() as tree:
+                        self._place(ins, tree, job.resolved, root_fd, job.dest, uid, gid, job.chmod, job.count > 1)
+                mode = job.chmod if job.chmod is not None else 0o644
+                for name, content in job.contents:
+                    self._write_file(root_fd, job, name, content.encode(), uid, gid, mode)
+                for url, path, _ in job.downloads:
+                    name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "download"
+                    self._write_file(root_fd, job, name, Path(path).read_bytes(), uid, gid,
                                      job.chmod if job.chmod is not None else 0o600)
             return self._commit(upper)
 
-    def _copy_from_layers(self, ins: Instruction, job: _Copy, chain: list[str], root: str, uid: int,
-                          gid: int) -> None:
-        """``--from``: resolve the sources in the stage's or image's layers, mounted read-only, and place them."""
-        with self._readonly(chain) as view:
-            tree = SourceTree(view, what=f"{job.from_ref}")
-            srcs: list[Source] = []
-            for src in job.plain:
-                try:
-                    srcs += tree.resolve(src, ins=job.keyword)
-                except BuildError as e:
-                    raise self._error(ins, e.detail, hint=e.hint) from None
-            copyfs.check_many(len(srcs) + len(job.contents), job.dest, job.keyword)
-            self._place(ins, tree, srcs, root, job.dest, uid, gid, job.chmod, len(srcs) > 1)
+    def _write_file(self, root_fd: int, job: _Copy, name: str, data: bytes, uid: int, gid: int, mode: int) -> None:
+        parent, at = copyfs.target(root_fd, job.dest, name, job.count > 1, uid, gid)
+        try:
+            copyfs.write_content(parent, at, data, uid, gid, mode)
+        finally:
+            os.close(parent)
 
-    def _place(self, ins: Instruction, tree: SourceTree | None, sources: list[Source], root: str, dest: str,
+    @contextlib.contextmanager
+    def _writing(self, ins: Instruction, merged: Path, dest: str) -> Iterator[int]:
+        """The image's root as a descriptor for writing into; an OSError on the way is the step's BuildError."""
+        root_fd = copyfs.open_root(merged)
+        try:
+            yield root_fd
+        except OSError as e:
+            what = f" {e.filename}" if isinstance(e.filename, str) and not e.filename.startswith("/proc/") else ""
+            hint = ("a symlink in the image points (through others) to itself" if e.errno == errno.ELOOP
+                    else "is a source changing while the build copies it?")
+            raise self._error(ins, f"{ins.keyword} into {dest}:{what} {e.strerror or e}", hint=hint) from None
+        finally:
+            os.close(root_fd)
+
+    def _copy_from_layers(self, ins: Instruction, job: _Copy, chain: list[str], root_fd: int, uid: int,
+                          gid: int) -> None:
+        """``--from``: resolve the sources in the stage's or image's layers, mounted read-only, and place them.
+
+        Resolved inside that root file system: an image's ``/etc/x -> /../../etc/shadow`` is its own
+        ``/etc/shadow``, if it has one.
+        """
+        with self._readonly(chain) as view, SourceTree(view, what=f"--from={job.from_ref}", shown="") as tree:
+            srcs: list[Source] = []
+            try:
+                for src in job.plain:
+                    srcs += tree.resolve(src, ins=job.keyword)
+                copyfs.check_many(len(srcs) + len(job.contents), job.dest, job.keyword)
+            except BuildError as e:
+                raise self._error(ins, e.detail, hint=e.hint) from None
+            self._place(ins, tree, srcs, root_fd, job.dest, uid, gid, job.chmod, len(srcs) > 1)
+
+    def _place(self, ins: Instruction, tree: SourceTree, sources: list[Source], root_fd: int, dest: str,
                uid: int, gid: int, chmod: int | None, many: bool) -> None:
-        from ..image import tarlayer
+        """Copy each source, opened again from the tree's root, to its place in the image."""
         for src in sources:
-            name = posixpath.basename(src.rel) or posixpath.basename(src.full)
-            if src.is_dir:
-                entries = tree.walk(src.rel) if tree is not None else []
-                copyfs.copy_tree(root, src.full, entries, src.rel, dest, uid, gid, chmod)
-                continue
-            if ins.keyword == "ADD" and copyfs.is_archive(src.full):
-                target = copyfs.make_parents(root, dest.rstrip("/") or "/", uid, gid)
-                try:
-                    tarlayer.apply_layer(Path(src.full), Path(target), mode="merge")
-                except SandboxError as e:
-                    raise self._error(ins, f"ADD {src.rel}: cannot unpack the archive: {e}") from None
-                continue
-            target = copyfs.destination(root, dest, name, many)
-            parent = posixpath.dirname(_inside(root, target))
-            copyfs.make_parents(root, parent, uid, gid)
-            copyfs.copy_file(src.full, target, uid, gid, chmod)
+            try:
+                with tree.opened(src, ins=ins.keyword) as (fd, st, real):
+                    self._place_one(ins, tree, src, fd, st, real, root_fd, dest, uid, gid, chmod, many)
+            except BuildError as e:
+                raise self._error(ins, e.detail, hint=e.hint) from None
+
+    def _place_one(self, ins: Instruction, tree: SourceTree, src: Source, fd: int, st: os.stat_result, real: str,
+                   root_fd: int, dest: str, uid: int, gid: int, chmod: int | None, many: bool) -> None:
+        from ..image import tarlayer
+        if stat.S_ISDIR(st.st_mode):
+            copyfs.copy_tree(root_fd, st, tree.entries(fd, real), dest, uid, gid, chmod)
+            return
+        if ins.keyword == "ADD" and copyfs.is_archive(fd):
+            # unpacked below the destination's descriptor by the layer applier, which follows no symlink
+            target = copyfs.make_dirs(root_fd, dest.rstrip("/") or "/", uid, gid)
+            try:
+                with open(fd_path(fd), "rb") as archive:
+                    tarlayer.apply_layer(archive, Path(fd_path(target)), mode="merge")
+            except SandboxError as e:
+                raise self._error(ins, f"ADD {src.rel}: cannot unpack the archive: {e}") from None
+            finally:
+                os.close(target)
+            return
+        parent, name = copyfs.target(root_fd, dest, src.name, many, uid, gid)
+        try:
+            made = copyfs.copy_entry(fd, st, parent, name, uid, gid, chmod)
+            if made is not None:
+                os.close(made)
+        finally:
+            os.close(parent)
 
     def _owner(self, ins: Instruction, root: str, chown: str | None) -> tuple[int, int]:
         if not chown:
@@ -295,8 +343,3 @@ class FileSteps(StepBase):
                               hint="this machine may be offline: download the file into the build context "
                                    "and ADD or COPY it from there") from None
         return url, str(path), "sha256:" + h.hexdigest()
-
-
-def _inside(root: str, full: str) -> str:
-    rel = os.path.relpath(full, root)
-    return "/" + ("" if rel == "." else rel)

@@ -7,6 +7,15 @@ checks and logs off, on the build's network (the bridge, as in Docker, unless
 output streams as build events.  ``RUN --mount`` binds a cache directory, a
 copy of part of the context, or a stage or image, from the container's init
 layer, so no mount point enters the layer.
+
+Mount sources are confined as COPY's are: ``source=`` is resolved inside the
+context (symlinks followed as if it were /, ``..`` refused) or inside the
+stage's or image's root file system, and the context's files are copied
+from descriptors (:class:`~sandbox.build.context.SourceTree`), so a link
+swapped in meanwhile is copied as a link.  ``target=`` is a path in the
+container, resolved inside its root file system by the runtime, as every
+bind destination is.  A file source is bound as that file (BuildKit's
+rule).  ``type=secret``, ``ssh`` and ``tmpfs`` are not supported.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import contextlib
 import os
 import posixpath
 import re
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,7 +32,7 @@ from typing import Any
 from ..errors import BuildError, ImageNotFound, SandboxError
 from . import copyfs
 from .cache import digest_of
-from .context import SourceTree
+from .context import Source, SourceTree
 from .parser import Instruction, json_form
 from .stages import PROXY_ARGS
 from .step import Prepared, State, StepBase
@@ -75,7 +85,7 @@ class RunStep(StepBase):
 
         def run() -> tuple[dict[str, Any], Any]:
             with contextlib.ExitStack() as stack:
-                binds = [stack.enter_context(self._mount_source(m)) for m in mounts]
+                binds = [stack.enter_context(self._mount_source(ins, m)) for m in mounts]
                 blob = self._run_container(ins, state, argv, env_list,
                                            self.network if network == "default" else network, binds)
             return {"created_by": created_by}, blob
@@ -108,17 +118,32 @@ class RunStep(StepBase):
         if opts.get("from"):
             chain = self._mount_from(ins, opts["from"])
             mount.update(chain=chain, source=source, files={"layers": digest_of(chain)})
+            # checked now, so a missing or escaping source fails before any container is made
+            with self._readonly(chain) as view:
+                self._stage_source(ins, view, opts["from"], source)
             return mount
         if self.context is None:
             raise self._error(ins, "RUN --mount=type=bind needs a build context")
-        tree = SourceTree(self.context, self.ignore)
-        try:
-            sources = tree.resolve(source, ins="RUN --mount")
-        except BuildError as e:
-            raise self._error(ins, e.detail, hint=e.hint) from None
-        _, files = tree.digest(sources)
+        with self._context_tree() as tree:
+            try:
+                sources = tree.resolve(source, ins="RUN --mount")
+                _, files = tree.digest(sources)
+            except BuildError as e:
+                raise self._error(ins, e.detail, hint=e.hint) from None
         mount.update(source=source, sources=sources, files=files)
         return mount
+
+    def _stage_source(self, ins: Instruction, view: Path, ref: str, source: str) -> str:
+        """``source=`` of a ``from=`` mount on the host: resolved inside the stage's root (its
+        symlinks and ``..`` cannot leave it), as a path with no symlink left in it."""
+        what = f"--mount from={ref}"
+        with SourceTree(view, what=what, shown="") as tree:
+            try:
+                with tree.opened(Source(source.lstrip("/"), "", False), src=source, ins="RUN --mount") \
+                        as (_, _st, real):
+                    return str(view / real) if real else str(view)
+            except BuildError as e:
+                raise self._error(ins, e.detail, hint=e.hint) from None
 
     def _mount_options(self, ins: Instruction, state: State, text: str) -> dict[str, str]:
         """``key=value,...`` with BuildKit's aliases (dst, src, ro, rw) and ``$VAR`` expanded."""
@@ -148,7 +173,7 @@ class RunStep(StepBase):
         return img.chain_ids
 
     @contextlib.contextmanager
-    def _mount_source(self, mount: dict[str, Any]) -> Any:
+    def _mount_source(self, ins: Instruction, mount: dict[str, Any]) -> Any:
         """A host path for one mount, ready to bind: "HOST:TARGET[:ro]"."""
         if mount["type"] == "cache":
             os.makedirs(mount["dir"], mode=0o755, exist_ok=True)
@@ -157,23 +182,47 @@ class RunStep(StepBase):
         suffix = ":ro" if mount["readonly"] else ""
         if "chain" in mount:
             with self._readonly(mount["chain"]) as view:
-                yield f"{copyfs.resolve_in(str(view), mount['source'])}:{mount['target']}{suffix}"
+                # the view is our own read-only mount: the path found now stays what was checked
+                host = self._stage_source(ins, view, "stage", mount["source"])
+                yield f"{host}:{mount['target']}{suffix}"
             return
         # From the context: a copy of what .dockerignore lets through, so a read-write
         # mount never writes into the student's folder and ignored files stay hidden.
         assert self.tmp is not None and self.context is not None
         copy = Path(tempfile_dir(self.tmp))
         try:
-            tree = SourceTree(self.context, self.ignore)
-            for src in mount["sources"]:
-                if src.is_dir:
-                    copyfs.copy_tree(str(copy), src.full, tree.walk(src.rel), src.rel, "/", 0, 0, None)
-                else:
-                    copyfs.copy_file(src.full, str(copy / posixpath.basename(src.rel)), 0, 0, None)
-            yield f"{copy}:{mount['target']}{suffix}"
+            bound = str(copy)
+            with self._context_tree() as tree:
+                bound = self._copy_mount_sources(ins, mount, tree, copy)
+            yield f"{bound}:{mount['target']}{suffix}"
         finally:
             import shutil
             shutil.rmtree(copy, ignore_errors=True)
+
+    def _copy_mount_sources(self, ins: Instruction, mount: dict[str, Any], tree: SourceTree, copy: Path) -> str:
+        """Copy a context mount's sources into ``copy``; the path to bind (one file: that file)."""
+        root_fd = copyfs.open_root(copy)
+        bound = str(copy)
+        try:
+            for src in mount["sources"]:
+                with tree.opened(src, ins="RUN --mount") as (fd, st, real):
+                    if stat.S_ISDIR(st.st_mode):
+                        copyfs.copy_tree(root_fd, st, tree.entries(fd, real), "/", 0, 0, None)
+                        continue
+                    name = src.name or "source"
+                    made = copyfs.copy_entry(fd, st, root_fd, name, 0, 0, None)
+                    if made is not None:
+                        os.close(made)
+                    if len(mount["sources"]) == 1:
+                        bound = str(copy / name)
+        except BuildError as e:
+            raise self._error(ins, e.detail, hint=e.hint) from None
+        except OSError as e:
+            raise self._error(ins, f"RUN --mount source={mount['source']}: {e.strerror or e}",
+                              hint="is the build context changing while the build reads it?") from None
+        finally:
+            os.close(root_fd)
+        return bound
 
     def _run_container(self, ins: Instruction, state: State, argv: list[str], env: list[str],
                        network: str, binds: list[str] | None = None) -> Any:

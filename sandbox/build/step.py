@@ -15,14 +15,14 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import BuildError
 from ..humanize import shorten
 from . import words
 from .cache import BuildCache
-from .context import DockerIgnore
+from .context import DockerIgnore, SourceTree
 from .events import BuildEvent, EventFn
 from .parser import Instruction
 from .stages import Plan, Stage
@@ -115,6 +115,8 @@ class StepBase:
     images: ImageStore
     cache: BuildCache
     context: Path | None
+    #: the context directory, opened once (O_PATH) by the Builder: everything read from it starts here
+    context_fd: int | None
     ignore: DockerIgnore
     filename: str
     build_args: dict[str, str]
@@ -176,6 +178,14 @@ class StepBase:
         from ..image import tarlayer
         from ..image.layers import write_layer_blob
         return write_layer_blob(self.store, lambda out: tarlayer.write_overlay_upper(upper, out))
+
+    @contextlib.contextmanager
+    def _context_tree(self) -> Iterator[SourceTree]:
+        """The build context as a :class:`SourceTree`, from the descriptor the build holds."""
+        assert self.context is not None
+        root: Path | int = self.context_fd if self.context_fd is not None else self.context
+        with SourceTree(root, self.ignore, shown=str(self.context)) as tree:
+            yield tree
 
     @contextlib.contextmanager
     def _rootfs(self, state: State) -> Any:
