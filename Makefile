@@ -83,7 +83,7 @@ $(STAMP): pyproject.toml | $(VPY)
 	touch $(STAMP)
 
 test: setup ## run unit, integration and lab tests (the CI gate)
-	$(VPY) -m pytest tests/unit tests/integration tests/labs -q -ra $(PYTEST_ARGS)
+	$(VPY) -m pytest tests/unit tests/integration tests/conformance tests/labs -q -ra $(PYTEST_ARGS)
 
 lint: setup ## type-check the engine and the magics (mypy), then ruff (rules in pyproject.toml)
 	$(VPY) -m mypy sandbox magics --ignore-missing-imports

@@ -8,11 +8,12 @@ every check here is pure (or only looks at paths), and each failure raises
 
 What is checked (runtime-spec v1.x, config.md and config-linux.md): the
 required fields and their types, absolute mount destinations, known namespace
-types and existing namespace paths, capability names, rlimit names, seccomp
+types and existing namespace paths, rlimit names, seccomp
 actions, operators and syscall names, device types and device rules, id
 mappings.  A ``linux.devices`` entry the rules deny is not refused: runc makes
 the node all the same, and so does this runtime, with a warning
-(:mod:`.devices`).  What the host cannot do (a capability
+(:mod:`.devices`); an unknown capability name is a warning too, as the
+spec asks (:func:`drop_unknown_capabilities`).  What the host cannot do (a capability
 outside its bounding set, an rlimit above the hard limit) is not an error
 here: the init clamps it and says so.
 """
@@ -160,12 +161,34 @@ def _check_process(process: dict[str, Any], where: str = "process") -> None:
     _optional(user, "umask", int, f"{where}.user")
     caps = _optional(process, "capabilities", dict, where) or {}
     for name in CAPABILITY_SETS:
-        for i, cap in enumerate(_strings(caps.get(name) or [], f"{where}.capabilities.{name}")):
-            if cap not in kernel.CAPS:
-                raise InvalidSpec(f"{where}.capabilities.{name}[{i}]", f"unknown capability {cap!r}",
-                                  hint="names are as in capabilities(7), e.g. CAP_NET_ADMIN")
+        _strings(caps.get(name) or [], f"{where}.capabilities.{name}")
     for i, limit in enumerate(_optional(process, "rlimits", list, where) or []):
         _check_rlimit(limit, f"{where}.rlimits[{i}]")
+
+
+def drop_unknown_capabilities(process: dict[str, Any], where: str = "process") -> list[str]:
+    """Take names this kernel's table lacks out of ``process.capabilities``; a warning each.
+
+    config.md: a capability that cannot be mapped or granted MUST be logged as
+    a warning, and runtimes SHOULD NOT fail for it (runc: "ignoring unknown or
+    unavailable capabilities").  A typo is therefore a warning too, naming the
+    field, and not an error.
+    """
+    if not isinstance(process.get("capabilities"), dict):
+        return []
+    caps = process["capabilities"] = dict(process["capabilities"])   # the caller's stays as it was
+    warnings = []
+    for name in CAPABILITY_SETS:
+        listed = caps.get(name)
+        if not listed:
+            continue
+        unknown = [(i, c) for i, c in enumerate(listed) if c not in kernel.CAPS]
+        for i, cap in unknown:
+            warnings.append(f"{where}.capabilities.{name}[{i}]: unknown capability {cap!r}, ignored "
+                            "(names are as in capabilities(7), e.g. CAP_NET_ADMIN)")
+        if unknown:
+            caps[name] = [c for c in listed if c in kernel.CAPS]
+    return warnings
 
 
 def _check_rlimit(limit: Any, where: str) -> None:

@@ -29,6 +29,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from ..errors import (CgroupError, CommandNotExecutable, CommandNotFound, Contai
 
 from . import config as config_mod
 from . import devices as devices_mod
+from . import rootfs as fs
 from . import init as init_mod
 
 _ID = re.compile(r"^[\w+\-.]+$")
@@ -137,7 +139,7 @@ class Container:
     def state(self) -> dict[str, Any]:
         """The runtime spec's state object (runtime.md#state), plus runc's extra keys."""
         status = self.status
-        return {
+        state = {
             "ociVersion": self.spec.get("ociVersion", "1.1.0"),
             "id": self.id,
             "pid": self.pid if status != "stopped" else 0,
@@ -146,8 +148,10 @@ class Container:
             "rootfs": self.spec["root"]["path"],
             "created": self.created,
             "owner": "",
-            "annotations": dict(self.spec.get("annotations") or {}),
         }
+        if self.spec.get("annotations"):      # OPTIONAL; runc leaves it out when empty
+            state["annotations"] = dict(self.spec["annotations"])
+        return state
 
     def _need(self, action: str, *allowed: str) -> str:
         status = self.status
@@ -221,6 +225,7 @@ class Container:
         if cg is not None:
             _remove_cgroup(cg)
         self.runtime.run_hooks(self, "poststop", fatal=False)
+        _unmount_host_mounts(self.state_dir, self.spec["root"]["path"])
         _remove_tree(self.state_dir)
 
     def _kill_all(self) -> None:
@@ -240,6 +245,9 @@ class Container:
         """
         self._need("exec in", "running", "created")
         config_mod._check_process(dict(process), "process")
+        process = dict(process)
+        for warning in config_mod.drop_unknown_capabilities(process):
+            print(f"sandbox-runtime: warning: {warning}", file=sys.stderr)
         spec = dict(self.spec)
         linux = dict(spec.get("linux") or {})
         linux["namespaces"] = [{"type": ns["type"], "path": f"/proc/{self.pid}/ns/{NS_FILES[ns['type']]}"}
@@ -250,7 +258,9 @@ class Container:
         spec["root"] = dict(spec["root"], readonly=False)
         pid, _ = self.runtime._spawn(self.id, spec, dict(process), fifo_path=None,
                                      cgroup=self.cgroup, stdio=stdio, console_socket=console_socket,
-                                     preserve_fds=preserve_fds)
+                                     preserve_fds=preserve_fds, is_exec=True,
+                                     exec_root=None if _own_mount_namespace(self.spec)
+                                     else f"/proc/{self.pid}/root")
         return pid
 
 
@@ -337,6 +347,27 @@ def _wait_gone(pid: int, start_time: int, timeout: float) -> bool:
     return True
 
 
+#: In a container's state directory: the mounts below its rootfs before it
+#: was created, when it has no mount namespace of its own (see rootfs.unmount_below).
+HOST_MOUNTS = "host-mounts.json"
+
+
+def _own_mount_namespace(spec: Mapping[str, Any]) -> bool:
+    """Whether the container gets a mount namespace (new, or joined by path)."""
+    return any(ns.get("type") == "mount" for ns in (spec.get("linux") or {}).get("namespaces") or [])
+
+
+def _unmount_host_mounts(state_dir: str, rootfs: str | None) -> None:
+    """Take away the mounts a container without a mount namespace made in ours."""
+    try:
+        with open(os.path.join(state_dir, HOST_MOUNTS)) as f:
+            keep = json.load(f)
+    except (OSError, ValueError):
+        return
+    if rootfs:
+        fs.unmount_below(rootfs, keep)
+
+
 def _remove_tree(path: str) -> None:
     import shutil
     shutil.rmtree(path, ignore_errors=True)
@@ -407,6 +438,7 @@ class Runtime:
         bundle = os.path.abspath(bundle)
         spec = config_mod.check(spec, bundle) if spec is not None else config_mod.load(bundle)
         self._creating_bundle = bundle  # for the createRuntime hooks' state
+        self._creating_rootfs = spec["root"]["path"]
         os.makedirs(self.root, mode=0o711, exist_ok=True)
         state_dir = os.path.join(self.root, container_id)
         try:
@@ -422,7 +454,12 @@ class Runtime:
             # Not the umask's 0600: the init opens it after switching to the
             # container's user, who may be anyone (runc's mode too).
             os.chmod(fifo, 0o622)
+            if not _own_mount_namespace(spec):
+                # Its mounts go into our namespace: remember what was there, for delete.
+                _write_json(os.path.join(state_dir, HOST_MOUNTS),
+                            fs.mounts_below(spec["root"]["path"]))
             cg, warnings = self._make_cgroup(container_id, spec)
+            warnings += config_mod.drop_unknown_capabilities(spec["process"])
             pid, init_warnings = self._spawn(container_id, spec, spec["process"], fifo_path=fifo,
                                              cgroup=cg, stdio=stdio, console_socket=console_socket,
                                              preserve_fds=preserve_fds, no_pivot=no_pivot)
@@ -448,6 +485,7 @@ class Runtime:
             _kill_and_wait(pid)
         if cg is not None:
             _remove_cgroup(cg)
+        _unmount_host_mounts(state_dir, self._creating_rootfs)
         _remove_tree(state_dir)
 
     def _make_cgroup(self, container_id: str, spec: Mapping[str, Any]
@@ -485,7 +523,8 @@ class Runtime:
     def _spawn(self, container_id: str, spec: dict[str, Any], process: dict[str, Any], *,
                fifo_path: str | None, cgroup: cgroups.Cgroup | None,
                stdio: tuple[int, int, int] | None, console_socket: str | socket.socket | None,
-               preserve_fds: int, no_pivot: bool = False) -> tuple[int, list[str]]:
+               preserve_fds: int, no_pivot: bool = False, is_exec: bool = False,
+               exec_root: str | None = None) -> tuple[int, list[str]]:
         """Fork the init (see :mod:`init`) and follow its messages until it is ready."""
         seccomp = (spec.get("linux") or {}).get("seccomp")
         try:
@@ -516,7 +555,7 @@ class Runtime:
             in_cgroup=cgroup is not None and not join_files, join_files=join_files,
             seccomp_bpf=program, stdio=stdio,
             console_fd=console.fileno() if console else None, preserve_fds=preserve_fds,
-            no_pivot=no_pivot, process=process)
+            no_pivot=no_pivot, process=process, is_exec=is_exec, exec_root=exec_root)
         child = os.fork()
         if child == 0:
             try:

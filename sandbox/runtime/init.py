@@ -75,6 +75,9 @@ class InitArgs:
     preserve_fds: int = 0
     no_pivot: bool = False
     process: dict[str, Any] | None = None   # exec: the process to run instead of spec's
+    exec_root: str | None = None      # exec: None, or the root to chroot to (a container
+                                      # without a mount namespace of its own: /proc/PID/root)
+    is_exec: bool = False             # exec: the namespaces are joined, the rootfs is ready
 
 
 class StepFailed(Exception):
@@ -216,8 +219,17 @@ def stage_two(args: InitArgs) -> NoReturn:
             os.setsid()  # its own session: a terminal can become the controlling one
         _catch_stop_signals()
         fifo_fd = args.fifo_fd
-        if flags & kernel.CLONE_NEWNS:
-            _prepare_rootfs(args, spec, flags, in_userns)
+        # runc's three cases: a new mount namespace (pivot_root), one joined by
+        # path (set up and pivot_root there too), none (the mounts are made in
+        # the caller's namespace and the process is chrooted; delete unmounts them).
+        own_mounts = not args.is_exec
+        if own_mounts:
+            _prepare_rootfs(args, spec, flags, in_userns,
+                            host_ns=not (flags & kernel.CLONE_NEWNS) and "mount" not in joins)
+        elif args.exec_root:
+            with step("chroot"):
+                os.chroot(args.exec_root)
+                os.chdir("/")
         _await_cgroup(args, flags)
         if flags & kernel.CLONE_NEWNET:
             with step("bring up loopback"):
@@ -235,7 +247,7 @@ def stage_two(args: InitArgs) -> NoReturn:
             with step(f"sysctl {key}"):
                 _write_file("/proc/sys/" + key.replace(".", "/"), value)
         # Before masking: readonly paths and masks may cover each other's parents.
-        if flags & kernel.CLONE_NEWNS:
+        if own_mounts:
             for path in linux.get("readonlyPaths") or []:
                 with step(f"read-only path {path}"):
                     fs.readonly_path(path)
@@ -253,11 +265,14 @@ def stage_two(args: InitArgs) -> NoReturn:
         _fail_and_exit(args.sync_fd, e)
 
 
-def _prepare_rootfs(args: InitArgs, spec: dict[str, Any], flags: int, in_userns: bool) -> None:
+def _prepare_rootfs(args: InitArgs, spec: dict[str, Any], flags: int, in_userns: bool, *,
+                    host_ns: bool = False) -> None:
     root = spec["root"]["path"]
     linux = spec.get("linux", {})
-    with step("mount propagation"):
-        fs.set_propagation(spec)
+    if not host_ns:      # the host's propagation is not ours to change
+        with step("mount propagation"):
+            fs.set_propagation(spec)
+            fs.make_parent_private(root)
     with step("bind rootfs"):
         fs.bind_rootfs(root)
     for m in _cgroup_mounts_last(spec.get("mounts") or []):
@@ -281,10 +296,17 @@ def _prepare_rootfs(args: InitArgs, spec: dict[str, Any], flags: int, in_userns:
     _await_cgroup(args, flags)
     _run_parent_hooks(args, spec)
     with step("pivot_root"):
-        if args.no_pivot:
+        if host_ns:
+            os.chroot(root)
+            os.chdir("/")
+        elif args.no_pivot:
             fs.chroot_into(root)
         else:
             fs.pivot_root(root)
+    propagation = linux.get("rootfsPropagation")
+    if propagation and not host_ns:
+        with step(f"root propagation {propagation}"):
+            fs.set_root_propagation(propagation)   # after pivot_root, which refuses a shared root
 
 
 def _cgroup_mounts_last(mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:

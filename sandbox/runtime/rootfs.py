@@ -65,6 +65,58 @@ def set_propagation(spec: Mapping[str, Any]) -> None:
     kernel.mount(None, "/", None, flag)
 
 
+def make_parent_private(rootfs: str) -> None:
+    """Make the mount that holds ``rootfs`` private if it is shared (runc's rootfsParentMountPrivate).
+
+    pivot_root refuses a new root whose parent mount is shared, which it is
+    when ``rootfsPropagation`` says "shared"; private also keeps the bind of
+    the rootfs from propagating to other namespaces.
+    """
+    best, shared = "", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4]
+            inside = rootfs == point or rootfs.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best = point
+                shared = any(o.startswith("shared:") for o in fields[6:fields.index("-")])
+    if best and shared:
+        kernel.mount(None, best, None, kernel.MS_PRIVATE)
+
+
+def set_root_propagation(name: str) -> None:
+    """``linux.rootfsPropagation`` on the new root, after pivot_root (as runc applies it)."""
+    flag = _PROPAGATION[name.lstrip("r")] | (kernel.MS_REC if name.startswith("r") else 0)
+    kernel.mount(None, "/", None, flag)
+
+
+def mounts_below(rootfs: str) -> list[str]:
+    """The mount points at or below ``rootfs`` in this mount namespace."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == rootfs or point.startswith(rootfs.rstrip("/") + "/"):
+                out.append(point)
+    return out
+
+
+def unmount_below(rootfs: str, keep: Iterable[str] = ()) -> None:
+    """Lazily unmount every mount at or below ``rootfs`` but those in ``keep``, deepest first.
+
+    A container without a mount namespace of its own has its mounts in the
+    caller's namespace (runc leaves them there); delete takes them away.
+    """
+    kept = set(keep)
+    points = [p for p in mounts_below(rootfs) if p not in kept]
+    for point in sorted(set(points), key=len, reverse=True):
+        try:
+            kernel.umount(point, kernel.MNT_DETACH)
+        except KernelError:
+            pass     # gone already (a parent's detach took it)
+
+
 def bind_rootfs(rootfs: str) -> None:
     """Bind the rootfs onto itself: pivot_root needs new_root to be a mount point."""
     kernel.mount(rootfs, rootfs, None, kernel.MS_BIND | kernel.MS_REC)
@@ -242,6 +294,8 @@ def _mount_cgroup_v1(dest: str, flags: int) -> None:
         kernel.mount(source, target, None, kernel.MS_BIND | kernel.MS_REC)
         remount(target, flags | kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
     if flags & kernel.MS_RDONLY:
+        # runc 1.1 leaves this tmpfs rw (a write then fails with EACCES all the
+        # same); read-only says so plainly (EROFS).
         remount(dest, flags | kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
 
 
@@ -270,8 +324,8 @@ def _host_cgroup_mounts() -> list[tuple[str, str, list[str]]]:
             if fstype == "cgroup":
                 keys = [o for o in opts.split(",") if o not in ("rw", "ro")]
                 found.append((mount_point, fields[3], [",".join(keys), *keys]))
-            elif fstype == "cgroup2":
-                found.append((mount_point, fields[3], [""]))
+            # A hybrid host's cgroup2 (/sys/fs/cgroup/unified) is left out, as runc does:
+            # the v1 view is the v1 hierarchies.
     return found
 
 

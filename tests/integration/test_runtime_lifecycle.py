@@ -314,8 +314,6 @@ def _nothing_left(runtime, container_id: str) -> None:
     (lambda s: s["process"].pop("args"), "process.args"),
     (lambda s: s["root"].pop("path"), "root.path"),
     (lambda s: s.__setitem__("root", {"path": "/no/such/rootfs"}), "root.path"),
-    (lambda s: s["process"]["capabilities"]["bounding"].append("CAP_MAKE_COFFEE"),
-     "process.capabilities.bounding[14]"),
     (lambda s: s["linux"]["namespaces"].__setitem__(
         1, {"type": "network", "path": "/proc/999999999/ns/net"}), "linux.namespaces[1].path"),
     (lambda s: s["linux"]["seccomp"]["syscalls"][0]["names"].insert(0, "mkdri"),

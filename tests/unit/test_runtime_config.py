@@ -39,8 +39,6 @@ def test_default_spec_passes_and_root_becomes_absolute(bundle):
     (lambda s: s["process"].__setitem__("cwd", "tmp"), "process.cwd", "absolute"),
     (lambda s: s["process"]["user"].__setitem__("uid", -1), "process.user.uid", "negative"),
     (lambda s: s["process"]["user"].__setitem__("gid", "0"), "process.user.gid", "integer"),
-    (lambda s: s["process"]["capabilities"]["effective"].append("CAP_FLY"),
-     "process.capabilities.effective[14]", "unknown capability"),
     (lambda s: s["process"].__setitem__("rlimits", [{"type": "RLIMIT_NOFILE", "soft": 9, "hard": 1}]),
      "process.rlimits[0]", "above the hard"),
     (lambda s: s["mounts"].append({"destination": "data", "type": "tmpfs"}),
@@ -90,3 +88,11 @@ def test_namespace_flags_split_new_and_joined():
     spec = {"linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/x"}]}}
     flags, joins = config.namespace_flags(spec)
     assert flags == kernel.CLONE_NEWPID and joins == {"network": "/x"}
+
+
+def test_an_unknown_capability_is_a_warning_naming_the_field():
+    from sandbox.runtime.config import drop_unknown_capabilities
+    process = {"capabilities": {"bounding": ["CAP_KILL", "CAP_FLY"], "effective": ["CAP_KILL"]}}
+    warnings = drop_unknown_capabilities(process)
+    assert len(warnings) == 1 and warnings[0].startswith("process.capabilities.bounding[1]: unknown")
+    assert process["capabilities"]["bounding"] == ["CAP_KILL"]
