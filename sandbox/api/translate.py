@@ -50,6 +50,8 @@ def host_kwargs(host: dict[str, Any]) -> dict[str, Any]:
         "cpu_period": _int(host.get("CpuPeriod"), "CpuPeriod") or None,
         "cpu_quota": _int(host.get("CpuQuota"), "CpuQuota") or None,
         "cpuset_cpus": host.get("CpusetCpus") or None,
+        "cpuset_mems": host.get("CpusetMems") or None,
+        "mem_swappiness": _int(host.get("MemorySwappiness"), "MemorySwappiness"),
         "pids_limit": _int(host.get("PidsLimit"), "PidsLimit") or None,
         "read_only": bool(host.get("ReadonlyRootfs")),
         "cap_add": _list(host.get("CapAdd"), "CapAdd"), "cap_drop": _list(host.get("CapDrop"), "CapDrop"),

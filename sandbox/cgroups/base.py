@@ -81,6 +81,10 @@ class Resources:
     cpus         docker --cpus: becomes quota/period with a 100000 us period
     cpuset_cpus  "0-2,4";  cpuset_mems  "0"
     pids_limit   maximum tasks; -1 or 0 means unlimited
+    memory_swappiness  0..100, v1's memory.swappiness (v2 has none: a warning); -1 is "not set"
+    oom_kill_disable   True: the kernel's OOM killer leaves the group alone (v1's
+                 memory.oom_control; v2 has no such switch: a warning); a process
+                 over the limit then waits for memory instead of being killed
 
     Docker's 0 ("not set") is accepted as None for memory, memory_swap,
     memory_reservation, cpu_shares, cpu_quota, cpu_period and cpus.
@@ -96,12 +100,16 @@ class Resources:
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     pids_limit: int | None = None
+    memory_swappiness: int | None = None
+    oom_kill_disable: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("memory", "memory_swap", "memory_reservation", "cpu_shares", "cpu_quota",
                      "cpu_period", "cpus"):
             if getattr(self, name) == 0:
                 setattr(self, name, None)
+        if self.memory_swappiness == -1:      # docker's "use the parent's"
+            self.memory_swappiness = None
 
     def requested(self) -> bool:
         """True when any limit is set (a group is then required, not optional)."""
@@ -118,6 +126,10 @@ class Resources:
                 except ValueError:
                     raise InvalidResources(f"Invalid value {text} for {name}",
                                            hint="use a list such as 0-2,4") from None
+        if self.memory_swappiness is not None and not 0 <= self.memory_swappiness <= 100:
+            raise InvalidResources(f"Invalid value: {self.memory_swappiness}, valid memory swappiness "
+                                   "range is 0-100", hint="0 avoids swapping, 100 swaps eagerly; -1 leaves "
+                                                          "the parent's value")
         if self.pids_limit is not None and self.pids_limit < -1:
             raise InvalidResources(f"Invalid pids limit {self.pids_limit}",
                                    hint="use a positive number, or -1 for unlimited")
@@ -271,7 +283,8 @@ class Cgroup(abc.ABC):
         r.validate()
         self._require_group("apply limits")
         quota, period = r.quota_period()
-        if r.memory is not None or r.memory_swap is not None or r.memory_reservation is not None:
+        if r.memory is not None or r.memory_swap is not None or r.memory_reservation is not None \
+                or r.memory_swappiness is not None or r.oom_kill_disable is not None:
             self._need("memory", "set a memory limit")
         if r.cpu_shares is not None or quota is not None or period is not None:
             self._need("cpu", "set CPU shares or quota")

@@ -9,6 +9,8 @@ OCI field                      Resources                    note
 memory.limit                   memory                       -1 unlimited
 memory.swap                    memory_swap                  memory + swap, as runc
 memory.reservation             memory_reservation           soft limit
+memory.swappiness              memory_swappiness            0..100; v1 only (v2: warning)
+memory.disableOOMKiller        oom_kill_disable             v1 only (v2: warning)
 cpu.shares                     cpu_shares                   v2: converted to weight
 cpu.quota / cpu.period         cpu_quota / cpu_period       us
 cpu.cpus / cpu.mems            cpuset_cpus / cpuset_mems    "0-2,4"
@@ -18,7 +20,7 @@ devices                        -- (Cgroup.apply_devices)    checked here
 
 A value of the wrong type raises InvalidResources naming its JSON path
 ("linux.resources.memory.limit must be an integer"); a field this engine does
-not apply (swappiness, blockIO, hugepageLimits, ...) or does not know comes
+not apply (blockIO, hugepageLimits, ...) or does not know comes
 back as a warning instead of being dropped in silence (unless it asks for
 nothing: null, false, {} or []).
 """
@@ -34,10 +36,11 @@ from .devices import parse_device_rules, unknown_rule_keys
 
 ROOT = "linux.resources"
 
-#: section -> OCI field -> (Resources field, JSON type: "int", "uint" or "str").
+#: section -> OCI field -> (Resources field, JSON type: "int", "uint", "bool" or "str").
 SUPPORTED: dict[str, dict[str, tuple[str, str]]] = {
     "memory": {"limit": ("memory", "int"), "swap": ("memory_swap", "int"),
-               "reservation": ("memory_reservation", "int")},
+               "reservation": ("memory_reservation", "int"), "swappiness": ("memory_swappiness", "uint"),
+               "disableOOMKiller": ("oom_kill_disable", "bool")},
     "cpu": {"shares": ("cpu_shares", "uint"), "quota": ("cpu_quota", "int"),
             "period": ("cpu_period", "uint"), "cpus": ("cpuset_cpus", "str"),
             "mems": ("cpuset_mems", "str")},
@@ -48,8 +51,6 @@ SUPPORTED: dict[str, dict[str, tuple[str, str]]] = {
 UNSUPPORTED: dict[str, str] = {
     "memory.kernel": "kernel memory limits are deprecated and ignored by recent kernels",
     "memory.kernelTCP": "kernel TCP buffer limits are not supported",
-    "memory.swappiness": "swappiness is not supported",
-    "memory.disableOOMKiller": "disabling the OOM killer is not supported",
     "memory.useHierarchy": "use_hierarchy is always on in current kernels",
     "memory.checkBeforeUpdate": "checkBeforeUpdate is not supported",
     "cpu.realtimeRuntime": "real-time CPU limits are not supported",
@@ -64,9 +65,13 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
-def _check(value: object, kind: str, where: str) -> int | str | None:
+def _check(value: object, kind: str, where: str) -> int | str | bool | None:
     if value is None:
         return None
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise InvalidResources(f"{where} must be true or false, not {value!r}")
+        return value
     if kind == "str":
         if not isinstance(value, str):
             raise InvalidResources(f"{where} must be a string, not {value!r}",
@@ -111,6 +116,8 @@ def resources_from_oci(linux_resources: Mapping[str, Any] | None) -> tuple[Resou
             warnings.append(_ignored(section))
     if values.get("pids_limit") == 0:
         values["pids_limit"] = None   # runc leaves pids.max alone for 0
+    if values.get("oom_kill_disable") is False:
+        values["oom_kill_disable"] = None   # runc writes memory.oom_control only for true
     return Resources(**values), warnings
 
 

@@ -6,7 +6,8 @@ so a co-mounted directory is created, joined and removed once.  The files:
 
 * memory (memory.rst): memory.limit_in_bytes, memory.memsw.limit_in_bytes
   (only with swap accounting), memory.soft_limit_in_bytes (the reservation),
-  usage/max_usage_in_bytes, memory.oom_control's ``oom_kill`` counter, and
+  memory.swappiness, usage/max_usage_in_bytes, memory.oom_control (written: 1
+  turns the OOM killer off for the group; read: its ``oom_kill`` counter), and
   cgroup.event_control to get OOM events on an eventfd (:mod:`.oom`).  memsw
   must stay >= the memory limit at every moment, so the write order depends on
   the direction (runc does the same).
@@ -187,6 +188,11 @@ class V1Cgroup(Cgroup):
             warnings += self._apply_memory(r.memory, r.memory_swap)
         if r.memory_reservation is not None:
             fs.write(self._dirs["memory"] / "memory.soft_limit_in_bytes", r.memory_reservation)
+        if r.memory_swappiness is not None:
+            fs.write(self._dirs["memory"] / "memory.swappiness", r.memory_swappiness)
+        if r.oom_kill_disable is not None:
+            # memory.oom_control reads back "oom_kill_disable 1"; writing 1 or 0 sets it
+            fs.write(self._dirs["memory"] / "memory.oom_control", int(r.oom_kill_disable))
         if "cpu" in self._dirs:
             self._apply_cpu(r.cpu_shares, quota, period)
         if r.pids_limit is not None:

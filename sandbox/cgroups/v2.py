@@ -13,7 +13,9 @@ memory.low (the reservation), memory.current, memory.peak (Linux 5.19+),
 memory.events (``oom_kill``, and polled for OOM notification, :mod:`.oom`),
 cpu.weight, cpu.max ("$QUOTA $PERIOD"), cpu.stat (usec), cpuset.cpus/mems,
 pids.max/current, io.stat, cgroup.freeze + cgroup.events (``frozen 1``, 5.2+)
-and cgroup.kill (5.14+).
+and cgroup.kill (5.14+).  v2 has no swappiness and no switch to turn the OOM
+killer off (memory.oom.group is another thing): those two limits come back as
+Docker's warnings.
 
 Device rules have no file on v2: they are an eBPF program (:mod:`.ebpf`)
 attached to the group's directory with bpf(2).  That works wherever there is
@@ -32,6 +34,11 @@ from .base import DEFAULT_PERIOD, Cgroup, Resources, Stats, shares_to_weight, wa
 from .devices import DeviceRule, DeviceRuleSet
 from .oom import EventsFileNotifier, OomNotifier
 from .parse import cpu_max, flat_keyed, io_stat
+
+#: What Docker's daemon says on v2, where memory.swappiness and memory.oom_control do not exist.
+NO_SWAPPINESS_WARNING = ("Your kernel does not support memory swappiness capabilities or the cgroup is "
+                         "not mounted. Memory swappiness discarded.")
+NO_OOM_KILL_DISABLE_WARNING = "Your kernel does not support OomKillDisable. OomKillDisable discarded."
 
 #: Controllers the engine enables for its groups.
 WANTED = ("cpu", "cpuset", "io", "memory", "pids")
@@ -160,6 +167,10 @@ class V2Cgroup(Cgroup):
             elif r.memory_swap is not None and r.memory_swap != -1:
                 warnings.append("Your kernel does not support swap limit capabilities. "
                                 "Memory limited without swap.")
+        if r.memory_swappiness is not None:
+            warnings.append(NO_SWAPPINESS_WARNING)
+        if r.oom_kill_disable:
+            warnings.append(NO_OOM_KILL_DISABLE_WARNING)
         if r.cpu_shares is not None:
             fs.write(self.path / "cpu.weight", shares_to_weight(r.cpu_shares))
         if quota is not None or period is not None:

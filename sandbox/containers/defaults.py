@@ -62,7 +62,8 @@ def check_resources(host: dict[str, Any]) -> None:
                   cpu_shares=host.get("CpuShares") or None, cpu_quota=host.get("CpuQuota") or None,
                   cpu_period=host.get("CpuPeriod") or None,
                   cpus=(host["NanoCpus"] / 1e9) if host.get("NanoCpus") else None,
-                  cpuset_cpus=host.get("CpusetCpus") or None,
+                  cpuset_cpus=host.get("CpusetCpus") or None, cpuset_mems=host.get("CpusetMems") or None,
+                  memory_swappiness=host.get("MemorySwappiness"),
                   pids_limit=host.get("PidsLimit")).validate()
     except CgroupError as e:
         raise UsageError(Exception.__str__(e), hint=e.hint) from None

@@ -52,11 +52,13 @@ def add_create_flags(p: argparse.ArgumentParser) -> None:
     a("-m", "--memory", help="memory limit")
     a("--memory-swap", help="swap limit equal to memory plus swap: '-1' to enable unlimited swap")
     a("--memory-reservation", help="memory soft limit")
+    a("--memory-swappiness", help="tune container memory swappiness (0 to 100; -1: the host's)")
     a("--cpus", help="number of CPUs")
     a("-c", "--cpu-shares", help="CPU shares (relative weight)")
     a("--cpu-period", help="limit CPU CFS period")
     a("--cpu-quota", help="limit CPU CFS quota")
     a("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+    a("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
     a("--pids-limit", help="tune container pids limit (set -1 for unlimited)")
     a("--read-only", action="store_true", help="mount the container's root filesystem as read only")
     a("--cap-add", action="append", default=[], help="add Linux capabilities")
@@ -120,7 +122,9 @@ def config_from_args(args: argparse.Namespace, image: str,
         cpu_shares=parse_int(args.cpu_shares, "-c, --cpu-shares") if args.cpu_shares is not None else None,
         cpu_period=parse_int(args.cpu_period, "--cpu-period") if args.cpu_period is not None else None,
         cpu_quota=parse_int(args.cpu_quota, "--cpu-quota") if args.cpu_quota is not None else None,
-        cpuset_cpus=args.cpuset_cpus,
+        cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems,
+        mem_swappiness=parse_int(args.memory_swappiness, "--memory-swappiness")
+        if args.memory_swappiness is not None else None,
         pids_limit=parse_int(args.pids_limit, "--pids-limit") if args.pids_limit is not None else None,
         read_only=args.read_only, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         security_opt=args.security_opt, pid_mode=args.pid, ipc_mode=args.ipc, uts_mode=args.uts,
@@ -185,7 +189,7 @@ def _healthcheck_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
 #: docker-py keyword -> what it means here.
 _KNOWN = {"environment", "volumes", "mounts", "tmpfs", "working_dir", "user", "hostname", "domainname",
           "entrypoint", "mem_limit", "memswap_limit", "mem_reservation", "nano_cpus", "cpu_shares",
-          "cpu_period", "cpu_quota", "cpuset_cpus", "pids_limit", "read_only", "cap_add", "cap_drop",
+          "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "mem_swappiness", "pids_limit", "read_only", "cap_add", "cap_drop",
           "privileged", "security_opt", "pid_mode", "ipc_mode", "uts_mode", "devices", "ulimits", "init",
           "stop_signal", "stop_timeout", "restart_policy", "healthcheck", "runtime", "labels",
           "network_mode", "network", "ports", "auto_remove", "remove", "stdin_open", "tty", "name", "log_config",
@@ -458,13 +462,30 @@ def _security_config(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resource_config(kw: dict[str, Any], memory: int, swap: int, nano: Any, cpuset: Any) -> dict[str, Any]:
-    """The cgroup limits: Memory, MemorySwap, MemoryReservation, NanoCpus, CpuShares ... PidsLimit."""
+    """The cgroup limits: Memory, MemorySwap, MemoryReservation, NanoCpus, CpuShares ... PidsLimit.
+
+    MemorySwappiness is None unless set (Docker's -1 means the same: the parent's value).
+    """
+    mems = kw.get("cpuset_mems")
+    if mems and not _CPUSET.match(str(mems)):
+        raise bad_value(mems, "--cpuset-mems", "invalid format", "use a list such as 0-1")
+    swappiness = kw.get("mem_swappiness")
+    if swappiness is not None:
+        try:
+            swappiness = int(swappiness)
+        except (TypeError, ValueError):
+            raise bad_value(swappiness, "--memory-swappiness", "not a number", "use 0 to 100") from None
+        if not -1 <= swappiness <= 100:
+            raise UsageError(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100",
+                             hint="0 avoids swapping, 100 swaps eagerly; -1 keeps the host's value")
+        swappiness = None if swappiness == -1 else swappiness
     return {"Memory": memory, "MemorySwap": swap,
             "MemoryReservation": parse_bytes(kw["mem_reservation"], "--memory-reservation")
             if kw.get("mem_reservation") not in (None, "") else 0,
             "NanoCpus": int(nano or 0), "CpuShares": int(kw.get("cpu_shares") or 0),
             "CpuPeriod": int(kw.get("cpu_period") or 0), "CpuQuota": int(kw.get("cpu_quota") or 0),
-            "CpusetCpus": cpuset or "", "PidsLimit": kw.get("pids_limit")}
+            "CpusetCpus": cpuset or "", "CpusetMems": str(mems or ""), "MemorySwappiness": swappiness,
+            "PidsLimit": kw.get("pids_limit")}
 
 
 def _process_config(kw: dict[str, Any]) -> dict[str, Any]:

@@ -250,6 +250,34 @@ def test_oom_kill_is_recorded(engine):
         c.remove(force=True)
 
 
+def test_oom_kill_disable_makes_a_hog_wait_and_stop_still_ends_it(engine):
+    """--oom-kill-disable, --memory-swappiness and --memory-reservation reach the kernel (v1), or are
+    Docker's warnings (v2, which has neither file); a hog over the limit then waits, not dies."""
+    from sandbox import cgroups
+    if cgroups.detect() != "v1":
+        pytest.skip("memory.oom_control and memory.swappiness exist on cgroup v1 only")
+    c = engine.containers.run("busybox", ["sh", "-c", "a=aaaaaaaa; while true; do a=$a$a; done"], detach=True,
+                              mem_limit="16m", memswap_limit="16m", oom_kill_disable=True, mem_swappiness=0,
+                              mem_reservation="8m")
+    try:
+        assert c.attrs["HostConfig"]["OomKillDisable"] is True and c.attrs["HostConfig"]["MemorySwappiness"] == 0
+        memory = cgroups.open_cgroup(c.id).paths["memory"]
+        assert (memory / "memory.swappiness").read_text().strip() == "0"
+        assert (memory / "memory.soft_limit_in_bytes").read_text().strip() == str(8 << 20)
+        deadline = time.monotonic() + 10
+        control = ""
+        while "under_oom 1" not in control and time.monotonic() < deadline:
+            control = (memory / "memory.oom_control").read_text()
+            time.sleep(0.05)
+        assert "oom_kill_disable 1" in control and "under_oom 1" in control and "oom_kill 0" in control
+        assert c.reload().status == "running"          # waiting for memory, not killed
+        c.stop(timeout=1)
+        state = c.reload().attrs["State"]
+        assert state["ExitCode"] == 137 and state["OOMKilled"] is False
+    finally:
+        c.remove(force=True)
+
+
 def test_a_container_reads_its_own_limits_in_sys_fs_cgroup(engine):
     # As under Docker: its own groups, read-only, in the host's cgroup version --
     # a hybrid host (v1 controllers plus an empty unified mount) is v1.

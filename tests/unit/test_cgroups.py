@@ -273,7 +273,7 @@ V1_FILES = {
     "memory": {"memory.limit_in_bytes": V1_UNLIMITED, "memory.memsw.limit_in_bytes": V1_UNLIMITED,
                "memory.usage_in_bytes": "0\n", "memory.max_usage_in_bytes": "0\n",
                "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
-               "memory.soft_limit_in_bytes": V1_UNLIMITED, "memory.stat": "",
+               "memory.soft_limit_in_bytes": V1_UNLIMITED, "memory.stat": "", "memory.swappiness": "60\n",
                "cgroup.event_control": ""},
     "devices": {"devices.allow": "", "devices.deny": "", "devices.list": "a *:* rwm\n"},
     "freezer": {"freezer.state": "THAWED\n"},
@@ -356,6 +356,23 @@ def test_v1_apply_writes_values(v1):
     assert text(d["pids"] / "pids.max") == "max"
     v1.apply(Resources(pids_limit=20, cpu_quota=-1))
     assert text(d["pids"] / "pids.max") == "20" and text(d["cpu"] / "cpu.cfs_quota_us") == "-1"
+
+
+def test_v1_swappiness_and_oom_killer(v1):
+    d = v1.paths["memory"]
+    assert v1.apply(Resources(memory_swappiness=0, oom_kill_disable=True, memory_reservation=32 * MB)) == []
+    assert text(d / "memory.swappiness") == "0" and text(d / "memory.oom_control") == "1"
+    assert text(d / "memory.soft_limit_in_bytes") == str(32 * MB)
+    v1.apply(Resources(memory_swappiness=-1, oom_kill_disable=False))   # -1: left as it is
+    assert text(d / "memory.swappiness") == "0" and text(d / "memory.oom_control") == "0"
+
+
+def test_v2_swappiness_and_oom_killer_are_warnings(v2):
+    warnings = v2.apply(Resources(memory_swappiness=10, oom_kill_disable=True))
+    assert [w.split(".")[0] for w in warnings] == [
+        "Your kernel does not support memory swappiness capabilities or the cgroup is not mounted",
+        "Your kernel does not support OomKillDisable"]
+    assert not (v2.path / "memory.swappiness").exists()
 
 
 def test_v1_memory_write_order_keeps_memsw_above_memory(v1, writes):
@@ -547,6 +564,8 @@ def test_apply_on_a_group_not_created(tmp_path):
     ({"cpuset_cpus": "0-x"}, "Invalid value 0-x for cpuset-cpus"),
     ({"cpuset_mems": "3-1"}, "cpuset-mems"),
     ({"pids_limit": -2}, "Invalid pids limit"),
+    ({"memory_swappiness": 101}, "valid memory swappiness range is 0-100"),
+    ({"memory_swappiness": -2}, "valid memory swappiness range is 0-100"),
 ])
 def test_invalid_resources_are_refused_like_docker(kwargs, message):
     with pytest.raises(InvalidResources, match=message):

@@ -46,9 +46,8 @@ def test_unsupported_and_unknown_fields_are_warnings():
         "rdma": {"mlx5_1": {"hcaHandles": 3}}, "whatever": 1,
         "devices": [{"allow": False, "access": "rwm", "comment": "deny all"}],
     })
-    assert r == Resources(memory=64 * MB)
+    assert r == Resources(memory=64 * MB, memory_swappiness=60)
     assert warnings == [
-        "linux.resources.memory.swappiness: swappiness is not supported; ignored",
         "linux.resources.memory.madeUp is not an OCI resource field this engine knows; ignored",
         "linux.resources.blockIO: block I/O limits are not supported; ignored",
         "linux.resources.rdma: RDMA limits are not supported; ignored",
@@ -68,6 +67,8 @@ def test_unsupported_and_unknown_fields_are_warnings():
     ({"cpu": {"cpus": 2}}, "linux.resources.cpu.cpus must be a string"),
     ({"cpu": {"mems": ["0"]}}, "linux.resources.cpu.mems must be a string"),
     ({"pids": {"limit": "10"}}, "linux.resources.pids.limit must be an integer"),
+    ({"memory": {"disableOOMKiller": 1}}, "linux.resources.memory.disableOOMKiller must be true or false"),
+    ({"memory": {"swappiness": -1}}, "linux.resources.memory.swappiness must be a non-negative integer"),
     ({"devices": [{"allow": 1}]}, r"linux.resources.devices\[0\].allow must be true or false"),
     ({"devices": {"allow": False}}, "linux.resources.devices must be a list"),
 ])

@@ -131,12 +131,19 @@ def _resources(limits: ResourceLimits, device_rules: list[dict[str, Any]]) -> di
                              hint="--memory-swap is memory plus swap; -1 means unlimited swap")
     elif limits.memory_swap not in (None, 0):
         raise UsageError("--memory-swap needs --memory")
+    if limits.memory_reservation:
+        memory["reservation"] = limits.memory_reservation
+    if limits.memory_swappiness is not None:
+        memory["swappiness"] = limits.memory_swappiness
+    if limits.oom_kill_disable:
+        memory["disableOOMKiller"] = True
     if memory:
         out["memory"] = memory
     cpu = {key: value for key, value in (("shares", limits.cpu_shares),
                                          ("quota", limits.cpu_quota),
                                          ("period", limits.cpu_period),
-                                         ("cpus", limits.cpuset_cpus)) if value}
+                                         ("cpus", limits.cpuset_cpus),
+                                         ("mems", limits.cpuset_mems)) if value}
     if cpu:
         out["cpu"] = cpu
     if limits.pids_limit:

@@ -28,15 +28,20 @@ class ResourceLimits:
     """cgroup limits, in docker's units (bytes, shares, microseconds).
 
     ``memory_swap`` is memory + swap like ``--memory-swap``: None means twice
-    ``memory`` (Docker's default), -1 unlimited.
+    ``memory`` (Docker's default), -1 unlimited.  ``memory_swappiness`` None
+    keeps the parent's; ``oom_kill_disable`` is ``--oom-kill-disable``.
     """
 
     memory: int | None = None
     memory_swap: int | None = None
+    memory_reservation: int | None = None
+    memory_swappiness: int | None = None
+    oom_kill_disable: bool = False
     cpu_shares: int | None = None
     cpu_quota: int | None = None
     cpu_period: int | None = None
     cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
     pids_limit: int | None = None
 
 
