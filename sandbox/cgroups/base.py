@@ -26,6 +26,7 @@ from typing import Any
 from ..errors import CgroupError, InvalidResources
 from . import fs
 from .devices import DeviceRule, DeviceRuleSet, parse_device_rules
+from .limits import ExtraLimits
 from .oom import OomNotifier
 from .parse import cpu_list
 
@@ -85,6 +86,8 @@ class Resources:
     oom_kill_disable   True: the kernel's OOM killer leaves the group alone (v1's
                  memory.oom_control; v2 has no such switch: a warning); a process
                  over the limit then waits for memory instead of being killed
+    extra        the OCI fields beyond Docker's flags (block I/O, huge pages, network
+                 classes, RDMA, real-time CPU, ...): :class:`~sandbox.cgroups.limits.ExtraLimits`
 
     Docker's 0 ("not set") is accepted as None for memory, memory_swap,
     memory_reservation, cpu_shares, cpu_quota, cpu_period and cpus.
@@ -102,6 +105,7 @@ class Resources:
     pids_limit: int | None = None
     memory_swappiness: int | None = None
     oom_kill_disable: bool | None = None
+    extra: ExtraLimits | None = None
 
     def __post_init__(self) -> None:
         for name in ("memory", "memory_swap", "memory_reservation", "cpu_shares", "cpu_quota",
@@ -113,7 +117,8 @@ class Resources:
 
     def requested(self) -> bool:
         """True when any limit is set (a group is then required, not optional)."""
-        return any(getattr(self, f.name) is not None for f in fields(self))
+        return any(getattr(self, f.name) is not None for f in fields(self) if f.name != "extra") or \
+            (self.extra is not None and self.extra.requested())
 
     def validate(self) -> None:
         """Raise InvalidResources for any value docker would refuse."""
@@ -126,6 +131,8 @@ class Resources:
                 except ValueError:
                     raise InvalidResources(f"Invalid value {text} for {name}",
                                            hint="use a list such as 0-2,4") from None
+        if self.extra is not None:
+            self.extra.validate()
         if self.memory_swappiness is not None and not 0 <= self.memory_swappiness <= 100:
             raise InvalidResources(f"Invalid value: {self.memory_swappiness}, valid memory swappiness "
                                    "range is 0-100", hint="0 avoids swapping, 100 swaps eagerly; -1 leaves "

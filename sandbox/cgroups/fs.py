@@ -102,6 +102,12 @@ def _hint(path: Path, err: int) -> str | None:
                     "memory nodes; change the children first")
         if err == E.EINVAL:
             return "the CPUs or memory nodes must exist and be a subset of the parent's cpuset"
+    if name.startswith(("blkio.", "io.")) and err in (E.EOPNOTSUPP, E.EINVAL, E.ENODEV):
+        return ("per-device weights need the BFQ scheduler on that device (cat /sys/dev/block/MAJ:MIN/queue/"
+                "scheduler); the device must be a whole block device given as MAJ:MIN")
+    if name.startswith("cpu.rt_") and err == E.EINVAL:
+        return ("the real-time runtime must fit in the parent group's budget: give the parent "
+                "cpu.rt_runtime_us first (it is 0 for a new group)")
     if name.startswith("cpu.") and err == E.EINVAL:
         return ("the quota must be at least 1000us, the period between 1000us and "
                 "1000000us, and within what the parent group allows")

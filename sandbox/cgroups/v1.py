@@ -35,9 +35,11 @@ from . import fs
 from .base import Cgroup, Resources, Stats, wait_until
 from .devices import DeviceRule, DeviceRuleSet
 from .oom import EventfdOomNotifier, OomNotifier
+from .limits import plan_v1
 from .parse import blkio_service_bytes, flat_keyed
 
-CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")
+CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+               "hugetlb", "net_cls", "net_prio", "rdma")
 
 #: v1 shows "no limit" as PAGE_COUNTER_MAX pages in bytes (9223372036854771712).
 UNLIMITED = 1 << 62
@@ -177,6 +179,7 @@ class V1Cgroup(Cgroup):
         return fs.read(parent / "cpuset.cpus"), fs.read(parent / "cpuset.mems")
 
     def _write_limits(self, r: Resources, quota: int | None, period: int | None) -> list[str]:
+        planned = plan_v1(r.extra, self._dirs) if r.extra is not None else []   # refused before any write
         warnings: list[str] = []
         d = self._dirs.get("cpuset")
         if d is not None:
@@ -198,6 +201,8 @@ class V1Cgroup(Cgroup):
         if r.pids_limit is not None:
             value = "max" if r.pids_limit in (-1, 0) else str(r.pids_limit)
             fs.write(self._dirs["pids"] / "pids.max", value)
+        for path, text in planned:
+            fs.write(path, text)
         return warnings
 
     def _apply_memory(self, memory: int | None, swap: int | None) -> list[str]:

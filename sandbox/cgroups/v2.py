@@ -32,6 +32,7 @@ from ..errors import CgroupError, CgroupUnavailable, KernelError
 from . import fs
 from .base import DEFAULT_PERIOD, Cgroup, Resources, Stats, shares_to_weight, wait_until
 from .devices import DeviceRule, DeviceRuleSet
+from .limits import plan_v2
 from .oom import EventsFileNotifier, OomNotifier
 from .parse import cpu_max, flat_keyed, io_stat
 
@@ -41,7 +42,7 @@ NO_SWAPPINESS_WARNING = ("Your kernel does not support memory swappiness capabil
 NO_OOM_KILL_DISABLE_WARNING = "Your kernel does not support OomKillDisable. OomKillDisable discarded."
 
 #: Controllers the engine enables for its groups.
-WANTED = ("cpu", "cpuset", "io", "memory", "pids")
+WANTED = ("cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma")
 
 
 def unified_root(base: Path, explicit: bool = False,
@@ -149,6 +150,7 @@ class V2Cgroup(Cgroup):
                 fs.read(self.path.parent / "cpuset.mems.effective"))
 
     def _write_limits(self, r: Resources, quota: int | None, period: int | None) -> list[str]:
+        planned = plan_v2(r.extra, self.path, self.controllers()) if r.extra is not None else []
         warnings: list[str] = []
         if r.cpuset_cpus is not None:
             fs.write(self.path / "cpuset.cpus", r.cpuset_cpus)
@@ -177,6 +179,8 @@ class V2Cgroup(Cgroup):
             self._write_cpu_max(quota, period)
         if r.pids_limit is not None:
             fs.write(self.path / "pids.max", "max" if r.pids_limit in (-1, 0) else r.pids_limit)
+        for path, text in planned:
+            fs.write(path, text)
         return warnings
 
     def _write_cpu_max(self, quota: int | None, period: int | None) -> None:

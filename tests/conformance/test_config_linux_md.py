@@ -198,6 +198,62 @@ def test_cgroups_path_and_a_memory_limit(both):
     _rmdir_parents("conformance")
 
 
+def _block_device() -> str | None:
+    """MAJOR:MINOR of a real disk of this host (not a loop or zram device), for I/O limits."""
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("loop", "zram", "ram")):
+            return Path(f"/sys/block/{name}/dev").read_text().strip()
+    return None
+
+
+def test_resources_beyond_dockers_flags_as_runc_applies_them(both):
+    """linux.resources blockIO and memory.swappiness/disableOOMKiller: applied as runc applies
+    them (read back from inside), kernelTCP ignored as runc 1.1 ignores it, a per-device weight
+    refused alike where the device's scheduler has none; cpu.burst and cpu.idle, which runc 1.1
+    does not write on v1, land in ours."""
+    from sandbox.cgroups import detect
+    device = _block_device()
+    if detect() != "v1" or device is None or not os.path.exists("/sys/fs/cgroup/blkio/sandbox/blkio.bfq.weight"):
+        pytest.skip("needs cgroup v1 with BFQ weights and a block device")
+    major, minor = (int(n) for n in device.split(":"))
+    files = ["blkio/blkio.bfq.weight", "blkio/blkio.throttle.read_bps_device",
+             "memory/memory.kmem.tcp.limit_in_bytes", "memory/memory.swappiness"]
+    script = "; ".join(f"cat /sys/fs/cgroup/{f}" for f in files) + "; head -1 /sys/fs/cgroup/memory/memory.oom_control"
+
+    def edit(s):
+        s["linux"]["resources"].update(
+            blockIO={"weight": 300, "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 10485760}]},
+            memory={"limit": 64 << 20, "kernelTCP": 16 << 20, "swappiness": 10, "disableOOMKiller": True})
+    results = probe(both, script, edit)
+    code, out = same(results)
+    assert code == 0, out
+    assert out.split() == ["300", f"{device}", "10485760", "9223372036854771712", "10",
+                           "oom_kill_disable", "1"], out
+
+    def weight_device(s):
+        s["linux"]["resources"]["blockIO"] = {"weightDevice": [{"major": major, "minor": minor, "weight": 400}]}
+    scheduler = Path(f"/sys/dev/block/{device}/queue/scheduler").read_text()
+    results = probe(both, "true", weight_device)
+    if "[bfq]" not in scheduler:       # only BFQ has per-device weights: both refuse
+        assert all(r.code != 0 and "weight_device" in r.err for r in results.values()), results
+
+    spec = both.spec(["sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.cfs_burst_us /sys/fs/cgroup/cpu/cpu.idle"])
+    spec["linux"]["resources"]["cpu"] = {"burst": 1000, "idle": 1}
+    r = both.run(spec)["sandbox"]
+    assert (r.code, r.out.split()) == (0, ["1000", "1"]), r.out
+
+
+def test_a_resource_the_kernel_lacks_is_refused_naming_the_field(both):
+    """hugepageLimits where no hugetlb controller is mounted: refused with the field named, before
+    anything runs (runc 1.1 skips an unmounted controller in silence)."""
+    if os.path.isdir("/sys/fs/cgroup/hugetlb"):
+        pytest.skip("this host has a hugetlb controller")
+    spec = both.spec(["true"])
+    spec["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 0}]
+    r = both.run(spec)["sandbox"]
+    assert r.code != 0 and "hugepageLimits" in r.err and "hugetlb" in r.err, r.err
+
+
 def _rmdir_parents(name):
     """runc leaves the parent directories of a cgroupsPath behind; the leak check would see them."""
     base = "/sys/fs/cgroup"

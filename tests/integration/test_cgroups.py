@@ -190,6 +190,23 @@ def test_v1_limits_stats_freeze_kill_destroy(v1_group: Cgroup) -> None:
     assert not any(p.exists() for p in paths.values())
 
 
+def test_v1_real_time_burst_and_idle_reach_the_kernel(v1_group: Cgroup) -> None:
+    """The OCI cpu fields beyond Docker's flags, on the real cpu hierarchy: a real-time budget
+    beyond the parent's is refused with the reason (the parent has none), and nothing else written."""
+    from sandbox.cgroups.limits import ExtraLimits
+    cpu = v1_group.paths["cpu"]
+    if not (cpu / "cpu.cfs_burst_us").exists() or not (cpu / "cpu.idle").exists():
+        pytest.skip("this kernel has no cpu.cfs_burst_us or cpu.idle")
+    assert v1_group.apply(Resources(extra=ExtraLimits(cpu_burst=2000, cpu_idle=1))) == []
+    assert (cpu / "cpu.cfs_burst_us").read_text().strip() == "2000" and (cpu / "cpu.idle").read_text().strip() == "1"
+    if not (cpu / "cpu.rt_runtime_us").exists():
+        return
+    with pytest.raises(CgroupError) as info:
+        v1_group.apply(Resources(extra=ExtraLimits(cpu_rt_runtime=10000)))
+    assert info.value.errno == errno.EINVAL and "parent" in (info.value.hint or "")
+    assert (cpu / "cpu.rt_runtime_us").read_text().strip() == "0"
+
+
 def test_v1_kill_of_a_frozen_group_thaws_it(v1_group: Cgroup) -> None:
     cg = v1_group
     procs = [_spawn_in(cg, ["sleep", "300"]) for _ in range(2)]

@@ -179,9 +179,9 @@ def test_v2_create_enables_controllers_on_every_level_above(tmp_path, writes):
     cg.create()
     assert cg.exists()
     enabled = [(n, v) for n, v in writes if n == "cgroup.subtree_control"]
-    # root and sandbox offer five wanted controllers (hugetlb is not wanted), deep three
+    # root and sandbox offer six wanted controllers (as runc, hugetlb too), deep three
     assert enabled == [("cgroup.subtree_control", f"+{c}") for c in
-                       ["cpu", "cpuset", "io", "memory", "pids"] * 2 + ["cpu", "memory", "pids"]]
+                       ["cpu", "cpuset", "hugetlb", "io", "memory", "pids"] * 2 + ["cpu", "memory", "pids"]]
     assert not (cg.paths["unified"] / "cgroup.subtree_control").exists()   # never in the leaf
 
 
