@@ -337,7 +337,9 @@ class Container:
 
     def start(self) -> None:
         self._client.call("start", id=self.id)
-        self.reload()
+        # quietly: an --rm container whose command is quick may be gone already (the API's
+        # start of `docker run --rm` then answered 404 though the run had worked)
+        self._reload_quietly()
 
     def stop(self, timeout: float | None = None, signal: str | None = None) -> None:
         self._client.stream("stop", None, id=self.id, timeout=timeout, signal=signal)
