@@ -139,7 +139,7 @@ class Client:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (self._try_connect_quietly() is None and not _alive(pid)
-                    and (not keeper or not _alive(int(keeper)) or _has_children(int(keeper)))):
+                    and (not keeper or not _alive(int(keeper)) or _has_children(int(keeper), but=pid))):
                 return pid
             time.sleep(0.02)
         raise SupervisorError(f"the supervisor (pid {pid}) did not stop within {timeout:.0f} s",
@@ -258,13 +258,15 @@ def _result(reply: dict[str, Any]) -> Any:
     return reply.get("result")
 
 
-def _has_children(pid: int) -> bool:
-    """Whether ``pid`` has child processes (containers an exit keeper still waits for)."""
+def _has_children(pid: int, but: int | None = None) -> bool:
+    """Whether ``pid`` has live child processes other than ``but`` (containers an exit keeper
+    still waits for; the supervisor it has not reaped yet does not count)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return bool(f.read().split())
+            children = [int(c) for c in f.read().split()]
     except OSError:
         return False
+    return any(c != but and _alive(c) for c in children)
 
 
 def _alive(pid: int) -> bool:
