@@ -46,6 +46,16 @@ class Parser(argparse.ArgumentParser):
             sys.stderr.write(message)
         raise _Exit(status)
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # Python 3.11's argparse drops a "--" that is an option's own value
+        # (``--label=--``) and hands the verb an empty list instead of a string;
+        # docker's flag parser takes it as the value, and so do we.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
+
 
 class _Exit(Exception):
     """--help and --version end the parse; main() turns this into an exit code."""

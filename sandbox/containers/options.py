@@ -116,7 +116,7 @@ def config_from_args(args: argparse.Namespace, image: str,
         environment=env, volumes=args.volume, mounts=[parse_mount(m) for m in args.mount],
         tmpfs=dict(t.partition(":")[::2] for t in args.tmpfs), working_dir=args.workdir, user=args.user,
         hostname=args.hostname, domainname=args.domainname,
-        entrypoint=(shlex.split(args.entrypoint) or [""]) if args.entrypoint is not None else None,
+        entrypoint=(_words(args.entrypoint, "--entrypoint") or [""]) if args.entrypoint is not None else None,
         mem_limit=args.memory, memswap_limit=args.memory_swap, mem_reservation=args.memory_reservation,
         nano_cpus=parse_cpus(args.cpus) if args.cpus is not None else None,
         cpu_shares=parse_int(args.cpu_shares, "-c, --cpu-shares") if args.cpu_shares is not None else None,
@@ -197,6 +197,61 @@ _KNOWN = {"environment", "volumes", "mounts", "tmpfs", "working_dir", "user", "h
           "extra_hosts", "detach", "attach", "env_file", "expose", "cpus", "dns_opt", "publish_all_ports",
           "mac_address"}
 
+_LIST = (list, tuple)
+
+#: docker-py's type of each keyword that is text, a list or a dict (numbers go
+#: through :func:`parse_int`, flags through ``bool``); another type is refused
+#: up front, with the keyword's name, instead of failing deep inside a step.
+_KEYWORD_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("name", "hostname", "domainname", "working_dir", "cpuset_cpus", "cpuset_mems", "runtime",
+                     "network_mode", "network", "pid_mode", "ipc_mode", "uts_mode", "mac_address"), (str,)),
+    "user": (str, int), "stop_signal": (str, int), "entrypoint": (str, *_LIST),
+    "mem_limit": (int, float, str), "memswap_limit": (int, float, str), "mem_reservation": (int, float, str),
+    "shm_size": (int, float, str), "cpus": (int, float, str),
+    "environment": (dict, *_LIST), "volumes": (dict, *_LIST), "labels": (dict, *_LIST),
+    "extra_hosts": (dict, *_LIST), "restart_policy": (dict, str),
+    **dict.fromkeys(("tmpfs", "sysctls", "ports", "healthcheck", "log_config"), (dict,)),
+    **dict.fromkeys(("env_file", "mounts", "cap_add", "cap_drop", "security_opt", "devices", "ulimits", "dns",
+                     "dns_opt", "dns_search", "group_add", "expose", "attach"), _LIST),
+}
+
+#: The types the items of a list keyword may have.
+_ITEM_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("environment", "env_file", "entrypoint", "volumes", "cap_add", "cap_drop", "security_opt",
+                     "dns", "dns_opt", "dns_search", "extra_hosts", "attach"), (str,)),
+    "mounts": (dict,), "devices": (str, dict), "ulimits": (str, dict), "group_add": (str, int),
+    "expose": (str, int),
+}
+
+
+def _check_types(command: Any, kw: dict[str, Any]) -> None:
+    """Refuse a keyword (or one of its list items) of a type docker-py does not take."""
+    def refuse(key: str, value: Any, types: tuple[type, ...]) -> UsageError:
+        want = " or ".join(dict.fromkeys("list" if t is tuple else t.__name__ for t in types))
+        return UsageError(f"{key}={value!r}: expected {want}, got {type(value).__name__}",
+                          hint="see help(engine.containers.run) for the type of each keyword")
+
+    for key, value in [("command", command), *kw.items()]:
+        types = (str, *_LIST) if key == "command" else _KEYWORD_TYPES.get(key)
+        if value is None or types is None:
+            continue  # not given: each step has its default
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise refuse(key, value, types)
+        items = (str,) if key == "command" else _ITEM_TYPES.get(key)
+        if items and isinstance(value, _LIST):
+            for i, item in enumerate(value):
+                if isinstance(item, bool) or not isinstance(item, items):
+                    raise refuse(f"{key}[{i}]", item, items)
+
+
+def _words(text: str, what: str) -> list[str]:
+    """``text`` split as a shell would (``sh -c 'echo hi'``)."""
+    try:
+        return shlex.split(text)
+    except ValueError as e:  # an unclosed quote, a trailing backslash
+        raise UsageError(f"cannot split {what} {text!r} into words: {e}",
+                         hint="close the quote, or give the command as a list") from None
+
 
 def config_from_kwargs(image: str, command: str | list[str] | None = None,
                        **kw: Any) -> tuple[dict[str, Any], dict[str, Any], str | None]:
@@ -210,8 +265,10 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
     if unknown:
         raise UsageError(f"unknown argument(s): {', '.join(sorted(unknown))}",
                          hint="see help(engine.containers.run) for the accepted keywords")
+    _check_types(command, kw)
     name = _container_name(kw.get("name"))
-    cmd = shlex.split(command) if isinstance(command, str) else (list(command) if command is not None else None)
+    cmd = _words(command, "the command") if isinstance(command, str) else \
+        (list(command) if command is not None else None)
     env = _environment(kw.get("environment"), kw.get("env_file"))
     entrypoint = _entrypoint(kw.get("entrypoint"))
     binds, anonymous = _volumes(kw.get("volumes") or [])
@@ -238,7 +295,7 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
         "StdinOnce": stdin_open and not detach, "Env": env, "Cmd": cmd, "Healthcheck": healthcheck,
         "Image": image, "Volumes": anonymous or None, "WorkingDir": kw.get("working_dir") or "",
         "Entrypoint": entrypoint, "Labels": parse_labels(kw.get("labels")), "StopSignal": stop_signal,
-        "StopTimeout": kw.get("stop_timeout"),
+        "StopTimeout": parse_int(kw["stop_timeout"], "stop_timeout") if kw.get("stop_timeout") is not None else None,
     }
     if kw.get("mac_address"):
         from ..network.addresses import parse_mac
@@ -254,7 +311,7 @@ def config_from_kwargs(image: str, command: str | list[str] | None = None,
         "Runtime": runtime, "LogConfig": log_config, **_process_config(kw),
         "Dns": list(kw.get("dns") or []), "DnsOptions": list(kw.get("dns_opt") or []),
         "DnsSearch": list(kw.get("dns_search") or []),
-        "ExtraHosts": list(kw.get("extra_hosts") or []) or None,
+        "ExtraHosts": _extra_hosts(kw.get("extra_hosts") or []) or None,
     }
     if host["OomScoreAdj"] and not -1000 <= host["OomScoreAdj"] <= 1000:
         raise UsageError(f"Invalid value {host['OomScoreAdj']}, range for oom score adj is [-1000, 1000]")
@@ -306,7 +363,7 @@ def _environment(given: Any, env_files: Iterable[str] | None) -> list[str]:
 def _entrypoint(entrypoint: Any) -> Any:
     """A string is split as a shell would; ``""`` (or ``[""]``) clears the image's entrypoint."""
     if isinstance(entrypoint, str):
-        entrypoint = shlex.split(entrypoint) or [""]
+        entrypoint = _words(entrypoint, "the entrypoint") or [""]
     if entrypoint == [""]:
         entrypoint = []
     return entrypoint
@@ -319,7 +376,10 @@ def _volumes(vols: Any) -> tuple[list[str], dict[str, Any]]:
     if isinstance(vols, dict):
         for host_path, spec in vols.items():
             mode = spec.get("mode", "rw") if isinstance(spec, dict) else "rw"
-            target = spec["bind"] if isinstance(spec, dict) else spec
+            target = spec.get("bind") if isinstance(spec, dict) else spec
+            if not isinstance(target, str) or not isinstance(mode, str):
+                raise UsageError(f"volumes={{{host_path!r}: {spec!r}}}: expected {{'bind': PATH, 'mode': 'rw' or 'ro'}}",
+                                 hint="e.g. volumes={'/srv/data': {'bind': '/data', 'mode': 'ro'}}")
             vols_list = f"{host_path}:{target}:{mode}"
             bind, _ = parse_volume(vols_list)
             if bind is not None:   # always, for HOST:TARGET:MODE
@@ -395,9 +455,13 @@ def _healthcheck(hc: Any) -> Any:
     """docker's Healthcheck as given, or docker-py's lower-case spelling of it."""
     if hc is not None and "Test" not in hc:  # docker-py spells them in lower case
         test = hc.get("test")
+        if test is not None and not isinstance(test, (str, *_LIST)):
+            raise UsageError(f"healthcheck test {test!r}: expected a command string or list",
+                             hint="e.g. healthcheck={'test': 'curl -f http://localhost/', 'interval': 10**9}")
         hc = {"Test": ["CMD-SHELL", test] if isinstance(test, str) else list(test or ["NONE"]),
-              "Interval": int(hc.get("interval") or 0), "Timeout": int(hc.get("timeout") or 0),
-              "StartPeriod": int(hc.get("start_period") or 0), "Retries": int(hc.get("retries") or 0)}
+              **{key: parse_int(hc.get(word) or 0, f"healthcheck {word}") for key, word in (
+                  ("Interval", "interval"), ("Timeout", "timeout"), ("StartPeriod", "start_period"),
+                  ("Retries", "retries"))}}
     return hc
 
 
@@ -415,8 +479,12 @@ def _ports(expose: Iterable[Any], ports: dict[Any, Any]) -> tuple[dict[str, Any]
         for item in items:
             if isinstance(item, dict):
                 port_bindings.setdefault(port, []).append(item)
-            elif isinstance(item, tuple):
-                port_bindings.setdefault(port, []).append({"HostIp": item[0], "HostPort": str(item[1])})
+            elif isinstance(item, tuple):  # docker-py: (host ip, host port) or (host ip,)
+                if len(item) not in (1, 2):
+                    raise UsageError(f"ports={{{key!r}: {item!r}}}: expected (host ip, host port) or (host ip,)",
+                                     hint="e.g. ports={'80/tcp': ('127.0.0.1', 8080)}")
+                port_bindings.setdefault(port, []).append(
+                    {"HostIp": str(item[0]), "HostPort": str(item[1]) if len(item) == 2 else ""})
             elif item is not None:
                 port_bindings.setdefault(port, []).append({"HostIp": "", "HostPort": str(item)})
     return exposed, port_bindings
@@ -435,6 +503,9 @@ def _log_config(log_config: dict[str, Any]) -> dict[str, Any]:
     if log_config.get("Type") not in ("json-file", "none"):
         raise UsageError(f"logging driver {log_config.get('Type')!r} is not available",
                          hint="use --log-driver json-file or none")
+    if not isinstance(log_config.get("Config") or {}, dict):
+        raise UsageError(f"log_config Config {log_config['Config']!r}: expected a dict of log options",
+                         hint="e.g. {'Type': 'json-file', 'Config': {'max-size': '10m'}}")
     log_opts = dict(log_config.get("Config") or {})
     for key in log_opts:
         if key not in ("max-size", "max-file"):
@@ -473,7 +544,7 @@ def _resource_config(kw: dict[str, Any], memory: int, swap: int, nano: Any, cpus
     if swappiness is not None:
         try:
             swappiness = int(swappiness)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise bad_value(swappiness, "--memory-swappiness", "not a number", "use 0 to 100") from None
         if not -1 <= swappiness <= 100:
             raise UsageError(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100",
@@ -482,10 +553,11 @@ def _resource_config(kw: dict[str, Any], memory: int, swap: int, nano: Any, cpus
     return {"Memory": memory, "MemorySwap": swap,
             "MemoryReservation": parse_bytes(kw["mem_reservation"], "--memory-reservation")
             if kw.get("mem_reservation") not in (None, "") else 0,
-            "NanoCpus": int(nano or 0), "CpuShares": int(kw.get("cpu_shares") or 0),
-            "CpuPeriod": int(kw.get("cpu_period") or 0), "CpuQuota": int(kw.get("cpu_quota") or 0),
+            "NanoCpus": parse_int(nano or 0, "nano_cpus"), "CpuShares": parse_int(kw.get("cpu_shares") or 0, "cpu_shares"),
+            "CpuPeriod": parse_int(kw.get("cpu_period") or 0, "cpu_period"),
+            "CpuQuota": parse_int(kw.get("cpu_quota") or 0, "cpu_quota"),
             "CpusetCpus": cpuset or "", "CpusetMems": str(mems or ""), "MemorySwappiness": swappiness,
-            "PidsLimit": kw.get("pids_limit")}
+            "PidsLimit": parse_int(kw["pids_limit"], "pids_limit") if kw.get("pids_limit") is not None else None}
 
 
 def _process_config(kw: dict[str, Any]) -> dict[str, Any]:
@@ -493,4 +565,12 @@ def _process_config(kw: dict[str, Any]) -> dict[str, Any]:
     return {"GroupAdd": [str(g) for g in kw.get("group_add") or []] or None,
             "ShmSize": parse_bytes(kw["shm_size"], "--shm-size") if kw.get("shm_size") else 0,
             "Sysctls": dict(kw.get("sysctls") or {}) or None,
-            "OomScoreAdj": int(kw.get("oom_score_adj") or 0), "OomKillDisable": bool(kw.get("oom_kill_disable"))}
+            "OomScoreAdj": parse_int(kw.get("oom_score_adj") or 0, "oom_score_adj"),
+            "OomKillDisable": bool(kw.get("oom_kill_disable"))}
+
+
+def _extra_hosts(hosts: Any) -> list[str]:
+    """``--add-host`` strings, or docker-py's ``{hostname: ip}``, as ExtraHosts ("host:ip")."""
+    if isinstance(hosts, dict):
+        return [f"{host}:{ip}" for host, ip in hosts.items()]
+    return list(hosts)

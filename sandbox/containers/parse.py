@@ -12,6 +12,7 @@ which puts the values together into Config and HostConfig; the supervisor,
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -66,6 +67,8 @@ def parse_duration(text: str | int, flag: str) -> int:
 def parse_cpus(text: str | float, flag: str = "--cpus") -> int:
     try:
         value = float(text)
+        if not math.isfinite(value):  # "nan" and "inf" parse as floats but are no count
+            raise ValueError(text)
     except (TypeError, ValueError):
         raise bad_value(text, flag, "failed to parse as a decimal number",
                    "give a number of CPUs such as 0.5 or 2") from None
@@ -77,7 +80,7 @@ def parse_cpus(text: str | float, flag: str = "--cpus") -> int:
 def parse_int(value: Any, flag: str) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise bad_value(value, flag, f'strconv.ParseInt: parsing "{value}": invalid syntax', "give a whole number") from None
 
 
@@ -132,8 +135,8 @@ def parse_env_file(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
-    except OSError as e:
-        raise UsageError(f"open {path}: {e.strerror}", hint="check the --env-file path") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path, or not UTF-8
+        raise UsageError(f"open {path}: {_reason(e)}", hint="check the --env-file path") from None
     out = []
     for n, raw in enumerate(lines, 1):
         line = raw.lstrip()
@@ -148,6 +151,10 @@ def parse_env_file(path: str) -> list[str]:
         elif name in os.environ:
             out.append(f"{name}={os.environ[name]}")
     return out
+
+
+def _reason(e: OSError | ValueError) -> str:
+    return (e.strerror if isinstance(e, OSError) else None) or str(e)
 
 
 def parse_security_opts(opts: Iterable[str]) -> list[str]:
@@ -176,7 +183,7 @@ def parse_security_opts(opts: Iterable[str]) -> list[str]:
                 except OSError as e:
                     raise UsageError(f"opening seccomp profile ({value}) failed: {e.strerror}",
                                      hint="give a JSON profile file, or seccomp=unconfined") from None
-                except ValueError as e:
+                except ValueError as e:  # not JSON, not UTF-8, or a NUL byte in the path
                     raise UsageError(f"decoding seccomp profile ({value}) failed: {e}",
                                      hint="the file must be a JSON seccomp profile (Docker's format)") from None
                 out.append("seccomp=" + json.dumps(profile, separators=(",", ":")))
@@ -249,7 +256,10 @@ def parse_mount(text: str) -> dict[str, Any]:
         if "tmpfs-size" in fields:
             topts["SizeBytes"] = parse_bytes(fields.pop("tmpfs-size"), "--mount tmpfs-size")
         if "tmpfs-mode" in fields:
-            topts["Mode"] = int(fields.pop("tmpfs-mode"), 8)
+            mode = fields.pop("tmpfs-mode")
+            if not re.fullmatch(r"[0-7]+", mode) or int(mode, 8) > 0o7777:
+                raise bad_value(text, "--mount", f"invalid tmpfs-mode {mode!r}", "give octal permissions such as 1777")
+            topts["Mode"] = int(mode, 8)
         if topts:
             m["TmpfsOptions"] = topts
     else:
@@ -305,8 +315,8 @@ def parse_labels(items: Iterable[str] | dict[str, str] | None, files: Iterable[s
                     if line and not line.startswith("#"):
                         k, _, v = line.partition("=")
                         out[k] = v
-        except OSError as e:
-            raise UsageError(f"open {path}: {e.strerror}", hint="check the --label-file path") from None
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path, or not UTF-8
+            raise UsageError(f"open {path}: {_reason(e)}", hint="check the --label-file path") from None
     if isinstance(items, dict):
         out.update({str(k): str(v) for k, v in items.items()})
     else:

@@ -10,13 +10,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import SandboxError
-from .functions import FUNCS
+from .functions import FUNCS, MAX_TEXT
 from .nodes import Action, Chain, Command, Control, Field, Ident, Literal, Node, Pipeline, Text, Variable
 from .values import MISSING, format_value, go_type, sorted_keys, truth
 
 _EXEC_HINT = "run the command without -f/--format to see which fields there are"
 
 _NO_FINAL: Any = object()  # "no value piped into this command"
+
+#: Nodes (and range iterations) one render may execute: a ``--format`` template
+#: runs a few hundred; ``{{range 99999999999}}`` is refused, not run for hours.
+MAX_STEPS = 1_000_000
 
 
 class Executor:
@@ -25,15 +29,18 @@ class Executor:
     def __init__(self, src: str, root: Any) -> None:
         self.src = src
         self.vars: list[tuple[str, Any]] = [("$", root)]
+        self.steps = 0
+        self.written = 0
 
     def run(self, nodes: list[Node], dot: Any, out: list[str]) -> None:
         for node in nodes:
+            self.step(node)
             if isinstance(node, Text):
-                out.append(node.text)
+                self.write(node, node.text, out)
             elif isinstance(node, Action):
                 value = self.pipeline(node.pipe, dot)
                 if not node.pipe.decl:  # {{$x := ...}} prints nothing
-                    out.append(format_value(value))
+                    self.write(node, format_value(value), out)
             elif isinstance(node, Control):
                 scope = len(self.vars)
                 if node.kind == "range":
@@ -55,17 +62,31 @@ class Executor:
         elif isinstance(value, (list, tuple)):
             items = list(enumerate(value))
         elif isinstance(value, int) and not isinstance(value, bool):
+            if value > MAX_STEPS:  # it could not finish anyway: refuse it before making the list
+                raise self.fail(node.pipe, f"range over {value} is too long (more than {MAX_STEPS} steps)")
             items = [(i, i) for i in range(value)]
         else:
             raise self.fail(node.pipe, f"range can't iterate over {format_value(value)}")
         if not items:
             self.run(node.else_body, dot, out)
         for key, elem in items:
+            self.step(node)
             scope = len(self.vars)
             # one variable gets the element, two get key (or index) and element
             self.vars += list(zip(node.pipe.decl, [elem] if len(node.pipe.decl) == 1 else [key, elem]))
             self.run(node.body, elem, out)
             del self.vars[scope:]
+
+    def step(self, node: Node) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise self.fail(node, f"template does too much work (more than {MAX_STEPS} steps)")
+
+    def write(self, node: Node, text: str, out: list[str]) -> None:
+        self.written += len(text)
+        if self.written > MAX_TEXT:
+            raise self.fail(node, f"template output is too long (more than {MAX_TEXT} bytes)")
+        out.append(text)
 
     def pipeline(self, pipe: Pipeline, dot: Any, declare: bool = True) -> Any:
         value = _NO_FINAL

@@ -18,6 +18,20 @@ from typing import Any
 
 from .values import MISSING, format_value, go_type, truth
 
+#: The longest text one function may make (and a render may write): far above any
+#: ``docker inspect`` output, low enough that ``{{pad "" 9999999999 0}}`` or a
+#: ``join`` with a huge separator is refused instead of filling the memory.
+MAX_TEXT = 16 << 20
+
+#: Go's fmt takes no width or precision above 1e6 (``tooLarge`` in fmt/print.go)
+#: and prints ``%!(NOVERB)`` instead.
+_MAX_WIDTH = 1_000_000
+
+
+def _check_length(n: int) -> None:
+    if n > MAX_TEXT:
+        raise ValueError(f"result of {n} bytes is too long (the limit is {MAX_TEXT})")
+
 
 def _want_str(v: Any) -> str:
     if not isinstance(v, str):
@@ -103,32 +117,43 @@ _PRINTF_VERB = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d+))?([a-zA-Z%])")
 def _printf(template: str, *args: Any) -> str:
     """Go's Sprintf for %v %s %d %q %t %f %x with flags, width and precision."""
     queue = list(args)
+    made = 0
 
     def verb(m: re.Match[str]) -> str:
+        nonlocal made
         flags, width, precision, letter = m.groups()
         if letter == "%":
             return "%"
+        if int(width or 0) > _MAX_WIDTH or int(precision or 0) > _MAX_WIDTH:
+            return "%!(NOVERB)"
         if not queue:
             return f"%!{letter}(MISSING)"
-        arg = queue.pop(0)
-        spec = "%" + flags.replace("#", "") + width + (f".{precision}" if precision else "")
-        is_num = isinstance(arg, (int, float)) and not isinstance(arg, bool)
-        if letter in "vs":
-            return (spec + "s") % format_value(arg)
-        if letter == "q" and isinstance(arg, str):
-            return (spec + "s") % json.dumps(arg, ensure_ascii=False)
-        if letter == "t" and isinstance(arg, bool):
-            return (spec + "s") % format_value(arg)
-        if letter in "dxX" and is_num and isinstance(arg, int):
-            return (spec + letter) % arg
-        if letter in "feEgG" and is_num:
-            return (spec + letter) % arg
-        return f"%!{letter}({go_type(arg)}={format_value(arg)})"
+        text = _format_one(flags, width, precision, letter, queue.pop(0))
+        made += len(text)
+        _check_length(made)
+        return text
 
     text = _PRINTF_VERB.sub(verb, template)
     if queue:
         text += "%!(EXTRA " + ", ".join(f"{go_type(a)}={format_value(a)}" for a in queue) + ")"
     return text
+
+
+def _format_one(flags: str, width: str, precision: str | None, letter: str, arg: Any) -> str:
+    """One printf verb applied to its argument, or Go's ``%!d(string=x)`` for a wrong type."""
+    spec = "%" + flags.replace("#", "") + width + (f".{precision}" if precision else "")
+    is_num = isinstance(arg, (int, float)) and not isinstance(arg, bool)
+    if letter in "vs":
+        return (spec + "s") % format_value(arg)
+    if letter == "q" and isinstance(arg, str):
+        return (spec + "s") % json.dumps(arg, ensure_ascii=False)
+    if letter == "t" and isinstance(arg, bool):
+        return (spec + "s") % format_value(arg)
+    if letter in "dxX" and is_num and isinstance(arg, int):
+        return (spec + letter) % arg
+    if letter in "feEgG" and is_num:
+        return (spec + letter) % arg
+    return f"%!{letter}({go_type(arg)}={format_value(arg)})"
 
 
 def _sprint(*args: Any) -> str:
@@ -138,7 +163,21 @@ def _sprint(*args: Any) -> str:
         if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
             text += " "
         text += format_value(a)
+        _check_length(len(text))
     return text
+
+
+def _join(items: Any, sep: Any) -> str:
+    between = _want_str(sep)
+    parts = [format_value(x) for x in _want_list(items)]
+    _check_length(sum(map(len, parts)) + len(between) * max(len(parts) - 1, 0))
+    return between.join(parts)
+
+
+def _pad(s: Any, left: Any, right: Any) -> str:
+    text, before, after = _want_str(s), _want_int(left), _want_int(right)
+    _check_length(len(text) + max(before, 0) + max(after, 0))
+    return " " * before + text + " " * after
 
 
 def _and(*args: Any) -> Any:
@@ -156,14 +195,14 @@ FUNCS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "lower": (lambda s: _want_str(s).lower(), 1, 1),
     # strings.Title: capitalise each word's first letter, leave the rest alone
     "title": (lambda s: re.sub(r"(?<!\w)\w", lambda m: m.group().upper(), _want_str(s)), 1, 1),
-    "join": (lambda items, sep: _want_str(sep).join(format_value(x) for x in _want_list(items)), 2, 2),
+    "join": (_join, 2, 2),
     "split": (lambda s, sep: list(_want_str(s)) if sep == "" else _want_str(s).split(_want_str(sep)), 2, 2),
     "truncate": (lambda s, n: _want_str(s)[:_want_int(n)], 2, 2),
-    "pad": (lambda s, left, right: " " * _want_int(left) + _want_str(s) + " " * _want_int(right), 3, 3),
+    "pad": (_pad, 3, 3),
     "len": (_len, 1, 1),
     "index": (_index, 1, -1),
     "print": (_sprint, 0, -1),
-    "println": (lambda *args: " ".join(format_value(a) for a in args) + "\n", 0, -1),
+    "println": (lambda *args: _join(list(args), " ") + "\n", 0, -1),
     "printf": (lambda fmt, *args: _printf(_want_str(fmt), *args), 1, -1),
     "not": (lambda v: not truth(v), 1, 1),
     "and": (_and, 1, -1),

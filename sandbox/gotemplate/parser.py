@@ -7,14 +7,21 @@ belong; ``define``, ``template`` and ``block`` are refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import SandboxError
 from .functions import FUNCS
 from .lexer import Token, lex, parse_error
 from .nodes import Action, Chain, Command, Control, Field, Ident, Literal, Node, Pipeline, Text, Variable
+
+#: How deep ``(...)`` and ``{{if}}``/``{{range}}``/``{{with}}`` may nest.  Go allows
+#: 10000 parentheses (``maxStackDepth``); parsing and running recurse once per level
+#: here, so the limit stays well inside Python's recursion limit.
+MAX_DEPTH = 100
 
 
 class Parser:
@@ -25,6 +32,7 @@ class Parser:
         self.tokens = lex(src)
         self.i = 0
         self.vars = ["$"]  # variables in scope
+        self.depth = 0
 
     def parse(self) -> list[Node]:
         nodes, stop = self._list()
@@ -85,6 +93,10 @@ class Parser:
     def _control(self) -> Control:
         """``if``/``with``/``range`` pipeline, body, optional ``else`` (or ``else if``), ``end``."""
         word = self._next()
+        with self._nested(word):
+            return self._control_body(word)
+
+    def _control_body(self, word: Token) -> Control:
         scope = len(self.vars)
         node = Control(word.pos, word.pos, word.value, self._pipeline(word.value))
         self._expect("right", word.value)
@@ -102,6 +114,16 @@ class Parser:
             raise self._error(self._peek(), "unexpected EOF")
         del self.vars[scope:]
         return node
+
+    @contextlib.contextmanager
+    def _nested(self, tok: Token) -> Iterator[None]:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self._error(tok, f"max expression depth exceeded (more than {MAX_DEPTH} levels)")
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
     def _pipeline(self, context: str) -> Pipeline:
         """``[$a[, $b] := | $a =] command ( | command )*``."""
@@ -157,7 +179,8 @@ class Parser:
                 raise self._error(tok, f'function "{tok.value}" not defined')
             node = Ident(tok.pos, end, tok.value)
         elif tok.kind == "lparen":
-            pipe = self._pipeline("parenthesized pipeline")
+            with self._nested(tok):
+                pipe = self._pipeline("parenthesized pipeline")
             node = Chain(tok.pos, self._expect("rparen", "parenthesized pipeline").pos + 1, pipe, [])
         else:
             raise self._error(tok, f"unexpected {self._describe(tok)} in operand")
