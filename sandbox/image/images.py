@@ -19,7 +19,7 @@ import platform as _platform
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from .. import reference as _ref
 from ..errors import (AmbiguousReference, BlobCorrupt, ImageInUse, ImageNotFound, InvalidReference,
@@ -490,6 +490,45 @@ class ImageStore:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
         return freed
+
+    @contextlib.contextmanager
+    def tidy_on_failure(self) -> Iterator[None]:
+        """If the body fails, remove the blobs and unpacked layers it added (a load or pull that broke off).
+
+        Enter it outside ``store.transaction()``: the clean-up needs the GC lock
+        the transaction holds.  A failure while cleaning up is noted on the
+        original error, which is what propagates.
+        """
+        blobs, layers = set(self.store.all_blobs()), set(self.layers.all())
+        try:
+            yield
+        except BaseException as failure:
+            try:
+                self.discard(set(self.store.all_blobs()) - blobs, set(self.layers.all()) - layers)
+            except (OSError, SandboxError) as e:
+                failure.add_note(f"removing what it had stored failed too: {e}")
+            raise
+
+    def discard(self, blobs: Iterable[str], layers: Iterable[str] = ()) -> bool:
+        """Delete these blobs and unpacked layers unless an image or a lease uses them.
+
+        :meth:`collect`'s rule for a few candidates, and it never waits: while a
+        load, pull or build holds the store (its blobs may not be named yet),
+        nothing is deleted and False is returned; the next collect gets them.
+        """
+        fd = fsutil.try_lock_exclusive(self.store.gc_lock.path)
+        if fd is None:
+            return False
+        try:
+            with self.store.index_lock.hold():
+                keep_blobs, keep_layers, _ = self._marks()
+                for chain_id in set(layers) - keep_layers:
+                    self.layers.remove(chain_id)
+                for digest in set(blobs) - keep_blobs:
+                    self.store.delete_blob(digest)
+        finally:
+            os.close(fd)  # releases the lock
+        return True
 
     def _marks(self) -> tuple[set[str], set[str], set[str]]:
         blobs: set[str] = set()

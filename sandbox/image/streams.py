@@ -43,13 +43,18 @@ def seekable(f: Any) -> bool:
 
 
 def read_upto(f: IO[bytes], n: int) -> bytes:
-    """Up to ``n`` bytes, fewer only at the end: tarfile takes a short read for truncation."""
-    first = f.read(n)
+    """Up to ``n`` bytes, fewer only at the end: tarfile takes a short read for truncation.
+
+    Read in pieces of at most CHUNK: tarfile reads a pax header in one call of the
+    size the header claims, and a forged 1 TiB one must cost what is really there,
+    not a 1 TiB buffer (a MemoryError).
+    """
+    first = f.read(min(n, CHUNK))
     if len(first) in (0, n):
         return first
     parts, have = [first], len(first)
     while have < n:
-        chunk = f.read(n - have)
+        chunk = f.read(min(n - have, CHUNK))
         if not chunk:
             break
         parts.append(chunk)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import socket
 import time
 import urllib.parse
@@ -41,6 +42,8 @@ ACCEPT = ", ".join([OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFE
 CHUNK = 1 << 20
 #: Blobs larger than this go up in PATCH chunks of this size (resumable units).
 UPLOAD_CHUNK = 16 << 20
+
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 def _quiet(_: dict[str, Any]) -> None:
@@ -87,14 +90,18 @@ class _BlobSources:
 
 def pull(images: ImageStore, name: str, *, platform: str | None = None, progress: Progress | None = None,
          transport: Transport | None = None) -> PullResult:
-    """``docker pull NAME``: fetch, verify, unpack, then tag.  Nothing is tagged on any failure."""
+    """``docker pull NAME``: fetch, verify, unpack, then tag.
+
+    Nothing is tagged on any failure, and the blobs and layers fetched so far are
+    removed again (left for GC while another writer holds the store).
+    """
     emit = progress or _quiet
     ref = _ref.parse(name)
     t = transport or Transport(ref.registry)
     scope = f"repository:{ref.repository}:pull"
     wanted = _parse_platform(platform)
     try:
-        with images.store.transaction():
+        with images.tidy_on_failure(), images.store.transaction():
             data, media_type, digest = _fetch_manifest(t, ref, ref.digest or ref.tag or "latest", scope)
             if media_type in INDEXES:  # RepoDigests keep the index digest, as Docker's do
                 child = _choose_platform(json.loads(data), wanted, ref)
@@ -102,6 +109,7 @@ def pull(images: ImageStore, name: str, *, platform: str | None = None, progress
             emit({"status": f"Pulling from {ref.repository}", "id": ref.tag or short(ref.digest or "")})
             manifest = _image_manifest(data, t, ref)
             downloaded = _fetch_blobs(images, t, ref, manifest, scope, emit)
+            _check_config(images, t, ref, manifest)
             tags = [ref.familiar] if ref.tag and not ref.digest else []  # name@digest pins, never tags
             # Not verify_diff_ids: unpacking checks each new layer's diff_id (and its digest and
             # every entry) in the one pass that decompresses it; checking first was a second pass.
@@ -135,9 +143,11 @@ def _fetch_manifest(t: Transport, ref: _ref.Reference, what: str, scope: str,
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
         media_type = document.get("mediaType") or (r.header("content-type") or "").split(";")[0]
-    except ValueError:
-        raise RegistryError(f"{t.registry} sent a manifest for {ref.familiar} that is not a JSON object",
-                            hint="the image on the registry is damaged") from None
+        if not isinstance(media_type, str):
+            raise ValueError(f"its mediaType is {media_type!r}")
+    except ValueError as e:
+        raise RegistryError(f"{t.registry} sent a manifest for {ref.familiar} that is not a JSON object "
+                            f"with a media type ({e})", hint="the image on the registry is damaged") from None
     if media_type not in MANIFESTS | INDEXES:
         raise RegistryError(f"{ref.familiar} has a manifest of type {media_type!r}, which this engine cannot run",
                             hint="only OCI and Docker v2 schema 2 images are supported")
@@ -149,11 +159,31 @@ def _image_manifest(data: bytes, t: Transport, ref: _ref.Reference) -> dict[str,
     manifest = json.loads(data)
     config = manifest.get("config")
     layers = manifest.get("layers")
-    if not (isinstance(config, dict) and isinstance(config.get("digest"), str) and isinstance(layers, list)
-            and all(isinstance(l, dict) and isinstance(l.get("digest"), str) for l in layers)):
+    if not (isinstance(layers, list) and all(_is_descriptor(d) for d in [config, *layers])):
         raise RegistryError(f"{t.registry} sent a malformed manifest for {ref.familiar}",
                             hint="the image on the registry is damaged or in a format this engine does not know")
     return manifest
+
+
+def _is_descriptor(desc: Any) -> bool:
+    """A blob descriptor a pull can use: a sha256 digest and a size (the download stops there)."""
+    return isinstance(desc, dict) and isinstance(desc.get("digest"), str) and bool(_DIGEST.fullmatch(desc["digest"])) \
+        and isinstance(desc.get("size"), int) and not isinstance(desc["size"], bool) and desc["size"] >= 0
+
+
+def _check_config(images: ImageStore, t: Transport, ref: _ref.Reference, manifest: dict[str, Any]) -> None:
+    """The image config names one sha256 diff_id per layer of the manifest (the store relies on it)."""
+    try:
+        config = json.loads(images.store.read_blob(manifest["config"]["digest"], "image config"))
+    except ValueError:
+        config = None
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(manifest["layers"]) \
+            or not all(isinstance(d, str) and _DIGEST.fullmatch(d) for d in diff_ids):
+        raise RegistryError(f"{t.registry} sent an image config for {ref.familiar} that does not list "
+                            f"one diff_id per layer of its manifest ({len(manifest['layers'])})",
+                            hint="the image on the registry is damaged")
 
 
 def _parse_platform(platform: str | None) -> tuple[str, str, str | None]:
@@ -167,7 +197,12 @@ def _parse_platform(platform: str | None) -> tuple[str, str, str | None]:
 
 def _choose_platform(index: dict[str, Any], wanted: tuple[str, str, str | None], ref: _ref.Reference) -> str:
     os_name, arch, variant = wanted
-    entries = [m for m in index.get("manifests", []) if isinstance(m, dict) and isinstance(m.get("digest"), str)]
+    listed = index.get("manifests")
+    if not isinstance(listed, list):
+        raise RegistryError(f"{ref.familiar} has an image index without a list of manifests",
+                            hint="the image on the registry is damaged")
+    entries = [m for m in listed if isinstance(m, dict) and isinstance(m.get("digest"), str)
+               and _DIGEST.fullmatch(m["digest"]) and isinstance(m.get("platform") or {}, dict)]
     candidates = [m for m in entries
                   if (m.get("platform") or {}).get("os") == os_name
                   and (m.get("platform") or {}).get("architecture") == arch]
@@ -192,10 +227,10 @@ def _fetch_blobs(images: ImageStore, t: Transport, ref: _ref.Reference, manifest
             emit({"id": short(layer["digest"]), "status": "Pulling fs layer"})
     config = manifest["config"]
     if not images.store.has_blob(config["digest"]):
-        total += _download(images, t, ref, config["digest"], int(config.get("size", 0)), scope, _quiet, "config")
+        total += _download(images, t, ref, config["digest"], config["size"], scope, _quiet, "config")
     for layer in layers:
         if not images.store.has_blob(layer["digest"]):
-            total += _download(images, t, ref, layer["digest"], int(layer.get("size", 0)), scope, emit, "layer")
+            total += _download(images, t, ref, layer["digest"], layer["size"], scope, emit, "layer")
             emit({"id": short(layer["digest"]), "status": "Pull complete"})
     return total
 
@@ -238,8 +273,9 @@ def _download(images: ImageStore, t: Transport, ref: _ref.Reference, digest: str
                 if r.raw:
                     r.raw.close()
                 raise ConnectionError("the registry answered a different byte range")
-        _copy(r, writer, digest, size, emit)
-        if size and writer.size < size:
+        if not _copy(r, writer, size, emit, short(digest)):
+            t.close()  # the rest of an over-long body is still on the connection
+        if writer.size < size:
             raise ConnectionError(f"connection closed after {writer.size} of {size} bytes")
 
     try:
@@ -253,21 +289,27 @@ def _download(images: ImageStore, t: Transport, ref: _ref.Reference, digest: str
         writer.abort()  # no-op after a commit
 
 
-def _copy(r: Response, writer: Any, digest: str, size: int, emit: Progress) -> None:
+def _copy(r: Response, writer: Any, size: int, emit: Progress, sid: str) -> bool:
+    """Copy the body into ``writer``, never past the ``size`` the manifest gives; True if the body ended.
+
+    Stopping at ``size`` bounds an endless (or malicious) body; the digest check
+    then decides whether the bytes were the blob.
+    """
     assert r.raw is not None
     last = 0.0
     try:
-        while chunk := r.raw.read(CHUNK):
+        while (left := size - writer.size) > 0 and (chunk := r.raw.read(min(CHUNK, left))):
             try:
                 writer.write(chunk)
             except OSError as e:
-                raise SandboxError(f"cannot write {short(digest)} into the store: {e.strerror}",
+                raise SandboxError(f"cannot write {sid} into the store: {e.strerror}",
                                    hint="free some disk space and pull again") from None
             now = time.monotonic()
             if now - last > 0.1:
                 last = now
-                emit({"id": short(digest), "status": "Downloading",
+                emit({"id": sid, "status": "Downloading",
                       "progressDetail": {"current": writer.size, "total": size}})
+        return r.raw.isclosed()
     finally:
         r.raw.close()
 

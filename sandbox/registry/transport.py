@@ -34,6 +34,9 @@ USER_AGENT = "sandbox-kit/0.1 (+python)"
 RETRIES = 3
 BACKOFF = (0.2, 0.6, 1.5)
 TIMEOUT = 60
+#: The most a manifest, token or error answer may be: Docker and containerd refuse
+#: manifests over 4 MiB, so a longer (or endless) answer is not one.
+MAX_BODY = 4 << 20
 
 
 def endpoint(registry: str) -> tuple[str, str]:
@@ -190,7 +193,11 @@ class Transport:
         uri = target.path + (f"?{target.query}" if target.query else "")
         conn.request(method, uri, body=body, headers=h)
         raw = conn.getresponse()
-        return self._wrap(raw, stream, method)
+        try:
+            return self._wrap(raw, stream, method)
+        except RegistryError:
+            self.close()  # the rest of the refused answer is still on the connection
+            raise
 
     def _send_elsewhere(self, method: str, target: urllib.parse.SplitResult, headers: dict[str, str] | None,
                         body: Any, length: int | None, stream: bool) -> Response:
@@ -200,15 +207,14 @@ class Transport:
                      headers={"User-Agent": USER_AGENT, **(headers or {})})
         return self._wrap(conn.getresponse(), stream, method)
 
-    @staticmethod
-    def _wrap(raw: http.client.HTTPResponse, stream: bool, method: str) -> Response:
+    def _wrap(self, raw: http.client.HTTPResponse, stream: bool, method: str) -> Response:
         headers = {k.lower(): v for k, v in raw.getheaders()}
         if 300 <= raw.status < 400 and "location" in headers:
-            raw.read()
+            read_body(raw, self.registry)
             return Response(raw.status, headers)
         if stream and raw.status in (200, 206) and method != "HEAD":
             return Response(raw.status, headers, raw=raw)
-        return Response(raw.status, headers, raw.read())
+        return Response(raw.status, headers, read_body(raw, self.registry))
 
     def get_following(self, path: str, *, scope: str, headers: dict[str, str] | None = None,
                       stream: bool = False, what: str = "", retry: bool = True) -> Response:
@@ -277,7 +283,7 @@ class Transport:
             conn = cls(url.netloc, timeout=TIMEOUT)
             conn.request("GET", url.path + "?" + url.query, headers=headers)
             raw_response = conn.getresponse()
-            body = raw_response.read()
+            body = read_body(raw_response, realm)
             conn.close()
         except (OSError, http.client.HTTPException) as e:
             raise RegistryUnreachable(f"cannot reach the token service {realm} of {self.registry}: {e}",
@@ -341,6 +347,31 @@ class Transport:
         if detail and code not in ("UNAUTHORIZED", "NAME_UNKNOWN", "MANIFEST_UNKNOWN"):
             message += f" ({detail})"
         return cls(message, code=code, status=response.status, hint=hint)
+
+
+def read_body(raw: http.client.HTTPResponse, source: str) -> bytes:
+    """A whole small answer: at most MAX_BODY bytes, within TIMEOUT seconds in all.
+
+    The socket timeout only bounds each read, so a server that sends a byte a
+    second would otherwise keep us forever.  A body cut short raises
+    ``IncompleteRead`` and a slow one ``TimeoutError``, which the callers retry
+    as dropped connections; one too long raises RegistryError.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    body = bytearray()
+    try:
+        while chunk := raw.read1(1 << 16):
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise RegistryError(f"{source} sent an answer of more than {MAX_BODY} bytes",
+                                    hint="that is no manifest; check the registry's address")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{source} took more than {TIMEOUT}s to send an answer of {len(body)} bytes")
+        if raw.length:  # read1 ends quietly at a connection closed before Content-Length
+            raise http.client.IncompleteRead(bytes(body), raw.length)
+        return bytes(body)
+    finally:
+        raw.close()  # read1 does not mark a finished answer read; the connection needs that for the next
 
 
 def _first_error(response: Response) -> tuple[str | None, str | None]:

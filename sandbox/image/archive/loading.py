@@ -10,7 +10,7 @@ and an OCI image layout whose ``index.json`` names images by the
 
 Every blob is verified against its digest and every layer against the config's
 ``diff_ids`` before a single image is named, so a damaged archive leaves no
-tag behind.
+tag behind, and what it had stored is removed again.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ Progress = Callable[[str], None]
 
 _DAMAGED = "the archive is damaged; save or download it again"
 
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
+
 
 @dataclass
 class _LoadPlan:
@@ -61,14 +63,14 @@ def load(images: ImageStore, stream: BinaryIO, *, quiet: bool = False, progress:
     layers) for every image of the archive before any image is named, all under
     the store's transaction so garbage collection leaves the new blobs alone.  A
     new layer's diff_id is checked in the pass that unpacks it, so it is
-    decompressed once.  On failure nothing is tagged; blobs already written are
-    left for GC.
+    decompressed once.  On failure nothing is tagged, and the blobs and layers
+    it wrote are removed again (left for GC while another writer holds the store).
     ``progress`` (unless ``quiet``) is called with one line per layer loaded.
     """
     source = source_name or _stream_name(stream)
     report = (lambda line: None) if quiet or progress is None else progress
     store = images.store
-    with store.transaction(), open_archive(stream, store, source) as archive:
+    with images.tidy_on_failure(), store.transaction(), open_archive(stream, store, source) as archive:
         if archive.has("manifest.json"):
             plans = _load_docker(archive, store, report)
         elif archive.has("index.json"):
@@ -168,7 +170,11 @@ def _load_docker(archive: Archive, store: Store, report: Progress) -> list[_Load
                 or not isinstance(entry.get("Layers"), list):
             raise ArchiveError(f"{archive.source}: manifest.json entry {entry!r} lacks Config or Layers",
                                hint="the archive is damaged; save it again")
-        tags = [_familiar_tag(t, archive.source) for t in entry.get("RepoTags") or []]
+        repo_tags = entry.get("RepoTags") or []
+        if not isinstance(repo_tags, list) or not all(isinstance(t, str) for t in repo_tags):
+            raise ArchiveError(f"{archive.source}: manifest.json entry has RepoTags {repo_tags!r}, not a list of names",
+                               hint="the archive is damaged; save it again")
+        tags = [_familiar_tag(t, archive.source) for t in repo_tags]
         config_name = normalise(entry["Config"])
         config_digest, config = _store_config(archive, store, config_name, _digest_in_name(config_name))
         diff_ids = _diff_ids(config, config_name, len(entry["Layers"]), archive.source)
@@ -217,8 +223,12 @@ def _json_object(data: bytes, source: str, what: str) -> dict[str, Any]:
 
 
 def _diff_ids(config: dict[str, Any], name: str, count: int, source: str) -> list[str]:
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    if len(diff_ids) != count or not all(isinstance(d, str) for d in diff_ids):
+    rootfs = config.get("rootfs") or {}
+    diff_ids = (rootfs.get("diff_ids") if isinstance(rootfs, dict) else None) or []
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) and _DIGEST.fullmatch(d) for d in diff_ids):
+        raise ArchiveError(f"{source}: image config {name} has no list of sha256 diff_ids under rootfs",
+                           hint="the archive is damaged; save it again")
+    if len(diff_ids) != count:
         raise ArchiveError(f"{source}: image config {name} lists {len(diff_ids)} layers "
                            f"but the archive gives {count}", hint="the archive is damaged; save it again")
     return list(diff_ids)
@@ -295,7 +305,11 @@ def _load_oci(archive: Archive, store: Store, report: Progress) -> list[_LoadPla
         config_desc = _check_descriptor(manifest.get("config"), blob_name(manifest_desc["digest"]), archive.source)
         config_name = blob_name(config_desc["digest"])
         config_digest, config = _store_config(archive, store, config_name, config_desc["digest"])
-        layer_descs = [_check_descriptor(l, config_name, archive.source) for l in manifest.get("layers") or []]
+        layers_in = manifest.get("layers") or []
+        if not isinstance(layers_in, list):
+            raise ArchiveError(f"{archive.source}: manifest {manifest_desc['digest']} has layers {layers_in!r}, "
+                               "not a list", hint=_DAMAGED)
+        layer_descs = [_check_descriptor(l, config_name, archive.source) for l in layers_in]
         diff_ids = _diff_ids(config, config_name, len(layer_descs), archive.source)
         layers, members = [], []
         for ldesc, diff_id in zip(layer_descs, diff_ids):
@@ -313,8 +327,9 @@ def _load_oci(archive: Archive, store: Store, report: Progress) -> list[_LoadPla
 
 def _check_descriptor(desc: Any, where: str, source: str) -> dict[str, Any]:
     if not isinstance(desc, dict) or not isinstance(desc.get("mediaType"), str) \
-            or not re.fullmatch(r"sha256:[a-f0-9]{64}", str(desc.get("digest"))) \
-            or not isinstance(desc.get("size"), int):
+            or not _DIGEST.fullmatch(str(desc.get("digest"))) \
+            or not isinstance(desc.get("size"), int) \
+            or not all(isinstance(desc.get(k) or {}, dict) for k in ("platform", "annotations")):
         raise ArchiveError(f"{source}: {where} has a malformed descriptor {desc!r}",
                            hint="the archive is damaged, or uses a digest other than sha256")
     return desc
@@ -343,6 +358,8 @@ def _pick_manifest(archive: Archive, desc: dict[str, Any], depth: int = 0) -> di
         raise ArchiveError(f"{archive.source}: {desc['digest']} has unsupported media type {desc['mediaType']!r}",
                            hint="the archive holds something other than images")
     index = _read_blob_json(archive, None, desc, "image index")
+    if not isinstance(index.get("manifests") or [], list):
+        raise ArchiveError(f"{archive.source}: image index {desc['digest']} has no list of manifests", hint=_DAMAGED)
     children = [_check_descriptor(d, blob_name(desc["digest"]), archive.source) for d in index.get("manifests") or []]
     children = [d for d in children if (d.get("platform") or {}).get("os") != "unknown"]
     os_name, arch, variant = host_platform()

@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 from collections.abc import Iterator
 
 from ...errors import ArchiveError, LayerError, StoreFull
@@ -44,6 +44,21 @@ class Archive:
         for member in tf.getmembers():
             if member.isfile() or member.issym() or member.islnk():
                 self.members[normalise(member.name)] = member
+        self._check_end(tf)
+
+    def _check_end(self, tf: tarfile.TarFile) -> None:
+        """Refuse an archive that ends in a header cut short or garbled.
+
+        tarfile stops quietly at a header it cannot read after the first one, as if
+        the archive ended there; Docker's reader (Go's archive/tar) calls it an
+        unexpected EOF.  Where tarfile stopped there must be the end: nothing, or
+        the zero block that marks it (what follows that is ignored, as by Docker).
+        """
+        assert tf.fileobj is not None
+        tf.fileobj.seek(tf.offset)
+        if tf.fileobj.read(tarfile.BLOCKSIZE).strip(b"\0"):
+            raise ArchiveError(f"{self.source} is damaged: the tar header at byte {tf.offset} is cut short "
+                                   "or garbled", hint="the archive was cut short or edited; save it again")
 
     def has(self, name: str) -> bool:
         return name in self.members
@@ -101,12 +116,37 @@ def open_archive(stream: BinaryIO, store: Store, source: str) -> Iterator[Archiv
             _spool(rest, tar_file, compressed, source)
             tar_file.seek(0)
         try:
-            tf = stack.enter_context(tarfile.open(fileobj=tar_file, mode="r:"))
+            tf = stack.enter_context(tarfile.open(fileobj=cast(IO[bytes], _NoOverreads(tar_file)), mode="r:"))
             archive = Archive(tf, source)
         except (tarfile.TarError, EOFError, OSError) as e:
             what = "it is empty" if not head else f"it is not a tar file ({e})"
             raise ArchiveError(f"{source} is not an image archive: {what}", hint=LOAD_HINT) from None
         yield archive
+
+
+class _NoOverreads:
+    """A seekable file whose ``read(n)`` never asks for more than is left in it.
+
+    tarfile reads a pax or GNU long-name header in one ``read(size)`` of the size
+    the header claims, and a buffered file allocates that much before reading: a
+    forged 1 TiB header in a 1 KiB archive would be a MemoryError, not a bad archive.
+    """
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+        start = f.tell()
+        self.end = f.seek(0, 2)
+        f.seek(start)
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = max(self.end - self.f.tell(), 0)
+        return self.f.read(left if n is None or n < 0 else min(n, left))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
 
 
 def _spool(src: IO[bytes], dst: IO[bytes], compressed: str | None, source: str) -> None:
