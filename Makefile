@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # System packages; docs/dependencies.md says why each one is here.
 APT_PACKAGES := busybox-static gcc libc6-dev skopeo umoci oci-image-tool docker-registry \
                 debootstrap zstd runc apache2-utils tini iproute2 uidmap \
-                libseccomp2 openssl libnftables1 nftables iputils-ping docker.io docker-compose
+                libseccomp2 openssl libnftables1 nftables iputils-ping docker.io docker-compose proot
 
 .PHONY: help setup system-deps test lint lab daemon interop browser bench clean
 
@@ -89,7 +89,9 @@ lint: setup ## type-check the engine and the magics (mypy), then ruff (rules in 
 	$(VPY) -m mypy sandbox magics --ignore-missing-imports
 	$(VPY) -m ruff check sandbox magics tools tests benchmarks
 
-lab: setup ## start JupyterLab on 127.0.0.1 with the labs/ folder
+lab: setup ## start JupyterLab on 127.0.0.1 with the labs/ folder (a user gets the rootless kernel)
+	@if [ "$$(id -u)" -ne 0 ]; then $(VPY) -m sandbox.rootless --install-kernel; fi
+	@$(VPY) -m sandbox info | grep -E "Privilege Mode|allows|Why" || true
 	$(VENV)/bin/jupyter lab --notebook-dir=labs --ip=127.0.0.1 --no-browser \
 	    $$( [ "$$(id -u)" -eq 0 ] && echo --allow-root )
 

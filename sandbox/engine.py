@@ -81,17 +81,20 @@ class ImageCollection:
         archive.save(self._store, list(names), out, format=format)
 
     def load(self, stream: BinaryIO) -> builtins.list[Image]:
+        self._engine.need_namespace("load")
         from .image import archive
         return archive.load(self._store, stream)
 
     def import_(self, stream: BinaryIO, *, tag: str | None = None, changes: Iterable[str] = (),
                 message: str | None = None, source_name: str = "-") -> Image:
+        self._engine.need_namespace("import")
         from .image import archive
         return archive.import_rootfs(self._store, stream, tag=tag, changes=list(changes),
                                      message=message, source_name=source_name)
 
     def pull(self, name: str, *, platform: str | None = None, progress: Any = None) -> Image:
         """``docker pull``: fetch ``name`` from its registry, verify everything, then tag it."""
+        self._engine.need_namespace("pull")
         from .registry import pull
         return pull(self._store, name, platform=platform, progress=progress).image
 
@@ -141,6 +144,11 @@ class Engine:
     """The engine for one store (``root``, default :func:`default_root`)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        if os.geteuid() != 0:  # a user's engine works in their rootless namespace (see sandbox.rootless)
+            from . import rootless
+            self._outside = rootless.join_if_wanted()
+        else:
+            self._outside = None
         self.root = Path(root) if root is not None else default_root()
         self._store: Store | None = None
         self._images: ImageStore | None = None
@@ -174,6 +182,18 @@ class Engine:
             from .supervisor.client import Client
             self._client = Client(self.root)
         return self._client
+
+    def need_namespace(self, verb: str) -> None:
+        """Refuse ``verb`` in a rootless user's process that could not join their namespace.
+
+        Unpacking layers (pull, load, import) and build steps write files owned
+        by the image's users and mount overlays, which only works inside it;
+        container verbs are fine, the supervisor is inside.
+        """
+        if self._outside:
+            from .errors import SandboxError
+            why, _, how = self._outside.partition(": ")
+            raise SandboxError(f"cannot {verb} here: {why}", hint=how)
 
     def ensure_supervisor(self) -> dict[str, Any]:
         """Make sure the supervisor runs (it recovers containers when it starts)."""
@@ -213,6 +233,7 @@ class Engine:
         ``network`` is where RUN steps go (default ``bridge``, as in Docker); setting the
         ``threading.Event`` ``cancel`` from another thread stops the build (nothing is tagged).
         """
+        self.need_namespace("build")
         from .build.builder import Builder
         return Builder(self, context, dockerfile=dockerfile, dockerfile_text=dockerfile_text,
                        tags=list(tags), build_args=build_args, target=target, no_cache=no_cache,

@@ -236,6 +236,7 @@ class StoreFull(SandboxError):
     """
 
     def __init__(self, what: str, where: str) -> None:
+        self.what, self.where = what, where
         super().__init__(f"no space left on the device holding {where} while writing {what}",
                          hint="free some space (e.g. 'sandbox image prune -a'), or point SANDBOX_ROOT at a bigger disk")
 

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import os
 import platform
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def cgroup_version(mounts: dict[str, str] | None = None) -> str:
 
 
 def userns_allowed() -> bool:
-    """Can an unprivileged user create a user namespace here?"""
+    """Do the sysctls let an unprivileged user create a user namespace?  (A hint; :func:`mode` tries.)"""
     with contextlib.suppress(OSError, ValueError):
         if int(Path("/proc/sys/kernel/unprivileged_userns_clone").read_text()) == 0:
             return False
@@ -53,47 +53,98 @@ def userns_allowed() -> bool:
     return False
 
 
-def privilege_mode() -> str:
-    """'full' as root, 'rootless' with user namespaces, otherwise 'unavailable'."""
-    if os.geteuid() == 0:
-        return "full"
-    return "rootless" if userns_allowed() else "unavailable"
+#: The three modes, and what each lets a user do (``sandbox info``, the labs' banner).
+MODES = {
+    "root": "containers with namespaces, overlayfs, cgroup limits and networking",
+    "rootless": "images, builds and containers in a user namespace; no cgroup limits unless delegated",
+    "no-namespaces": "images and builds; containers run without isolation (namespaces are refused here)",
+}
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What this process may do: ``root``, ``rootless`` or ``no-namespaces``, and why.
+
+    ``reason`` says, for the two lesser modes, what the probe met and what
+    would give more; ``subuids``/``subgids`` are the user's ranges in
+    /etc/subuid and /etc/subgid (start, count), which rootless mode maps as
+    Podman does, with ``newuidmap``/``newgidmap`` when both are installed.
+    """
+
+    name: str
+    reason: str = ""
+    subuids: tuple[tuple[int, int], ...] = ()
+    subgids: tuple[tuple[int, int], ...] = ()
+    newuidmap: str | None = None
+    newgidmap: str | None = None
+
+    @property
+    def allows(self) -> str:
+        return MODES[self.name]
+
+
+ONE_UID = "one uid is mapped (root in the container is you, and files of other users become yours)"
 
 
 @functools.cache
+def mode() -> Mode:
+    """The mode of this process, found by trying (once per process)."""
+    import shutil
+    from . import rootless
+    euid = os.geteuid()
+    if rootless.inside():  # joined: "root" here is the user, in their own user namespace
+        maps = []
+        for kind in ("uid", "gid"):
+            with open(f"/proc/self/{kind}_map") as f:
+                rows = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+            maps.append(tuple((host, count) for inner, host, count in rows if inner != 0))
+        return Mode("rootless", "" if all(maps) else ONE_UID, maps[0], maps[1])
+    if euid == 0:
+        error = rootless.probe_unshare(user=False)
+        if error is None:
+            return Mode("root")
+        user_error = rootless.probe_unshare(user=True)
+        if user_error is None:  # root in a container that may only make user namespaces
+            return Mode("rootless", f"root here cannot make namespaces ({error}), a user namespace can")
+        return Mode("no-namespaces", f"unshare is refused here: {user_error}; containers need a host "
+                                     "that allows namespaces (root, or user namespaces) for isolation")
+    error = rootless.probe_unshare(user=True)
+    if error is not None:
+        return Mode("no-namespaces", f"user namespaces are refused here ({error}); as root, or where "
+                                     "unprivileged user namespaces are allowed, containers are isolated")
+    name = rootless.user_name(euid)
+    subuids = rootless.id_ranges("/etc/subuid", name, euid)
+    subgids = rootless.id_ranges("/etc/subgid", name, os.getegid())
+    tools = shutil.which("newuidmap"), shutil.which("newgidmap")
+    reason = "" if subuids and subgids and all(tools) else (
+        ONE_UID + ": "
+        + ("install uidmap for newuidmap/newgidmap" if not all(tools)
+           else f"add {name} to /etc/subuid and /etc/subgid (usermod --add-subuids 100000-165535 "
+                f"--add-subgids 100000-165535 {name})")
+        + " to map a range as Podman does")
+    return Mode("rootless", reason, subuids, subgids, *tools)
+
+
+def privilege_mode() -> str:
+    """``root``, ``rootless`` or ``no-namespaces``: :func:`mode`'s name."""
+    return mode().name
+
+
 def overlay_works(scratch: str) -> bool:
-    """Try a real overlay mount under ``scratch`` (the store's tmp dir), once per process."""
-    if os.geteuid() != 0:
-        return False
-    from . import kernel  # the store works without ctypes when this is never asked
-    with contextlib.suppress(OSError):
-        if "overlay" not in Path("/proc/filesystems").read_text():
-            return False
-    try:
-        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-            dirs = [Path(tmp, n) for n in ("lower", "upper", "work", "merged")]
-            for d in dirs:
-                d.mkdir()
-            kernel.mount("overlay", dirs[3], "overlay", 0,
-                         f"lowerdir={dirs[0]},upperdir={dirs[1]},workdir={dirs[2]}")
-            kernel.umount(dirs[3])
-        return True
-    except Exception:
-        return False
+    """Whether a real overlay mount works under ``scratch`` (see ``image.vfs.overlay_works``)."""
+    from .image import vfs
+    return vfs.overlay_works(scratch)
 
 
 def storage_driver(scratch: Path) -> str:
-    return "overlay" if overlay_works(str(scratch)) else "vfs"
+    """overlay or vfs: what a container made now gets (``$SANDBOX_STORAGE_DRIVER`` forces it)."""
+    from .image import vfs
+    return vfs.storage_driver(scratch)
 
 
 def host_facts(scratch: Path) -> dict[str, Any]:
     """Everything ``info`` reports about the host itself."""
-    mode = privilege_mode()
-    allows = {
-        "full": "containers with namespaces, overlayfs, cgroup limits and networking",
-        "rootless": "images, builds and containers in a user namespace; no cgroup limits unless delegated",
-        "unavailable": "images only (store, layers, save/load); containers need root or user namespaces",
-    }[mode]
+    found = mode()
     return {
         "KernelVersion": platform.release(),
         "OperatingSystem": _os_name(),
@@ -101,8 +152,9 @@ def host_facts(scratch: Path) -> dict[str, Any]:
         "NCPU": os.cpu_count(),
         "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
         "CgroupVersion": cgroup_version(),
-        "PrivilegeMode": mode,
-        "Allows": allows,
+        "PrivilegeMode": found.name,
+        "PrivilegeModeReason": found.reason,
+        "Allows": found.allows,
         "Driver": storage_driver(scratch),
     }
 

@@ -15,7 +15,7 @@ def default_root_dir() -> str:
     env = os.environ.get("SANDBOX_ROOT")
     if env:
         return env
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not os.environ.get("SANDBOX_ROOTLESS"):  # (rootless: root in a user namespace)
         return "/var/lib/sandbox"
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(data, "sandbox")

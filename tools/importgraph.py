@@ -50,14 +50,15 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
      ("sandbox", "sandbox.engine")),
     ("services", "what the engine does in the client's process: builds, registries, the container and "
      "network APIs (requests to the supervisor), the displayable results they return",
-     ("sandbox.build", "sandbox.registry", "sandbox.containers", "sandbox.display", "sandbox.hostinfo")),
+     ("sandbox.build", "sandbox.registry", "sandbox.containers", "sandbox.display")),
     ("supervisor", "one small process per store: forks, reaps, logs, owns the networks",
      ("sandbox.supervisor",)),
     ("model", "what the supervisor and the clients share: container records and their set-up, volumes, "
      "logs, the image store, networks",
      ("sandbox.containers.records", "sandbox.containers.setup", "sandbox.containers.logs",
       "sandbox.containers.volumes", "sandbox.containers.defaults", "sandbox.containers.options",
-      "sandbox.containers.parse", "sandbox.image", "sandbox.network")),
+      "sandbox.containers.parse", "sandbox.image", "sandbox.network", "sandbox.rootless",
+      "sandbox.hostinfo")),
     ("runtime", "an OCI runtime: config.json + rootfs -> process", ("sandbox.runtime",)),
     ("cgroups", "cgroup v1 and v2 behind one interface", ("sandbox.cgroups",)),
     ("kernel", "the only module that calls libc through ctypes", ("sandbox.kernel",)),

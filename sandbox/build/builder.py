@@ -45,7 +45,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BuildError, DockerfileSyntaxError, ImageNotFound
+from ..errors import BuildError, DockerfileSyntaxError, ImageNotFound, StoreFull
+from ..humanize import shorten
 from .cache import BuildCache, digest_of
 from ..kernel.resolve import open_in_root
 from .context import DockerIgnore, read_in_root
@@ -94,7 +95,7 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         self.target = target
         self.no_cache = no_cache
         #: ``build --network``: where RUN steps go by default (Docker's: the bridge).
-        self.network = network or "bridge"
+        self.network = network or "default"  # the bridge as root, the host's network when rootless
         self.labels = dict(labels or {})
         self.on_event = on_event or (lambda e: None)
         #: set from another thread to stop the build (the API's client left): the running RUN is
@@ -187,9 +188,9 @@ class Builder(MetadataSteps, RunStep, FileSteps):
     def build(self) -> Image:
         try:
             return self._build()
-        except (BuildError, DockerfileSyntaxError) as e:
+        except (BuildError, DockerfileSyntaxError, StoreFull) as e:
             self.emit("error", step=self.step_no, total=self.total, filename=self.filename,
-                      line=e.line or 0, text=str(e), exit_code=getattr(e, "returncode", None))
+                      line=getattr(e, "line", 0) or 0, text=str(e), exit_code=getattr(e, "returncode", None))
             raise
         finally:
             self.close()
@@ -372,8 +373,14 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         reason = "--no-cache was given" if self.no_cache else self.cache.explain_miss(
             state.key, prepared.step_id, str(ins), prepared.files, prepared.args, state.missed)
         self.emit("step", cache="MISS", reason=reason, **base_fields)
-        with self.store.transaction():
-            layer_size, config_digest = self._run_step(ins, state, prepared, parent, key)
+        try:
+            # What a failed step stored goes again (a layer blob whose unpacking found the disk full).
+            with self.images.tidy_on_failure(), self.store.transaction():
+                layer_size, config_digest = self._run_step(ins, state, prepared, parent, key)
+        except StoreFull as e:
+            what = "its layer" if e.what == "a blob" else e.what
+            raise StoreFull(f"step {self.step_no}/{self.total} ({self.filename}:{ins.line}) "
+                            f"`{shorten(str(ins), 80)}`: {what}", e.where) from None
         self.emit("step-done", duration=time.monotonic() - t0, size=layer_size, image_id=config_digest,
                   **base_fields)
 

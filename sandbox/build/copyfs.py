@@ -36,8 +36,9 @@ import posixpath
 import shutil
 import stat
 from collections.abc import Iterable
+from typing import Any
 
-from ..errors import BuildError
+from ..errors import BuildError, UsageError
 from ..kernel.resolve import MAX_LINKS, fd_path, open_in_root
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -45,6 +46,25 @@ _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 #: One source entry: (its path below the copied directory, an O_PATH descriptor, its lstat).
 Entry = tuple[str, int, os.stat_result]
 
+
+
+def _chown(call: Any, target: Any, uid: int, gid: int, **kw: Any) -> None:
+    """``call(target, uid, gid)``; without root, 0:0 is our own uid already.
+
+    A store written by an unprivileged user (no user namespace: Binder) has the
+    user's files stand for root's: the layer writer maps them to 0:0.  Any other
+    owner cannot be given there, and says so instead of failing as a copy error.
+    """
+    if os.geteuid() != 0:
+        if (uid, gid) == (0, 0):
+            return
+        try:
+            call(target, uid, gid, **kw)
+        except PermissionError:
+            raise UsageError(f"--chown {uid}:{gid} needs root, or rootless mode with subordinate ids",
+                             hint="without them every file of the image belongs to root: drop --chown") from None
+        return
+    call(target, uid, gid, **kw)
 
 def open_root(path: str | os.PathLike[str]) -> int:
     """An O_PATH descriptor of a root (the merged view of the image so far): every path starts there."""
@@ -92,7 +112,7 @@ def make_dirs(root_fd: int, path: str, uid: int, gid: int, *, last_mode: int = 0
             if st is not None:
                 _remove_at(parent, name)
             os.mkdir(name, 0o700, dir_fd=parent)
-            os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+            _chown(os.chown, name, uid, gid, dir_fd=parent, follow_symlinks=False)
             made = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=parent)
             try:
                 os.chmod(fd_path(made), last_mode if i == len(todo) - 1 else 0o755)
@@ -176,14 +196,14 @@ def copy_entry(src_fd: int, st: os.stat_result, parent: int, name: str, uid: int
     times = (st.st_atime_ns, st.st_mtime_ns)
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink("", dir_fd=src_fd), name, dir_fd=parent)
-        os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+        _chown(os.chown, name, uid, gid, dir_fd=parent, follow_symlinks=False)
         os.utime(name, ns=times, dir_fd=parent, follow_symlinks=False)
         return None
     if is_dir:
         if old is None:
             os.mkdir(name, 0o700, dir_fd=parent)
         fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=parent)
-        os.chown(fd_path(fd), uid, gid)
+        _chown(os.chown, fd_path(fd), uid, gid)
         os.chmod(fd_path(fd), mode)
         return fd
     if stat.S_ISREG(st.st_mode):
@@ -193,13 +213,13 @@ def copy_entry(src_fd: int, st: os.stat_result, parent: int, name: str, uid: int
             with os.fdopen(out, "wb") as fout:
                 shutil.copyfileobj(fin, fout, 1 << 20)
                 fout.flush()
-                os.fchown(fout.fileno(), uid, gid)
+                _chown(os.fchown, fout.fileno(), uid, gid)
                 os.fchmod(fout.fileno(), mode)
                 os.utime(fout.fileno(), ns=times)
         return None
     if stat.S_ISFIFO(st.st_mode):
         os.mkfifo(name, mode, dir_fd=parent)
-        os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+        _chown(os.chown, name, uid, gid, dir_fd=parent, follow_symlinks=False)
         return None
     # sockets and device nodes in a build context are skipped, as Docker's tar would fail on sockets
     return None
@@ -254,7 +274,7 @@ def write_content(parent: int, name: str, content: bytes, uid: int, gid: int, mo
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
     with os.fdopen(fd, "wb") as f:
         f.write(content)
-        os.fchown(f.fileno(), uid, gid)
+        _chown(os.fchown, f.fileno(), uid, gid)
         os.fchmod(f.fileno(), mode)
 
 

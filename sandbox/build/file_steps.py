@@ -5,7 +5,9 @@ a scratch directory, the files are written into the merged view
 (destinations resolved inside the image, symlinks never followed to the
 host), and the upper directory is the layer.  It holds exactly the
 directories a copy touches, as Docker's commit of its build container does,
-which is why the layers list the same files as Docker's.
+which is why the layers list the same files as Docker's.  With the vfs
+storage driver the image so far is copied instead and the copy compared with
+it, which gives the same layer (see :mod:`sandbox.image.vfs`).
 
 Sources are looked up twice: when the step is prepared (to check them and
 hash them for the cache key) and again, from the root's descriptor, when a
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildError, ImageNotFound, SandboxError
+from ..errors import BuildError, ImageNotFound, SandboxError, StoreFull
 from ..kernel.resolve import fd_path
 from . import copyfs, words
 from .cache import digest_of
@@ -66,11 +68,11 @@ class FileSteps(StepBase):
 
         def run() -> tuple[dict[str, Any], Any]:
             state.config["WorkingDir"] = workdir
-            with self._rootfs(state) as (merged, upper):
+            with self._rootfs(state) as root:
                 # made inside the image: a symlink /app -> /etc there is the image's /etc
-                with self._writing(ins, merged, workdir) as root_fd:
+                with self._writing(ins, root.merged, workdir) as root_fd:
                     os.close(copyfs.make_dirs(root_fd, workdir, 0, 0))
-                blob = self._commit(upper)
+                blob = self._commit(root)
             return {"created_by": "/bin/sh -c #(nop) WORKDIR " + workdir}, blob
         return Prepared("", workdir, args=self._used_args(ins, state, ins.rest), run=run)
 
@@ -217,9 +219,9 @@ class FileSteps(StepBase):
 
     def _copy_run(self, ins: Instruction, state: State, job: _Copy) -> Any:
         """Write the copy into the image so far; the layer blob (None when nothing changed)."""
-        with self._rootfs(state) as (merged, upper):
-            uid, gid = self._owner(ins, str(merged), job.chown)
-            with self._writing(ins, merged, job.dest) as root_fd:
+        with self._rootfs(state) as root:
+            uid, gid = self._owner(ins, str(root.merged), job.chown)
+            with self._writing(ins, root.merged, job.dest) as root_fd:
                 if job.tree_chain is not None:
                     self._copy_from_layers(ins, job, job.tree_chain, root_fd, uid, gid)
                 elif job.resolved:
@@ -232,7 +234,7 @@ class FileSteps(StepBase):
                     name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "download"
                     self._write_file(root_fd, job, name, Path(path).read_bytes(), uid, gid,
                                      job.chmod if job.chmod is not None else 0o600)
-            return self._commit(upper)
+            return self._commit(root)
 
     def _write_file(self, root_fd: int, job: _Copy, name: str, data: bytes, uid: int, gid: int, mode: int) -> None:
         parent, at = copyfs.target(root_fd, job.dest, name, job.count > 1, uid, gid)
@@ -248,6 +250,8 @@ class FileSteps(StepBase):
         try:
             yield root_fd
         except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFull(f"what {ins.keyword} copies into {dest}", str(self.store.root)) from None
             what = f" {e.filename}" if isinstance(e.filename, str) and not e.filename.startswith("/proc/") else ""
             hint = ("a symlink in the image points (through others) to itself" if e.errno == errno.ELOOP
                     else "is a source changing while the build copies it?")

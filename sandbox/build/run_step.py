@@ -29,7 +29,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildError, ImageNotFound, SandboxError
+from ..errors import BuildError, ImageNotFound, SandboxError, StoreFull
+from ..image import fsutil
 from . import copyfs
 from .cache import digest_of
 from .context import Source, SourceTree
@@ -181,6 +182,8 @@ class RunStep(StepBase):
             return
         suffix = ":ro" if mount["readonly"] else ""
         if "chain" in mount:
+            # Always read-only: the view is a read-only overlay, or (vfs) the shared base tree.
+            suffix = ":ro"
             with self._readonly(mount["chain"]) as view:
                 # the view is our own read-only mount: the path found now stays what was checked
                 host = self._stage_source(ins, view, "stage", mount["source"])
@@ -243,8 +246,14 @@ class RunStep(StepBase):
                 self.emit("output", step=self.step_no, total=self.total, stream=stream, text=text,
                           line=ins.line, filename=self.filename)
 
+        driver = self._storage_driver()
+        if driver == "vfs" and state.layers:
+            self.images.layers.base_tree(state.chain_ids)   # here, not in the single-threaded supervisor
+        # remove_on_disconnect: should this process die (kill -9) before its `remove` below,
+        # the supervisor removes the container when our connection closes.
         result = client.call("create", config=merged, host_config=host, name=None, image_id=state.base_id,
-                             layers=state.chain_ids, image_ref=f"{state.base_name} (build step {self.step_no})")
+                             layers=state.chain_ids, image_ref=f"{state.base_name} (build step {self.step_no})",
+                             remove_on_disconnect=True, storage_driver=driver)
         cid = result["Id"]
         finished = threading.Event()
         if self.cancel is not None:
@@ -260,12 +269,16 @@ class RunStep(StepBase):
             for stream, rest in pending.items():
                 if rest:
                     on_output(stream, b"\n")
+            if code != 0 and fsutil.nearly_full(self.store.root):
+                # Before the container goes (and frees what it wrote): the disk is why it failed.
+                raise StoreFull(f"the files of its command (which stopped with code {code})",
+                                str(self.store.root))
             if code != 0:
                 raise self._error(ins, f"The command '{' '.join(argv)}' returned a non-zero code: {code}",
                                   exit_code=code, tail=tail,
                                   hint="its output shows why; fix the command and build again, "
                                        "the steps before it will come from the cache")
-            return self._commit(Path(self.engine.containers.get(cid).dir) / "upper")
+            return self._commit_container(cid)
         finally:
             finished.set()
             with contextlib.suppress(SandboxError):

@@ -5,7 +5,7 @@
 is made of: it declares the build's attributes (set by ``Builder.__init__``
 and ``Builder.build``) and holds what more than one family uses: expansion
 of ``$VAR``, errors that name the step, the metadata-only step, and mounts
-of the image so far.  :class:`BuildServices` is what a build needs of the
+(or, with the vfs storage driver, copies) of the image so far.  :class:`BuildServices` is what a build needs of the
 engine.
 """
 
@@ -97,6 +97,20 @@ class State:
 
 
 @dataclass
+class StepRoot:
+    """The image so far, writable, for a COPY, ADD or WORKDIR step: files go into ``merged``.
+
+    overlay: ``merged`` is a mount and ``upper`` its upper directory, the layer.
+    vfs: ``merged`` is a copy of ``base`` (the image's base tree), whose
+    directories had the identities ``dirs`` when copied.
+    """
+    merged: Path
+    upper: Path | None = None
+    base: Path | None = None
+    dirs: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass
 class Prepared:
     """A step's cache inputs, and the work to do on a miss."""
     step_id: str
@@ -171,13 +185,41 @@ class StepBase:
 
     # ------------------------------------------------------------------ shared by the step families
 
-    def _commit(self, upper: Path) -> Any:
-        """The upper directory as a layer blob, or None when the step changed nothing."""
-        if not any(os.scandir(upper)):
-            return None
-        from ..image import tarlayer
+    def _storage_driver(self) -> str:
+        """overlay or vfs, chosen once per build (``image.vfs.storage_driver``): every step,
+        and every RUN's container, of one build uses the same."""
+        driver = self.__dict__.get("_driver")
+        if driver is None:
+            from ..image.vfs import storage_driver
+            driver = self.__dict__["_driver"] = storage_driver(self.store.tmp_dir)
+        return str(driver)
+
+    def _commit(self, root: StepRoot) -> Any:
+        """The step's change to the image as a layer blob, or None when it changed nothing.
+
+        overlay: the upper directory.  vfs: the copy compared with the tree it
+        was copied from, written as the same tar (see :mod:`sandbox.image.vfs`).
+        """
+        from ..image import tarlayer, vfs
         from ..image.layers import write_layer_blob
-        return write_layer_blob(self.store, lambda out: tarlayer.write_overlay_upper(upper, out))
+        if root.upper is not None:
+            upper = root.upper
+            if not any(os.scandir(upper)):
+                return None
+            return write_layer_blob(self.store, lambda out: tarlayer.write_overlay_upper(upper, out))
+        assert root.base is not None
+        diff = tarlayer.tree_diff(root.base, root.merged, by_mtime=True, same_dir=vfs.same_dir_check(root.dirs))
+        if not (diff.changed or diff.deleted):
+            return None
+        return write_layer_blob(self.store, lambda out: vfs.write_diff(root.merged, diff, out))
+
+    def _commit_container(self, cid: str) -> Any:
+        """A RUN's container's change as a layer blob, or None when it changed nothing."""
+        from ..containers.commit import container_layer
+        from ..image.layers import write_layer_blob
+        container = self.engine.containers.get(cid)
+        changed, write = container_layer(self.images, container.attrs, Path(container.dir))
+        return write_layer_blob(self.store, write) if changed else None
 
     @contextlib.contextmanager
     def _context_tree(self) -> Iterator[SourceTree]:
@@ -188,10 +230,14 @@ class StepBase:
             yield tree
 
     @contextlib.contextmanager
-    def _rootfs(self, state: State) -> Any:
-        """The image so far, mounted writable over an empty upper dir: yields (merged, upper)."""
+    def _rootfs(self, state: State) -> Iterator[StepRoot]:
+        """The image so far, writable: mounted over an empty upper dir, or (vfs) copied."""
         from .. import kernel
         assert self.tmp is not None
+        if self._storage_driver() == "vfs":
+            with self._copied(state) as root:
+                yield root
+            return
         with self.store.scratch("step-") as tmp:
             upper, work, merged = tmp / "upper", tmp / "work", tmp / "merged"
             for d in (upper, work, merged):
@@ -203,14 +249,36 @@ class StepBase:
                 empty.mkdir()
                 kernel.mount("overlay", merged, "overlay", 0, f"lowerdir={empty},upperdir={upper},workdir={work}")
             try:
-                yield merged, upper
+                yield StepRoot(merged, upper=upper)
             finally:
                 kernel.umount(merged, 0)
 
     @contextlib.contextmanager
+    def _copied(self, state: State) -> Iterator[StepRoot]:
+        """vfs: a scratch copy of the image so far's base tree (what Docker's vfs does for its
+        build container), with the identities of its directories for the diff."""
+        from ..image import vfs
+        with self.store.scratch("step-") as tmp:
+            merged = tmp / "merged"
+            if state.layers:
+                base = self.images.layers.base_tree(state.chain_ids)
+            else:
+                base = tmp / "empty"
+                base.mkdir()
+            stats = vfs.copy_tree(base, merged)
+            yield StepRoot(merged, base=base, dirs=stats.dirs)
+
+    @contextlib.contextmanager
     def _readonly(self, chain_ids: list[str]) -> Any:
-        """The layers ``chain_ids`` mounted read-only (an empty directory for none): yields the view."""
+        """The layers ``chain_ids`` mounted read-only (an empty directory for none): yields the view.
+
+        vfs: the base tree itself, which the build only reads (a ``RUN --mount
+        from=`` of it is bound read-only, see ``_mount_source``).
+        """
         from .. import kernel
+        if chain_ids and self._storage_driver() == "vfs":
+            yield self.images.layers.base_tree(chain_ids)
+            return
         with self.store.scratch("from-") as tmp:
             view = tmp / "view"
             view.mkdir()

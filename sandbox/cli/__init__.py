@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import IO, Any
 from collections.abc import Sequence
@@ -68,6 +69,9 @@ def build_parser(prog: str = "sandbox", only: str | None = None) -> Parser:
     """The whole command line parser; with ``only``, just the module of that verb."""
     parser = Parser(prog=prog, description="A small container engine for teaching, with docker's verbs.")
     parser.add_argument("--root", help="store directory (default: $SANDBOX_ROOT or /var/lib/sandbox)")
+    parser.add_argument("--storage-driver", choices=["overlay", "vfs"],
+                        help="storage driver of the containers and builds this command makes "
+                             "(default: $SANDBOX_STORAGE_DRIVER, else overlay where it can be mounted, else vfs)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     modules = VERBS
@@ -80,13 +84,17 @@ def build_parser(prog: str = "sandbox", only: str | None = None) -> Parser:
     return parser
 
 
+#: The global options that take a value (skipped to find the verb).
+_GLOBAL_OPTIONS = ("--root", "--storage-driver")
+
+
 def _verb_of(argv: list[str]) -> str | None:
     i = 0
     while i < len(argv):
-        if argv[i] == "--root":
+        if argv[i] in _GLOBAL_OPTIONS:
             i += 2
             continue
-        if argv[i].startswith("--root="):
+        if argv[i].startswith(tuple(o + "=" for o in _GLOBAL_OPTIONS)):
             i += 1
             continue
         return None if argv[i].startswith("-") else argv[i]
@@ -105,6 +113,10 @@ def run(argv: Sequence[str], out: IO[str] | None = None, engine: Any = None) -> 
         verb = " ".join(v for v in (args.verb, getattr(args, "image_verb", None)) if v)
         raise UsageError(f"sandbox {verb}: unknown flag or argument {' '.join(extra)!r}",
                          hint=f"see 'sandbox {verb} --help'")
+    if getattr(args, "storage_driver", None):
+        # As the environment variable, for this process and the supervisor it may start
+        # (Docker's --storage-driver is the daemon's; here each client may force its own).
+        os.environ["SANDBOX_STORAGE_DRIVER"] = args.storage_driver
     quick = getattr(args, "quick", None)
     if engine is None and quick is not None:
         code = quick(args, out or sys.stdout)
@@ -123,7 +135,10 @@ run_argv = run
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        return run(argv)
+        if os.geteuid() != 0:  # a user's command joins their rootless namespace first (see sandbox.rootless)
+            from .. import rootless
+            rootless.join_if_wanted()
+        return run_argv(argv)  # not run(): importing the verb module sandbox.cli.run rebinds that name
     except _Exit as e:
         return e.status
     except SandboxError as e:

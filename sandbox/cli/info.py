@@ -27,6 +27,7 @@ def run(engine: Any, args: Any, out: Any) -> int:
         ("Cgroup Version", info["CgroupVersion"]),
         ("Privilege Mode", info["PrivilegeMode"]),
         ("This machine allows", info["Allows"]),
+        *([("Why", info["PrivilegeModeReason"])] if info.get("PrivilegeModeReason") else []),
         ("Kernel Version", info["KernelVersion"]),
         ("Operating System", info["OperatingSystem"]),
         ("Architecture", info["Architecture"]),

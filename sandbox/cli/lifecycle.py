@@ -87,4 +87,5 @@ def run_update(engine: Any, args: Any, out: Any) -> int:
     if not kwargs:
         raise UsageError("you must provide one or more flags when using this command",
                          hint="for example: sandbox update --memory 64m NAME")
-    return for_each(args.containers, lambda r: engine.containers.get(r).update(**kwargs), out)
+    from .quick import warn
+    return for_each(args.containers, lambda r: warn(engine.containers.get(r).update(**kwargs)), out)

@@ -39,7 +39,8 @@ def quick_run(args: Any, out: Any) -> int | None:
             return None   # not running (or not reachable): the full path starts it, or says why
         created = _call(sock, "create_named", image=args.image, config=config, host_config=host,
                         networking_config=networking,
-                        name=name, command_given=bool(args.command))
+                        name=name, command_given=bool(args.command),
+                        storage_driver=os.environ.get("SANDBOX_STORAGE_DRIVER") or None)
         if created.get("NeedUnpack"):
             return None   # nothing was created; the full path unpacks, then creates
         cid = created["Id"]
@@ -54,17 +55,23 @@ def quick_run(args: Any, out: Any) -> int | None:
 
 def _start(sock: socket.socket, cid: str, args: Any, out: Any) -> int:
     if args.detach:
-        _call(sock, "start", id=cid)
+        warn(_call(sock, "start", id=cid))
         out.write(cid + "\n")
         return 0
     from .streams import output_writer
-    _call(sock, "start", id=cid, attach=True)
+    warn(_call(sock, "start", id=cid, attach=True))
     from ..containers.resume import Shown
     shown = Shown(output_writer(out))
     final = protocol.follow(sock, shown)
     if final is None:
         return _resume(args, cid, shown)
     return int(final["exit"])
+
+
+def warn(result: Any) -> None:
+    """The start's warnings on stderr, as ``docker run`` prints them (also for the full path in cli.run)."""
+    for text in (result.get("Warnings") or []) if isinstance(result, dict) else []:
+        sys.stderr.write(f"WARNING: {text}\n")
 
 
 def _resume(args: Any, cid: str, shown: Any) -> int:

@@ -56,7 +56,8 @@ def run_create(engine: Any, args: Any, out: Any) -> int:
 def run_run(engine: Any, args: Any, out: Any) -> int:
     container = _create(engine, args)
     if args.detach:
-        engine.containers.client.call("start", id=container.id)
+        from .quick import warn
+        warn(engine.containers.client.call("start", id=container.id))
         out.write(container.id + "\n")
         return 0
     tty = bool(container.attrs["Config"].get("Tty"))
@@ -70,6 +71,8 @@ def attached(engine: Any, cid: str, out: Any, *, stdin_fd: int | None, tty: bool
     write = output_writer(out)
 
     def on_start(result: Any, stream: Any) -> None:
+        from .quick import warn
+        warn(result)
         if tty and stdin_fd is not None and os.isatty(stdin_fd):
             with contextlib.suppress(OSError):
                 size = os.get_terminal_size(stdin_fd)

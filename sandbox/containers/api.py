@@ -126,13 +126,17 @@ class ContainerCollection:
         single-threaded supervisor, and the create is asked again.
         """
         request = dict(image=image, config=config, host_config=host, name=name, command_given=command_given,
-                       networking_config=networking or {})
+                       networking_config=networking or {},
+                       # image.vfs.DRIVER_ENV: what this client forces wins over the supervisor's choice
+                       storage_driver=os.environ.get("SANDBOX_STORAGE_DRIVER") or None)
         result = self.client.call("create_named", **request)
         if result.get("NeedUnpack"):
             store = self._engine.image_store
             with self._engine.store.transaction():   # no garbage collection until the lease exists
                 img = store.get(image)
                 store.unpack(img.diff_ids, [l.digest for l in img.layers])
+                if result.get("Driver") == "vfs" and img.chain_ids:
+                    store.layers.base_tree(img.chain_ids)   # the vfs driver's copy source, made once
                 result = self.client.call("create_named", **request)
             if result.get("NeedUnpack"):
                 raise SandboxError(f"the layers of {image} were removed while the container was created",
@@ -197,7 +201,8 @@ class ContainerCollection:
     def load_fresh(self, cid: str) -> dict[str, Any]:
         """The record of ``cid``, brought up to date first if its supervisor died (see stale_running)."""
         rec = self.records.load(cid)
-        if stale_running(rec):
+        # "removing" is stale too when its supervisor was killed: the next one finishes the removal.
+        if stale_running(rec) or rec["State"].get("Status") == "removing":
             self._engine.ensure_supervisor()
             rec = self.records.load(cid)
         return rec
@@ -478,7 +483,7 @@ class Container:
             elif s == STDERR and stderr:
                 (err if demux else out).extend(data)
 
-        final = self._client.stream("exec", collect, **request)
+        final = self._exec_stream(args, collect, request)
         output: Any = (bytes(out) if stdout else None, bytes(err) if stderr else None) if demux else bytes(out)
         return ExecResult(int(final["exit"]), output)
 
@@ -486,10 +491,29 @@ class Container:
                     tty: bool = False, env: builtins.list[str] | None = None, workdir: str = "",
                     user: str = "", privileged: bool = False,
                     on_start: Callable[[Any, Any], None] | None = None) -> int:
-        final = self._client.stream("exec", on_output, stdin=stdin_fd, on_reply=on_start, id=self.id,
-                                    Cmd=list(args), Env=list(env or []), WorkingDir=workdir, User=user,
-                                    Tty=tty, Privileged=privileged, stdin_attach=stdin_fd is not None)
+        final = self._exec_stream(args, on_output, dict(id=self.id, Cmd=list(args), Env=list(env or []),
+                                                         WorkingDir=workdir, User=user, Tty=tty,
+                                                         Privileged=privileged,
+                                                         stdin_attach=stdin_fd is not None),
+                                  stdin=stdin_fd, on_reply=on_start)
         return int(final["exit"])
+
+    def _exec_stream(self, args: builtins.list[str], on_output: OutputFn, request: dict[str, Any],
+                     **kw: Any) -> dict[str, Any]:
+        """The ``exec`` stream; if the supervisor dies under it, say that the exit code is unknown.
+
+        The exec's process is not the supervisor's to keep: killed with it, or
+        left running in the container, its exit status reaches nobody.  Docker
+        answers ``ExitCode: null`` then; a number made up here would be a lie.
+        """
+        try:
+            return self._client.stream("exec", on_output, **request, **kw)
+        except SupervisorLost:         # after the reply: the process had started
+            raise SupervisorLost(
+                f"the supervisor went away while `{' '.join(args)}` ran in container {self.short_id}: "
+                "its exit code is unknown",
+                hint="the command may still be running in the container; the next command starts "
+                     "a new supervisor") from None
 
     # ------------------------------------------------------------------ inside
 
@@ -522,11 +546,24 @@ class Container:
         """``docker diff`` lines as (kind, path): the writable layer against the image."""
         from . import fsops
         from .setup import lower_dirs
+        from ..display import Diff
         store = self.collection._engine.store
+        if self.attrs.get("Driver") == "vfs":
+            from ..image import vfs
+            base = self._vfs_base()
+            return Diff(vfs.diff_lines(vfs.rootfs_diff(base, self.dir / "init", self.dir / "rootfs"), base))
         lowers = lower_dirs(store, self.dir, self.attrs["Sandbox"]["Layers"])[1:]  # without the init layer
         from pathlib import Path
-        from ..display import Diff
         return Diff(fsops.changes(self.dir / "upper", [Path(p) for p in lowers]))
+
+    def _vfs_base(self) -> Any:
+        """A vfs container's base: its image's merged tree (made again if it went), None without layers."""
+        chain = self.attrs["Sandbox"]["Layers"]
+        if not chain:
+            return None
+        engine = self.collection._engine
+        with engine.store.transaction():
+            return engine.image_store.layers.base_tree(list(chain))
 
     def commit(self, repository: str | None = None, tag: str | None = None, message: str | None = None,
                author: str | None = None, changes: Any = None, conf: dict[str, Any] | None = None,
@@ -544,6 +581,8 @@ class Container:
         A stopped container gets a temporary overlay of its own layers: read-only
         (the writable layer as the top lower dir) unless ``writable``, when its
         writable layer is the upper dir again, as it will be at the next start.
+        A vfs container's rootfs is its own directory, used as it is (bound
+        to a temporary place only to bind its mounts into).
 
         ``with_mounts`` (``cp``, as Docker's): the container's volumes and bind
         mounts, and its /etc/hostname, /etc/hosts and /etc/resolv.conf, are
@@ -558,15 +597,31 @@ class Container:
         cdir = Path(self.dir)
         rootfs = cdir / "rootfs"
         state = self.attrs["State"]
-        if state.get("Running") and setup.is_mounted(rootfs):
+        vfs = self.attrs.get("Driver") == "vfs"
+        if state.get("Running") and (vfs or setup.is_mounted(rootfs)):
             view = Path(f"/proc/{state.get('Pid')}/root")
             yield view if with_mounts and state.get("Pid") and os.path.isdir(view) else rootfs
+            return
+        if vfs and not with_mounts:
+            yield rootfs    # a vfs rootfs is a plain directory, the container's own
             return
         from .. import kernel
         store = self.collection._engine.store
         with store.scratch("cp-") as scratch:
             target = scratch / "merged"
             target.mkdir()
+            if vfs:
+                # A bind of the container's own copy, so its mounts can be bound into it
+                # and all go again with one detach, as the overlay view's do.
+                kernel.mount(str(rootfs), target, None, kernel.MS_BIND)
+                try:
+                    if not writable:
+                        kernel.mount(None, target, None, kernel.MS_BIND | kernel.MS_REMOUNT | kernel.MS_RDONLY)
+                    _bind_container_mounts(target, self.attrs, writable)
+                    yield target
+                finally:
+                    kernel.umount(target, kernel.MNT_DETACH)
+                return
             lowers = setup.lower_dirs(store, cdir, self.attrs["Sandbox"]["Layers"])
             if writable:
                 options = (f"lowerdir={':'.join(lowers)},upperdir={cdir / 'upper'},"

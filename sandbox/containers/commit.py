@@ -3,7 +3,9 @@
 The layer is the overlay upper directory written as an OCI layer tar
 (overlay's whiteouts become ``.wh.`` files, opaque directories
 ``.wh..wh..opq``), which is why the init layer sits *below* it: the mount
-points for /etc/hosts or /proc never reach an image.  The new config is the
+points for /etc/hosts or /proc never reach an image.  A vfs container has no
+upper directory: its rootfs is compared with the init layer over its image
+(:mod:`sandbox.image.vfs`) and the change written as the same tar.  The new config is the
 container's own (its command, environment, working directory ...), with
 ``-c`` changes applied on top, as Docker does.  By default the container is
 frozen while its layer is read, so the layer is a consistent snapshot.
@@ -15,6 +17,7 @@ import contextlib
 import copy
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SandboxError, UsageError
@@ -36,9 +39,8 @@ def commit(images: ImageStore, client: Client, rec: dict[str, Any], container_di
     """The container recorded as ``rec`` (its inspect document, just read) as a new image in ``images``.
 
     ``client`` talks to the supervisor, which freezes a running container
-    while its writable layer (``container_dir``/upper) is read.
+    while its writable layer (``container_dir``/upper, or its vfs rootfs) is read.
     """
-    from ..image import tarlayer
     from ..image.archive import apply_changes
     from ..image.images import new_config, now_rfc3339
     from ..image.layers import LayerBlob, write_layer_blob
@@ -60,25 +62,44 @@ def commit(images: ImageStore, client: Client, rec: dict[str, Any], container_di
     target = None
     if repository:
         target = f"{repository}:{tag}" if tag else repository
-    upper = Path(container_dir) / "upper"
+    cdir = Path(container_dir)
     frozen = False
     if pause and rec["State"].get("Running") and not rec["State"].get("Paused"):
         client.call("commit_pause", id=cid, freeze=True)
         frozen = True
-    try:
-        with store.transaction():
-            blob = write_layer_blob(store, lambda out: tarlayer.write_overlay_upper(upper, out))
-    finally:
-        if frozen:
-            with contextlib.suppress(SandboxError):
-                client.call("commit_pause", id=cid, freeze=False)
-    history = {"created": now_rfc3339(), "created_by": command_line(rec["Config"])}
-    if message:
-        history["comment"] = message
-    if author:
-        history["author"] = author
-    image_config = new_config([blob], [history], config=config, author=author, base=base.config)
-    image_config.pop("container_config", None)
-    layers = [LayerBlob(diff_id, d.digest, d.size, d.media_type)
-              for diff_id, d in zip(base.diff_ids, base.layers)] + [blob]
-    return images.create(image_config, layers, tags=[target] if target else [])
+    # A commit that fails (a full disk while its layer is unpacked) leaves no layer blob behind.
+    with images.tidy_on_failure(), store.transaction():
+        try:
+            blob = write_layer_blob(store, container_layer(images, rec, cdir)[1])
+        finally:
+            if frozen:
+                with contextlib.suppress(SandboxError):
+                    client.call("commit_pause", id=cid, freeze=False)
+        history = {"created": now_rfc3339(), "created_by": command_line(rec["Config"])}
+        if message:
+            history["comment"] = message
+        if author:
+            history["author"] = author
+        image_config = new_config([blob], [history], config=config, author=author, base=base.config)
+        image_config.pop("container_config", None)
+        layers = [LayerBlob(diff_id, d.digest, d.size, d.media_type)
+                  for diff_id, d in zip(base.diff_ids, base.layers)] + [blob]
+        return images.create(image_config, layers, tags=[target] if target else [])
+
+
+def container_layer(images: ImageStore, rec: dict[str, Any], cdir: Path) -> tuple[bool, Callable[[Any], None]]:
+    """The container's changes: (whether there are any, a function writing them as a layer tar).
+
+    overlay: its upper directory, as it is.  vfs: its rootfs compared with the
+    init layer over its image's base tree (``image.vfs.rootfs_diff``), written
+    as the same tar an upper directory holding that change gives.  The caller
+    holds ``store.transaction()`` (the base tree is made again if it went).
+    """
+    from ..image import tarlayer, vfs
+    if rec.get("Driver") != "vfs":
+        upper = cdir / "upper"
+        return any(os.scandir(upper)), lambda out: tarlayer.write_overlay_upper(upper, out)
+    chain = list(rec["Sandbox"]["Layers"])
+    base = images.layers.base_tree(chain) if chain else None
+    diff = vfs.rootfs_diff(base, cdir / "init", cdir / "rootfs")
+    return bool(diff.changed or diff.deleted), lambda out: vfs.write_diff(cdir / "rootfs", diff, out)

@@ -25,7 +25,7 @@ from .parse import parse_port  # noqa: F401 - re-exported: options.parse_* is th
 
 _CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
-RUNTIMES = ("sandbox", "runc")
+RUNTIMES = ("sandbox", "runc", "proot")
 
 
 # --------------------------------------------------------------------------- the flags

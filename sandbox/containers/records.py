@@ -8,7 +8,9 @@ clients can read (``ps``, ``inspect``, ``logs``, ``diff``) without asking it:
                       plus a private "Sandbox" section (layers, pid start time, boot id)
     init/             the init layer: empty mount points for /etc/hosts, /proc, ...
     upper/ work/      overlayfs's writable layer and work directory
-    rootfs/           where the overlay is mounted while the container runs
+    rootfs/           where the overlay is mounted while the container runs; with the
+                      vfs driver, the container's own copy of its image (no upper/ work/)
+    vfs-dirs.json     vfs: the identity of each directory the copy started with
     hostname hosts resolv.conf   bind-mounted over the init layer's files
     bundle/config.json           the OCI spec the runtime was given last
     stdout.fifo stderr.fifo      the container's output, kept open across supervisor restarts

@@ -9,7 +9,9 @@ supervisor:
   image and the writable layer, exactly as Docker's ``-init`` layer does, so
   the mount points the runtime needs never show up in ``diff`` or ``commit``.
 * :func:`mount_rootfs` mounts image layers + init layer + writable layer with
-  overlayfs at ``rootfs/``; :func:`unmount_rootfs` undoes it.
+  overlayfs at ``rootfs/``; :func:`unmount_rootfs` undoes it.  A container of
+  the ``vfs`` driver has no mount: :func:`make_vfs_rootfs` copies its image
+  (and the init layer) to ``rootfs/`` once, at create (see :mod:`sandbox.image.vfs`).
 * :func:`build_spec` maps docker's ``Config``/``HostConfig`` onto
   :class:`~sandbox.runtime.spec.ContainerOptions` and lets
   :func:`~sandbox.runtime.spec.default_spec` add Docker's defaults.  User and
@@ -66,13 +68,16 @@ class HostFacts:
         return self._devices
 
 
-def make_dirs(cdir: Path, mountpoints: list[str], file_mountpoints: list[str] = ()) -> None:  # type: ignore[assignment]
+def make_dirs(cdir: Path, mountpoints: list[str], file_mountpoints: list[str] = (),  # type: ignore[assignment]
+              driver: str = "overlay") -> None:
     """The container directory: init layer, writable layer, mount point, fifos.
 
     Mount points live in the init layer, so they never show in ``diff`` or a
     commit; a bind mount of a file needs a file to mount on (``file_mountpoints``).
+    A vfs container has no upper and work directories: its rootfs is its own copy.
     """
-    for sub in ("init", "upper", "work", "rootfs", "bundle"):
+    subs = ("init", "rootfs", "bundle") if driver == "vfs" else ("init", "upper", "work", "rootfs", "bundle")
+    for sub in subs:
         (cdir / sub).mkdir(parents=True, exist_ok=True)
     init = cdir / "init"
     for d in INIT_DIRS:
@@ -123,9 +128,31 @@ def lower_dirs(store: Any, cdir: Path, chain_ids: list[str]) -> list[str]:
     return out
 
 
-def mount_rootfs(store: Any, cdir: Path, chain_ids: list[str]) -> None:
-    """Mount the container's overlay on ``cdir/rootfs`` (no-op when mounted already)."""
+def make_vfs_rootfs(store: Any, cdir: Path, chain_ids: list[str]) -> Any:
+    """A vfs container's ``rootfs/``: its image's base tree and init layer, copied (CopyStats).
+
+    The base tree is made here if the client has not made it yet (slow: a
+    create names an image whose tree is made by the client, see
+    ``op_create_named``).
+    """
+    from ..image import vfs
+    from ..image.layers import LayerStore
+    base = LayerStore(store).base_tree(chain_ids) if chain_ids else None
+    return vfs.make_rootfs(base, cdir / "init", cdir / "rootfs")
+
+
+def mount_rootfs(store: Any, cdir: Path, chain_ids: list[str], driver: str = "overlay") -> None:
+    """Mount the container's overlay on ``cdir/rootfs`` (no-op when mounted already).
+
+    A vfs container's rootfs is a plain directory, made at create: nothing to mount.
+    """
     target = cdir / "rootfs"
+    if driver == "vfs":
+        from ..image.vfs import DIRS_FILE
+        if not (cdir / DIRS_FILE).is_file():
+            raise UsageError(f"the root file system of the vfs container in {cdir} was not made completely",
+                             hint="remove the container and create it again")
+        return
     if is_mounted(target):
         return
     lowers = lower_dirs(store, cdir, chain_ids)

@@ -41,8 +41,13 @@ class VolumeStore:
 
     def create(self, name: str | None = None, *, labels: dict[str, str] | None = None,
                driver: str = "local", driver_opts: dict[str, str] | None = None,
-               anonymous: bool = False) -> dict[str, Any]:
-        """Make a volume (or return the existing one of that name, as docker does)."""
+               anonymous: bool = False, creator: str = "") -> dict[str, Any]:
+        """Make a volume (or return the existing one of that name, as docker does).
+
+        ``creator``: the id of the container whose create makes this anonymous
+        volume, kept so that a create the supervisor was killed in can be
+        undone with its volumes (:meth:`made_for`).
+        """
         if driver != "local":
             raise UsageError(f"volume driver {driver!r} is not available", hint="use the local driver")
         if driver_opts:
@@ -62,6 +67,8 @@ class VolumeStore:
                     "CreatedAt": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
                     "Labels": dict(labels or {}), "Options": {}, "Scope": "local",
                     "Anonymous": anonymous, "CopiedUp": False}
+            if anonymous and creator:
+                meta["Creator"] = creator
             write_json(self.path(name) / "volume.json", meta, durable=True)
             return self.inspect_dict(meta)
 
@@ -100,9 +107,27 @@ class VolumeStore:
         meta["CopiedUp"] = True
         write_json(self.path(name) / "volume.json", meta)
 
+    def remove_leftovers(self) -> None:
+        """Delete the ``.removing-*`` directories of removals killed half-way (already no volume)."""
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.dir):
+                if entry.name.startswith(".removing-"):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+
+    def made_for(self, container_id: str) -> list[str]:
+        """The anonymous volumes made by the create of ``container_id``."""
+        out = []
+        for name in self.names():
+            with contextlib.suppress(VolumeNotFound):
+                if self._meta(name).get("Creator") == container_id:
+                    out.append(name)
+        return out
+
     def names(self) -> list[str]:
         try:
-            return sorted(e.name for e in os.scandir(self.dir) if (Path(e.path) / "volume.json").exists())
+            # not ".removing-*": a volume half-way through its removal is no volume any more
+            return sorted(e.name for e in os.scandir(self.dir)
+                          if not e.name.startswith(".") and (Path(e.path) / "volume.json").exists())
         except FileNotFoundError:
             return []
 

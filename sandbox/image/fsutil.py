@@ -66,6 +66,28 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised from, is ENOSPC or EDQUOT (a full disk or quota)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+#: Below this much free space a file system counts as full (what a failed program saw).
+FULL_BELOW = 1 << 20
+
+
+def nearly_full(path: Path | str) -> bool:
+    """Whether the file system holding ``path`` has less than FULL_BELOW left for its users."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_BELOW
+
+
 def canonical_json(obj: Any) -> bytes:
     """The one JSON encoding used for blobs we create: sorted keys, no spaces.
 

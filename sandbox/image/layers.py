@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from collections.abc import Callable, Iterator
 
-from ..errors import BlobCorrupt, LayerError, LayerNotFound
+from ..errors import BlobCorrupt, LayerError, LayerNotFound, StoreFull
 from . import fsutil
 from .mediatypes import OCI_LAYER, OCI_LAYER_GZIP
 from .store import Store, remove_tree
@@ -167,8 +167,10 @@ class LayerStore:
                     "blob": blob, "size": size, "link": self._new_link()})
                 os.rename(staging, final)
                 fsutil.fsync_dir(final.parent)
-            except BaseException:
+            except BaseException as e:
                 remove_tree(staging)
+                if fsutil.is_disk_full(e):   # not "cannot apply layer entry X": the disk is the cause
+                    raise StoreFull(f"layer {chain_id.split(':', 1)[1][:12]}", str(self.store.root)) from None
                 raise
             layer = self.get(chain_id)
             self._ensure_link(layer)
@@ -237,6 +239,53 @@ class LayerStore:
             from . import tarlayer
             total += tarlayer.apply_layer(self.store.blob_path(layer.blob), target, mode="merge")
         return total
+
+    # -- the vfs driver's base trees ----------------------------------------------
+
+    def base_path(self, chain_id: str) -> Path:
+        """Where the merged tree of ``chain_id`` and everything below it is kept (see :meth:`base_tree`)."""
+        return self._dir(chain_id) / "merged"
+
+    def has_base_tree(self, chain_id: str) -> bool:
+        return self.base_path(chain_id).is_dir()
+
+    def base_tree(self, chain_ids: list[str]) -> Path:
+        """The merged tree of the unpacked layers ``chain_ids`` (bottom first), made once.
+
+        The vfs driver's read-only base (see :mod:`.vfs`): containers and build
+        steps get copies of it and are compared with it.  It is made from a copy
+        of the nearest lower chain's tree with the remaining layers applied, in
+        a scratch directory renamed in when complete, under the top layer's
+        lock; it lives in the layer's own directory, so it goes with the layer.
+        The caller holds ``store.transaction()``, as for :meth:`unpack`.
+        """
+        if not chain_ids:
+            raise LayerError("an image with no layers has no base tree")
+        final = self.base_path(chain_ids[-1])
+        if final.is_dir():
+            return final
+        from . import tarlayer, vfs
+        with self._lock(chain_ids[-1]).hold():
+            if final.is_dir():    # another process made it while we waited
+                return final
+            start, source = 0, None
+            for i in range(len(chain_ids) - 2, -1, -1):
+                if self.has_base_tree(chain_ids[i]):
+                    start, source = i + 1, self.base_path(chain_ids[i])
+                    break
+            layers = [self.get(c) for c in chain_ids[start:]]   # LayerNotFound before any work
+            with self.store.scratch("vfs-") as tmp:
+                staging = tmp / "merged"
+                if source is not None:
+                    vfs.copy_tree(source, staging)
+                else:
+                    staging.mkdir()
+                    os.chmod(staging, 0o755)     # the containers' "/": as an unpacked layer's root
+                for layer in layers:
+                    tarlayer.apply_layer(self.store.blob_path(layer.blob), staging, mode="merge")
+                os.rename(staging, final)
+                fsutil.fsync_dir(final.parent)
+        return final
 
 
 @contextlib.contextmanager

@@ -91,8 +91,13 @@ class BlobWriter:
         self._hash = hashlib.sha256()
         self.size = 0
         self.digest: str | None = None
+        self._full: StoreFull | None = None
 
     def write(self, data: bytes) -> int:
+        if self._full is not None:
+            # A writer on top (tarfile, gzip) flushes its buffer on the way out of the
+            # error: it gets the same error, not EBADF from the closed temp file.
+            raise self._full
         view = memoryview(data)
         try:
             while view:
@@ -100,7 +105,8 @@ class BlobWriter:
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 self.abort()
-                raise StoreFull("a blob", str(self._store.root)) from None
+                self._full = StoreFull("a blob", str(self._store.root))
+                raise self._full from None
             raise
         self._hash.update(data)
         self.size += len(data)

@@ -19,7 +19,7 @@ from ._libc import PathArg, _check, _fail, _libc
 __all__ = [
     "CLONE_NEWTIME", "CLONE_NEWNS", "CLONE_NEWCGROUP", "CLONE_NEWUTS", "CLONE_NEWIPC",
     "CLONE_NEWUSER", "CLONE_NEWPID", "CLONE_NEWNET", "NAMESPACES", "NAMESPACE_FILES",
-    "unshare", "setns", "ns_inode", "sethostname", "setdomainname",
+    "unshare", "in_user_namespace", "setns", "ns_inode", "sethostname", "setdomainname",
 ]
 
 _libc.unshare.argtypes = [ctypes.c_int]
@@ -90,6 +90,20 @@ def _ns_hints(flags: int, single_threaded: int) -> dict[int, str]:
                                "/proc/sys/kernel/unprivileged_userns_clone and "
                                "/proc/sys/user/max_user_namespaces, or run as root")
     return hints
+
+
+def in_user_namespace() -> bool:
+    """Is this process in a user namespace other than the host's (rootless mode, a container)?
+
+    The initial namespace maps every id to itself: ``0 0 4294967295``.  Inside
+    another one, mounts that belong to the host (sysfs of its network, device
+    nodes, its cgroups) are refused, and the runtime binds the host's instead.
+    """
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def unshare(flags: int) -> None:

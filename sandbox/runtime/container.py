@@ -203,7 +203,9 @@ class Container:
         cg = self.cgroup
         if cg is None:
             raise CgroupError(f"cannot {action} container {self.id}: it has no cgroup",
-                              hint="pausing needs the freezer of a cgroup the runtime created")
+                              hint="pausing needs the freezer of a cgroup the runtime created"
+                              + ("; rootless, that takes a cgroup delegated to this user (systemd's Delegate=yes)"
+                                 if kernel.in_user_namespace() else ""))
         return cg
 
     def pids(self) -> list[int]:
@@ -420,6 +422,33 @@ class Runtime:
                 continue  # being created, or left by a killed create
         return out
 
+    def discard(self, container_id: str, spec: Mapping[str, Any] | None = None) -> None:
+        """Remove whatever exists of ``container_id``, also what a killed ``create`` left half-made.
+
+        ``create`` undoes itself on an error, but not when the process running
+        it is SIGKILLed (the engine's supervisor, ``kill -9``): a state
+        directory without ``state.json`` stays, on which every later create of
+        that id fails with ContainerExists and which :meth:`get` cannot see,
+        and so does the cgroup, with the init in it when it had been forked.
+        ``spec`` (the bundle's config) names the cgroup when it sets
+        ``cgroupsPath``.  Nothing existing is fine.
+        """
+        try:
+            self.get(container_id).delete(force=True)
+            return
+        except (ContainerNotFound, ValueError, KeyError):
+            pass
+        state_dir = os.path.join(self.root, container_id)
+        if not _ID.match(container_id) or not os.path.isdir(state_dir):
+            return   # create makes the state directory before anything else
+        path = ((spec or {}).get("linux") or {}).get("cgroupsPath")
+        cg = self.open_cgroup(path.strip("/") if path else f"sandbox/{container_id}")
+        if cg.exists():
+            cg.kill()
+            _remove_cgroup(cg)
+        _unmount_host_mounts(state_dir, ((spec or {}).get("root") or {}).get("path"))
+        _remove_tree(state_dir)
+
     # ------------------------------------------------------------------ create
 
     def create(self, container_id: str, bundle: str, *, stdio: tuple[int, int, int] | None = None,
@@ -506,8 +535,16 @@ class Runtime:
             cg = self.open_cgroup(name)
             cg.create()
         except (CgroupError, PermissionError) as e:
-            if any(v is not None for v in vars(resources).values()):
+            limits = [k for k, v in vars(resources).items() if v is not None]
+            if limits and not kernel.in_user_namespace():
                 raise
+            if limits:  # rootless without a delegated cgroup: run, and say so (Docker's rootless does too)
+                flags = ", ".join("--" + k.replace("_", "-") for k in limits)
+                return None, [f"rootless: limits not applied ({flags}): no cgroup is delegated to "
+                              "this user; on a cgroup v2 host systemd delegates one (systemd-run --user "
+                              "-p Delegate=yes, or Delegate=yes for user@.service)"]
+            if kernel.in_user_namespace():
+                return None, []  # rootless without delegation: nothing was asked for, so nothing to say
             return None, [f"no cgroup: {e}; the container runs without limits or pause"]
         try:
             warnings += cg.apply(resources)

@@ -208,7 +208,7 @@ def stage_two(args: InitArgs) -> NoReturn:
         spec = args.spec
         process = args.process or spec["process"]
         flags, joins = namespace_flags(spec)
-        in_userns = bool(flags & kernel.CLONE_NEWUSER) or "user" in joins
+        in_userns = bool(flags & kernel.CLONE_NEWUSER) or "user" in joins or kernel.in_user_namespace()
         if args.join_fds:
             with step("join cgroup"):
                 # Itself, first thing: see Cgroup.self_join_files for why not the caller.
@@ -467,6 +467,8 @@ def _exec_process(args: InitArgs, spec: dict[str, Any], process: dict[str, Any],
         for fd in keep:
             os.set_inheritable(fd, True)
         kernel.mark_cloexec_from(3, keep | {args.sync_fd, args.ack_fd} | ({fifo_fd} if fifo_fd else set()))
+        if fifo_fd is not None:
+            _let_go_of_inherited_fds(keep | {args.sync_fd, args.ack_fd, fifo_fd})
     send(args.sync_fd, ready=True, warnings=warnings, timings=TIMINGS)
     if fifo_fd is not None:
         with step("wait for start"):
@@ -486,6 +488,32 @@ def _exec_process(args: InitArgs, spec: dict[str, Any], process: dict[str, Any],
             kind = "notfound" if e.errno == 2 else "notexec"
             raise StepFailed("exec", f'exec: "{process["args"][0]}": {e.strerror}', e.errno, kind)
     raise AssertionError("unreachable")
+
+
+def _let_go_of_inherited_fds(keep: set[int]) -> None:
+    """Point every fd >= 3 but ``keep`` at /dev/null before blocking for start.
+
+    The init is a fork of the runtime's caller, the engine's supervisor, and
+    holds a copy of each of its descriptors until execve closes them.  Blocked
+    on the exec fifo it kept the supervisor's socket, its clients' connections
+    and its store lock alive after a ``kill -9`` between create and start: the
+    client of the start hung, and no new supervisor could take the store.
+    /dev/null rather than close(): the numbers stay taken, so nothing that
+    still holds one (a Python object, the signal wakeup fd) can write into a
+    file opened later.  A seccomp profile that forbids this keeps the old way.
+    """
+    try:
+        null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= 3 and fd != null and fd not in keep:
+            try:
+                os.dup2(null, fd, inheritable=False)
+            except OSError:
+                pass   # the fd of the listing itself, closed by now
+    os.close(null)
 
 
 _compiled: dict[str, bytes] = {}

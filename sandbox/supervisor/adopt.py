@@ -11,6 +11,7 @@ half-removed ones are removed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -22,7 +23,7 @@ from ..containers import setup
 from ..containers.records import boot_id
 from ..errors import ContainerNotFound, SandboxError
 from . import protocol
-from .box import Box
+from .box import Box, remove_anonymous_volumes
 from .core import Core
 from .reaping import (alive, exit_code_from_pidfd, exit_code_of, forget_kept_exits, kept_exit_status,
                       zombie_exit_status)
@@ -42,13 +43,15 @@ def recover(core: Core) -> None:
     boot_file.write_text(boot)
     for entry in os.scandir(core.containers.dir):
         if entry.name.startswith(".removing-"):
-            setup.unmount_rootfs(Path(entry.path))
-            shutil.rmtree(entry.path, ignore_errors=True)
+            _finish_removal(core, Path(entry.path))
+        elif len(entry.name) == 64 and not os.path.exists(os.path.join(entry.path, "container.json")):
+            remove_unfinished_create(core, entry.name)
+    core.volumes.remove_leftovers()
     for rec in core.containers.all():
         box = Box(core, rec)
         core.boxes[box.id] = box
         if rec["State"].get("Status") == "removing":
-            box.remove(force=True, volumes=True)
+            box.remove(force=True, volumes=bool(rec["Sandbox"].get("RemoveVolumes", True)))
             continue
         try:
             _recover_one(core, box, boot)
@@ -57,6 +60,39 @@ def recover(core: Core) -> None:
     forget_kept_exits(core.exits_dir, {f"{b.state.get('Pid')}-{b.rec['Sandbox'].get('StartTime')}"
                                        for b in core.boxes.values() if b.pidfd is not None})
     _recover_network(core)
+
+
+def _finish_removal(core: Core, doomed: Path) -> None:
+    """A record renamed away (``rm``) whose files the killed supervisor had not deleted yet.
+
+    Its ``rm -v`` may not have reached the anonymous volumes either: the
+    record, still inside, says which they are and whether they go.
+    """
+    try:
+        rec = json.loads((doomed / "container.json").read_bytes())
+    except (OSError, ValueError):
+        rec = None
+    if rec is not None and rec.get("Sandbox", {}).get("RemoveVolumes", True):
+        remove_anonymous_volumes(core.volumes, rec)
+    setup.unmount_rootfs(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def remove_unfinished_create(core: Core, cid: str) -> None:
+    """Undo a create its supervisor was killed in: a container directory without a record.
+
+    Nobody was told of the container (the record is the last thing create
+    writes), so it goes whole, as a failed create does: its directory, the
+    lease that keeps its image, and the anonymous volumes made for it.
+    """
+    with contextlib.suppress(OSError, SandboxError):
+        core.store.release(f"container-{cid}")
+    for name in core.volumes.made_for(cid):
+        with contextlib.suppress(OSError, SandboxError):
+            core.volumes.remove(name)
+    with contextlib.suppress(OSError, SandboxError):
+        setup.unmount_rootfs(core.containers.path(cid))
+    shutil.rmtree(core.containers.path(cid), ignore_errors=True)
 
 
 def _recover_network(core: Core) -> None:
@@ -88,6 +124,7 @@ def _recover_one(core: Core, box: Box, boot: str) -> None:
                    "" if code is not None else
                    "the container stopped while the supervisor was not running; its exit code is unknown")
         return
+    _discard_runtime_leftovers(core, box)
     with contextlib.suppress(SandboxError, OSError):
         setup.unmount_rootfs(box.dir)
     policy = (box.rec["HostConfig"].get("RestartPolicy") or {}).get("Name")
@@ -95,6 +132,29 @@ def _recover_one(core: Core, box: Box, boot: str) -> None:
                                 and not sb.get("ManualStop")):
         with contextlib.suppress(SandboxError):
             box.start()
+
+
+def _discard_runtime_leftovers(core: Core, box: Box) -> None:
+    """What a start killed half-way left in the runtime: its state, cgroup and init.
+
+    The record says "created" (or "exited") because the supervisor died
+    before it could write "running"; the runtime may have made the container
+    all the same, or half of it.  Left there, the init (blocked before its
+    command, or already running it) would run unseen, and every later start
+    would fail with "container exists".  A container that is not running has
+    nothing in the runtime, so whatever is there goes.
+    """
+    runtime = core.runtime_for(box.rec)
+    if not os.path.isdir(os.path.join(runtime.root, box.id)):
+        return      # the usual case: no runtime state (both runtimes keep one directory per id)
+    try:
+        spec = json.loads((box.dir / "bundle" / "config.json").read_bytes())
+    except (OSError, ValueError):
+        spec = None
+    try:
+        runtime.discard(box.id, spec)
+    except (SandboxError, OSError):
+        traceback.print_exc()
 
 
 def _status_after_death(core: Core, pid: int, start: int) -> int | None:

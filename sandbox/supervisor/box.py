@@ -59,6 +59,10 @@ class Box:
         self.pidfd: int | None = None
         self.stopping = False
         self.removing = False
+        #: The connection whose close removes this container (a build step's: see op_create).
+        self.owner: Any = None
+        #: The connection of the commit that froze this container; its close thaws it (op_commit_pause).
+        self.frozen_for: Any = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -101,7 +105,7 @@ class Box:
         fds_to_close: list[int] = []
         console_pair: tuple[socket.socket, socket.socket] | None = None
         try:
-            setup.mount_rootfs(self.host.store, self.dir, sandbox["Layers"])
+            setup.mount_rootfs(self.host.store, self.dir, sandbox["Layers"], self.rec.get("Driver") or "overlay")
             rootfs = self.dir / "rootfs"
             volume_mounts = oci_mounts(self.rec, str(rootfs), self.host.volumes)
             netns = self.host.network.attach(self.rec) if self.networked else None
@@ -291,7 +295,9 @@ class Box:
     # ------------------------------------------------------------------ exit
 
     def _on_exit(self, status: int) -> None:
-        self.exited(exit_code_of(status))
+        code = exit_code_of(status)
+        translate = getattr(self.rc, "exit_code", None)  # proot: its 255 for a signal we sent
+        self.exited(translate(code) if translate is not None else code)
 
     def exited(self, code: int, error: str = "") -> None:
         if self.stop_timer is not None:
@@ -386,6 +392,8 @@ class Box:
         if self.restart_timer is not None:
             self.restart_timer.cancel()
         self.state["Status"] = "removing"
+        # What was asked, for a supervisor that finishes this removal after a kill -9 (adopt.py).
+        self.rec["Sandbox"]["RemoveVolumes"] = volumes
         with contextlib.suppress(OSError):
             self.save()
         with contextlib.suppress(SandboxError, OSError):
@@ -405,10 +413,7 @@ class Box:
             os.rename(self.dir, doomed)  # the record is gone in one step
         self.host.forget(self.id, int(self.state.get("ExitCode") or 0), str(self.state.get("Error") or ""))
         if volumes:
-            for m in self.rec.get("Mounts") or []:
-                if m.get("Type") == "volume" and self.host.volumes.is_anonymous(m["Name"]):
-                    with contextlib.suppress(SandboxError, OSError):
-                        self.host.volumes.remove(m["Name"])
+            remove_anonymous_volumes(self.host.volumes, self.rec)
         self.event("destroy")
         self.removed()  # answer `run --rm` and `wait` now; the files go when no client waits
         self.host.loop.when_idle(lambda: shutil.rmtree(doomed, ignore_errors=True))
@@ -486,3 +491,11 @@ class Box:
             self.save()
             if self._should_restart(int(self.state.get("ExitCode") or 1)):
                 self._schedule_restart()
+
+
+def remove_anonymous_volumes(volumes: Any, rec: dict[str, Any]) -> None:
+    """``rm -v``: the anonymous volumes the container ``rec`` mounts (named ones stay, as in Docker)."""
+    for m in rec.get("Mounts") or []:
+        if m.get("Type") == "volume" and volumes.is_anonymous(m["Name"]):
+            with contextlib.suppress(SandboxError, OSError):
+                volumes.remove(m["Name"])

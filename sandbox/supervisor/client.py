@@ -29,6 +29,14 @@ from . import protocol
 
 START_TIMEOUT = 30.0
 
+#: How often a request is sent again when the supervisor's end was reset before reading it.
+#: UNREAD: a unix socket closed with data still queued resets the connection (ECONNRESET);
+#: one closed after reading it ends it (EOF).  So a reset means the request was never read:
+#: the supervisor was killed with it queued, or a process forked from the killed supervisor
+#: (a container's init being spawned) held its socket a moment longer.  An EOF may follow
+#: a request half done, and is never retried.
+RETRIES = 3
+
 OutputFn = Callable[[int, bytes], None]
 
 
@@ -156,7 +164,7 @@ class Client:
     def call(self, op: str, **args: Any) -> Any:
         """One request, one reply (raises the error the supervisor raised)."""
         with self._lock:
-            for attempt in (0, 1):
+            for attempt in range(RETRIES):
                 if self._sock is None:
                     self._sock = self.connect()
                 try:
@@ -164,13 +172,20 @@ class Client:
                 except OSError as e:
                     # The supervisor went away since our last request; it never saw this one.
                     self.close()
-                    if attempt or e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                    if attempt == RETRIES - 1 or e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
                         raise
                     continue
                 try:
                     data, _ = protocol.recv(self._sock)
                 except ConnectionResetError:
-                    data = b""   # it died while answering (a kill -9): same as a closed connection
+                    # Reset rather than closed: the request was never read (see UNREAD), so sending it
+                    # to the next supervisor cannot do it twice.
+                    self.close()
+                    if attempt == RETRIES - 1:
+                        raise SupervisorError(f"the supervisor went away before it read {op!r}",
+                                              hint=f"see {self.root / 'supervisor.log'}") from None
+                    time.sleep(0.01)
+                    continue
                 if not data:
                     self.close()
                     raise SupervisorError(f"the supervisor closed the connection during {op!r}",
@@ -185,11 +200,26 @@ class Client:
         ``stdin`` is a file descriptor whose bytes are forwarded (in a thread)
         until EOF.  Returns the final JSON object (``{"exit": code, ...}``).
         """
-        sock = self.connect()
+        for attempt in range(RETRIES):
+            sock = self.connect()
+            try:
+                protocol.send(sock, {"op": op, **args})
+                data, _ = protocol.recv(sock)
+                break
+            except ConnectionResetError:     # never read (see UNREAD): ask the next supervisor
+                sock.close()
+                if attempt == RETRIES - 1:
+                    raise SupervisorError(f"the supervisor went away before it read {op!r}",
+                                          hint=f"see {self.root / 'supervisor.log'}") from None
+                time.sleep(0.01)
+            except BaseException:
+                sock.close()
+                raise
         stream = Stream(sock)
         try:
-            protocol.send(sock, {"op": op, **args})
-            first = _recv_json(sock, op)
+            if not data:
+                raise SupervisorError(f"the supervisor closed the connection during {op!r}")
+            first = json.loads(data)
             result = _result(first)
             if on_reply is not None:
                 on_reply(result, stream)

@@ -39,6 +39,8 @@ class Core:
         self.runtime = Runtime(str(self.run_dir / "runtime"))
         from .runc import RuncRuntime
         self.runc = RuncRuntime(str(self.run_dir / "runc"), self.runtime.open_cgroup)
+        from .proot import ProotRuntime
+        self.proot = ProotRuntime(str(self.run_dir / "proot"))
         self.facts = setup.HostFacts()
         self.loop = Loop()
         self.boxes: dict[str, Box] = {}
@@ -74,8 +76,10 @@ class Core:
         return self._images
 
     def runtime_for(self, rec: dict[str, Any]) -> Any:
-        """The runtime a container was created for: ours, or runc (``--runtime runc``)."""
-        return self.runc if (rec.get("HostConfig") or {}).get("Runtime") == "runc" else self.runtime
+        """The runtime a container was created for: ours, runc (``--runtime runc``) or proot
+        (``--runtime proot``, and every container where namespaces are refused)."""
+        name = (rec.get("HostConfig") or {}).get("Runtime")
+        return self.runc if name == "runc" else self.proot if name == "proot" else self.runtime
 
     def forget(self, box_id: str, exit_code: int = 0, error: str = "") -> None:
         self.boxes.pop(box_id, None)

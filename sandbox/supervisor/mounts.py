@@ -51,8 +51,8 @@ def _missing_source(src: str) -> UsageError:
 class _Mounts:
     """The list being built, with docker's checks on each destination."""
 
-    def __init__(self, volumes: VolumeStore, made: list[str]) -> None:
-        self.volumes, self.made = volumes, made
+    def __init__(self, volumes: VolumeStore, made: list[str], creator: str) -> None:
+        self.volumes, self.made, self.creator = volumes, made, creator
         self.items: list[dict[str, Any]] = []
         self.seen: set[str] = set()
 
@@ -71,7 +71,7 @@ class _Mounts:
         if name and (self.volumes.path(name) / "volume.json").exists():
             meta = self.volumes.get(name)
         else:
-            meta = self.volumes.create(name, anonymous=not name)
+            meta = self.volumes.create(name, anonymous=not name, creator=self.creator)
             self.made.append(meta["Name"])
         self.add({"Type": "volume", "Name": meta["Name"], "Source": meta["Mountpoint"],
                   "Destination": dest, "Driver": "local", "Mode": "z" if rw else "ro", "RW": rw,
@@ -116,9 +116,12 @@ class _Mounts:
 
 
 def mounts_for(volumes: VolumeStore, config: dict[str, Any], host: dict[str, Any],
-               made: list[str]) -> list[dict[str, Any]]:
-    """docker inspect's "Mounts" from -v, --mount and the image's VOLUMEs; volumes made now go in ``made``."""
-    mounts = _Mounts(volumes, made)
+               made: list[str], creator: str = "") -> list[dict[str, Any]]:
+    """docker inspect's "Mounts" from -v, --mount and the image's VOLUMEs; volumes made now go in ``made``.
+
+    ``creator`` is the id of the container being created (see VolumeStore.create).
+    """
+    mounts = _Mounts(volumes, made, creator)
     for bind in host.get("Binds") or []:
         mounts.bind_string(bind)
     for m in host.get("Mounts") or []:

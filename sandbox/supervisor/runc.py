@@ -157,6 +157,12 @@ class RuncRuntime:
             return
         raise ContainerStartError("console", "runc did not send the container's terminal in 30 s")
 
+    def discard(self, container_id: str, spec: dict[str, Any] | None = None) -> None:
+        """Remove whatever runc has of ``container_id`` (:meth:`Runtime.discard`'s face; runc cleans up
+        a create it was killed in itself)."""
+        if os.path.isdir(os.path.join(self.root, container_id)):    # runc's state directory
+            self.run("delete", "--force", container_id, what="delete", check=False)
+
     def get(self, container_id: str) -> RuncContainer:
         done = self.run("state", container_id, what="state", check=False)
         if done.returncode != 0:

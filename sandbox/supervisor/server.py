@@ -74,6 +74,13 @@ class Supervisor(Core):
         for box in self.boxes.values():
             box.streams = [s for s in box.streams if s.conn is not conn]
             box.waiters = [w for w in box.waiters if w[0] is not conn]
+        for box in [b for b in self.boxes.values() if b.owner is conn]:
+            with contextlib.suppress(SandboxError, OSError):  # its client is gone: a build killed mid-step
+                box.remove(force=True, volumes=True)
+        for box in self.boxes.values():
+            if box.frozen_for is conn:  # a commit killed while the container was frozen for it
+                box.frozen_for = None
+                box._thaw_quietly()
         if isinstance(conn.target, Box) and conn.target.rec["Config"].get("StdinOnce"):
             conn.target.write_stdin(b"")  # docker: the container's stdin closes with the client
         for session in list(self.execs):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import Engine
-from sandbox.image.mediatypes import REF_NAME
+from tests.integration.store_checks import check_store
 
 pytestmark = pytest.mark.integration
 
@@ -59,26 +57,6 @@ def _make_archive(tmp_path: Path, engine: Engine) -> Path:
     return archive
 
 
-def _check_store(engine: Engine) -> None:
-    index = json.loads((engine.store.oci / "index.json").read_text())  # valid JSON, whole
-    for entry in index["manifests"]:
-        manifest = engine.store.read_json_blob(entry["digest"])  # verifies the digest
-        engine.store.read_json_blob(manifest["config"]["digest"])
-        for layer in manifest["layers"]:
-            engine.store.verify_blob(layer["digest"])
-        if REF_NAME in entry.get("annotations", {}):
-            tag = entry["annotations"][REF_NAME]
-            image = engine.images.get(tag)
-            for chain_id in image.chain_ids:
-                assert engine.image_store.layers.exists(chain_id)
-            if shutil.which("oci-image-tool"):
-                # --ref repeated: see test_archive_interop for the tool's filter bug
-                refs = ["--ref", f"name={tag}"] * (len(index["manifests"]).bit_length() + 1)
-                r = subprocess.run(["oci-image-tool", "validate", "--type", "image", *refs,
-                                    str(engine.store.oci)], capture_output=True, text=True)
-                assert r.returncode == 0, r.stderr
-
-
 def test_two_processes_one_killed_repeatedly(tmp_path):
     """A steady worker runs a fixed number of operations while a second worker is
     started and killed with SIGKILL five times at varied moments (often mid-load,
@@ -108,9 +86,9 @@ def test_two_processes_one_killed_repeatedly(tmp_path):
     assert out.count("\n") == 150
     assert all(v.returncode == -signal.SIGKILL for v in victims)
     fresh = Engine(root)  # a new start runs recovery
-    _check_store(fresh)
+    check_store(fresh)
     assert os.listdir(fresh.store.ingest_dir) == []
     assert not [n for n in os.listdir(fresh.store.layers_dir) if ".incomplete" in n]
     assert not [n for n in os.listdir(fresh.store.tmp_dir)]
     fresh.images.prune()
-    _check_store(fresh)
+    check_store(fresh)

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import SandboxError
+from ...errors import SandboxError, SupervisorError
 from ..http import ApiError, Exchange
 from ..router import Router
 from .common import container
@@ -156,6 +156,10 @@ def _run(client: Any, inst: ExecInstance, sock: socket.socket | None, trailing: 
     try:
         final = client.stream("exec", send, on_reply=on_reply, **_request(inst, stdin))
         inst.exit_code = int(final.get("exit", 0))
+    except SupervisorError:
+        # Killed under the exec (or before it answered): how it ended is unknown,
+        # which Docker's exec inspect says with ExitCode null -- not with a number.
+        inst.exit_code = None
     except (SandboxError, OSError):
         inst.exit_code = inst.exit_code if inst.exit_code is not None else 126
     finally:

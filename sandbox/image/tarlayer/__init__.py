@@ -6,7 +6,7 @@ from here; each topic lives in one module:
 =================  ==========================================================
 ``format``         whiteout names, the xattr allowlist, ``SOURCE_DATE_EPOCH``
 ``writing``        a tree or an overlay upper dir as a deterministic tar;
-                   the vfs driver's diff of two trees
+                   the vfs driver's diff of two trees (``tree_diff``)
 ``reading``        the uncompressed stream of a plain, gzip or zstd layer,
                    and its members read once, forward
 ``checking``       the check pass: the rules that refuse unsafe entries
@@ -35,16 +35,18 @@ from __future__ import annotations
 from .applying import apply_layer, unpack_layer
 from .format import OPAQUE_MARKER, WHITEOUT_PREFIX, XATTR_ALLOWLIST, source_date_epoch
 from .reading import open_layer
-from .writing import tree_changes, write_overlay_upper, write_tree
+from .writing import TreeDiff, tree_changes, tree_diff, write_overlay_upper, write_tree
 
 __all__ = [
     "OPAQUE_MARKER",
+    "TreeDiff",
     "WHITEOUT_PREFIX",
     "XATTR_ALLOWLIST",
     "apply_layer",
     "open_layer",
     "source_date_epoch",
     "tree_changes",
+    "tree_diff",
     "unpack_layer",
     "write_overlay_upper",
     "write_tree",

@@ -162,7 +162,15 @@ class Applier:
 
     def _clear_dir(self, comps: list[str]) -> None:
         self._forget(comps)
-        pfd = self._open_dir(comps, create=False)
+        try:
+            pfd = self._open_dir(comps, create=False)
+        except (NotADirectoryError, OSError) as e:
+            # A file or symlink in the lower layers where this one has an opaque directory
+            # (overlay's mkdir over a whiteout): nothing is below it to hide, and this
+            # layer's own entry for the directory replaces it.
+            if isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
+                return
+            raise
         if pfd is None:
             return
         try:

@@ -14,8 +14,8 @@ the same diff_id ("the matrix from hell" made testable):
 * a second path of an inode already written becomes a hard link to the first
   path in sorted order, whatever order the files were created in.
 
-Also here: :func:`tree_changes`, the vfs driver's diff of two trees, whose
-output is what :func:`write_tree` takes.  The tar is written uncompressed;
+Also here: :func:`tree_diff` (and its short form :func:`tree_changes`), the
+vfs driver's diff of two trees, whose output is what :func:`write_tree` takes.  The tar is written uncompressed;
 ``layers.write_layer_blob`` gzips and hashes it.
 """
 
@@ -26,7 +26,8 @@ import errno
 import os
 import stat
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -35,7 +36,8 @@ from .format import (CHUNK, OPAQUE_MARKER, OVERLAY_INDIRECT, OVERLAY_OPAQUE, PAX
                      WHITEOUT_PREFIX, xattr_allowed)
 
 
-__all__ = ["stored_owner", "tree_changes", "write_overlay_upper", "write_tree"]
+__all__ = ["SameDir", "TreeDiff", "stored_owner", "tree_changes", "tree_diff", "write_overlay_upper",
+           "write_tree"]
 
 
 def _fd_path(fd: int) -> str:
@@ -328,57 +330,219 @@ def _list_all_xattrs(path: str) -> set[str]:
 # --------------------------------------------------------------------------- diffing
 
 
+@dataclass
+class TreeDiff:
+    """What turns a lower tree into an upper one, in the shape a layer takes.
+
+    ``added`` and ``modified`` are entries of the upper tree (``added``: the
+    lower has nothing at that path); ``deleted`` are the lower's entries the
+    upper lacks (a deleted directory alone, not its contents); ``opaque`` are
+    directories that replaced the lower's entry at their path wholesale, so
+    everything below them is listed and nothing the lower had there shows
+    through (``hidden``: the lower's entries right below them, which ``docker
+    diff`` reports as deleted).  A directory is listed only if its own
+    metadata changed, or it is new: :func:`write_tree` adds the parents of
+    what it writes anyway, as overlayfs's copy-up does.
+    """
+
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    opaque: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[str]:
+        return sorted(self.added + self.modified, key=_sort_key)
+
+    def sort(self) -> TreeDiff:
+        for name in ("added", "modified", "deleted", "opaque", "hidden"):
+            getattr(self, name).sort(key=_sort_key)
+        return self
+
+
+#: ``same_dir(rel, fd)``: whether the upper's directory at ``rel`` (open as ``fd``)
+#: is the one the upper tree started with, or was made anew since.
+SameDir = Callable[[str, int], bool]
+
+_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def tree_changes(lower: Path, upper: Path) -> tuple[list[str], list[str]]:
     """What turns ``lower`` into ``upper``: (changed or added paths, deleted paths).
 
-    This is the vfs driver's diff, where no overlay records the changes for us.
-    A directory is listed only if its own metadata changed (write_tree adds the
-    parents of changed paths anyway); a deleted directory is listed alone.
+    The vfs driver's diff, where no overlay records the changes for us;
+    :func:`tree_diff` with content comparison and no directory identities.
     """
-    changed: list[str] = []
-    deleted: list[str] = []
-    _diff_dir(Path(lower), Path(upper), "", changed, deleted)
-    return sorted(changed, key=_sort_key), sorted(deleted, key=_sort_key)
+    diff = tree_diff(lower, upper)
+    return diff.changed, diff.deleted
 
 
-def _diff_dir(lower: Path, upper: Path, rel: str, changed: list[str], deleted: list[str]) -> None:
-    lower_names = set(os.listdir(lower / rel if rel else lower))
-    upper_names = os.listdir(upper / rel if rel else upper)
+def tree_diff(lower: Path | Sequence[Path], upper: Path, *, by_mtime: bool = False,
+              same_dir: SameDir | None = None) -> TreeDiff:
+    """Compare plain trees (no whiteouts in any); see :class:`TreeDiff`.
+
+    ``lower`` is one tree or several stacked ones, top first, as overlay
+    stacks lower dirs: the topmost entry at a path decides, a non-directory
+    hides what is below it, directories merge.  (A directory found in several
+    has the *lowest* one's metadata: that is how the vfs driver lays an init
+    layer over an image, keeping the image's own ``/etc``.)  The lower trees
+    are the engine's own and are read by path.  ``upper`` may belong to a
+    running container: it is walked from directory descriptors opened with
+    ``O_NOFOLLOW``, so a directory swapped for a symlink is never listed
+    through the link.
+
+    ``by_mtime`` (the container drivers' rule): a regular file whose mtime
+    changed is changed, without reading it -- overlayfs copies a file up on
+    any write or ``touch``, and Docker's vfs driver compares mtimes too.
+    Without it, a changed mtime counts only if the bytes differ.  Directory
+    mtimes never count: they change whenever an entry is added or removed
+    (moby/moby#9874).
+
+    ``same_dir``: with it, a directory of ``upper`` that is not the one it
+    started with, at a path where ``lower`` has an entry, is *opaque*, as the
+    directory overlayfs makes after an ``rm -rf`` (or over a file) is.
+    """
+    lowers = [Path(lower)] if isinstance(lower, (str, os.PathLike)) else [Path(p) for p in lower]
+    diff = TreeDiff()
+    top = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _diff_dir(lowers, top, "", diff, by_mtime, same_dir)
+    finally:
+        os.close(top)
+    return diff.sort()
+
+
+def _open_below(dfd: int, name: str) -> int | None:
+    """A listing descriptor of directory ``name`` in ``dfd``; None if it is no longer one."""
+    try:
+        return os.open(name, _LIST_FLAGS, dir_fd=dfd)
+    except OSError:
+        return None     # removed, or replaced by a symlink (ELOOP) since it was listed
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _listings(dirs: list[Path], rel: str) -> dict[Path, set[str]]:
+    return {d: set(os.listdir(d / rel if rel else d)) for d in dirs}
+
+
+def _lower_entry(names: dict[Path, set[str]], child: str,
+                 name: str) -> tuple[Path | None, os.stat_result | None, list[Path]]:
+    """What the stacked lowers show at ``child``: its path, its lstat, and the lowers in
+    which it is a directory that merges (empty for a non-directory or nothing)."""
+    found = [(d, st) for d, listed in names.items() if name in listed
+             for st in [_lstat(d / child)] if st is not None]
+    if not found:
+        return None, None, []
+    if not stat.S_ISDIR(found[0][1].st_mode):
+        return found[0][0] / child, found[0][1], []
+    run: list[tuple[Path, os.stat_result]] = []
+    for d, st in found:
+        if not stat.S_ISDIR(st.st_mode):
+            break       # a non-directory hides everything below it
+        run.append((d, st))
+    return run[-1][0] / child, run[-1][1], [d for d, _ in run]
+
+
+def _diff_dir(lowers: list[Path], dfd: int, rel: str, diff: TreeDiff, by_mtime: bool,
+              same_dir: SameDir | None) -> None:
+    """Compare the upper directory ``dfd`` at ``rel`` with the lowers that hold a directory there."""
+    names = _listings(lowers, rel)
+    lower_names = set().union(*names.values())
+    upper_names = os.listdir(dfd)
     for name in upper_names:
         child = f"{rel}/{name}" if rel else name
-        ust = os.lstat(upper / child)
-        lst = os.lstat(lower / child) if name in lower_names else None
-        if lst is None or _entry_differs(lower / child, upper / child, lst, ust):
-            changed.append(child)
+        try:
+            ust = os.lstat(name, dir_fd=dfd)
+        except FileNotFoundError:
+            continue        # removed since listed
+        lpath, lst, below = _lower_entry(names, child, name) if name in lower_names else (None, None, [])
         if not stat.S_ISDIR(ust.st_mode):
+            if lst is None:
+                diff.added.append(child)
+            elif _entry_differs(lpath, lst, dfd, name, ust, by_mtime):  # type: ignore[arg-type]
+                diff.modified.append(child)
             continue
-        if lst is not None and stat.S_ISDIR(lst.st_mode):
-            _diff_dir(lower, upper, child, changed, deleted)
-        else:
-            changed.extend(f"{child}/{p}" for p in _walk_tree(upper / child))
-    for name in lower_names.difference(upper_names):
-        deleted.append(f"{rel}/{name}" if rel else name)
+        sub = _open_below(dfd, name)
+        if sub is None:
+            continue
+        try:
+            if lst is None:
+                diff.added.append(child)
+                _walk_new([], sub, child, diff)
+            elif same_dir is not None and not same_dir(child, sub):
+                diff.modified.append(child)
+                diff.opaque.append(child)
+                present = set(os.listdir(sub))
+                hidden = set().union(*_listings(below, child).values()) if below else set()
+                diff.hidden.extend(f"{child}/{n}" for n in hidden - present)
+                _walk_new([d / child for d in below], sub, child, diff)
+            elif not below:
+                diff.modified.append(child)     # a directory where the lower has something else
+                _walk_new([], sub, child, diff)
+            else:
+                if _entry_differs(lpath, lst, dfd, name, ust, by_mtime):  # type: ignore[arg-type]
+                    diff.modified.append(child)
+                _diff_dir(below, sub, child, diff, by_mtime, same_dir)
+        finally:
+            os.close(sub)
+    diff.deleted.extend(f"{rel}/{n}" if rel else n for n in lower_names.difference(upper_names))
 
 
-def _entry_differs(lpath: Path, upath: Path, lst: os.stat_result, ust: os.stat_result) -> bool:
-    """Whether an entry's own type, metadata, content or allowlisted xattrs changed."""
+def _walk_new(lower_dirs: list[Path], dfd: int, rel: str, diff: TreeDiff) -> None:
+    """Everything below a new or opaque directory; ``lower_dirs`` (the lowers' directories
+    at ``rel``) only decide "added" or "modified" for each entry."""
+    for name in os.listdir(dfd):
+        child = f"{rel}/{name}"
+        in_lower = [(d / name, st) for d in lower_dirs for st in [_lstat(d / name)] if st is not None]
+        (diff.modified if in_lower else diff.added).append(child)
+        sub = _open_below(dfd, name)
+        if sub is None:
+            continue
+        try:
+            _walk_new([p for p, st in in_lower if stat.S_ISDIR(st.st_mode)], sub, child, diff)
+        finally:
+            os.close(sub)
+
+
+def _entry_differs(lpath: Path, lst: os.stat_result, dfd: int, name: str, ust: os.stat_result,
+                   by_mtime: bool) -> bool:
+    """Whether an entry's own type, metadata, content or allowlisted xattrs changed
+    (the upper's entry is ``name`` in the directory ``dfd``)."""
     if (lst.st_mode, lst.st_uid, lst.st_gid) != (ust.st_mode, ust.st_uid, ust.st_gid):
         return True
     fmt = stat.S_IFMT(ust.st_mode)
     if fmt in (stat.S_IFCHR, stat.S_IFBLK) and lst.st_rdev != ust.st_rdev:
         return True
     if fmt == stat.S_IFLNK:
-        return os.readlink(lpath) != os.readlink(upath)
+        return os.readlink(lpath) != os.readlink(name, dir_fd=dfd)
     if fmt == stat.S_IFREG:
         if lst.st_size != ust.st_size:
             return True
-        if lst.st_mtime_ns != ust.st_mtime_ns and not _same_bytes(lpath, upath):
+        if lst.st_mtime_ns != ust.st_mtime_ns and (by_mtime or not _same_bytes(lpath, dfd, name)):
             return True
-    return _read_xattrs(str(lpath)) != _read_xattrs(str(upath))
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    except OSError:
+        return True     # replaced since it was listed: the next look decides
+    try:
+        return _read_xattrs(str(lpath)) != _read_xattrs(_fd_path(fd), follow=True)
+    finally:
+        os.close(fd)
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
-    with open(a, "rb", buffering=0) as fa, open(b, "rb", buffering=0) as fb:
+def _same_bytes(a: Path, dfd: int, name: str) -> bool:
+    try:
+        ub = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    except OSError:
+        return False
+    with open(a, "rb", buffering=0) as fa, open(ub, "rb", buffering=0) as fb:
         while True:
             chunk = fa.read(CHUNK)
             if chunk != fb.read(CHUNK):

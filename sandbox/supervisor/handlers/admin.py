@@ -61,6 +61,11 @@ def op_update(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
     warnings: list[str] = []
     if box.running and box.rc is not None and box.rc.cgroup is not None:
         warnings = box.rc.cgroup.apply(res)
+    elif box.running and any(v is not None for v in vars(res).values()):
+        from ...kernel import in_user_namespace  # rootless without a delegated cgroup (see runtime.container)
+        if in_user_namespace():
+            warnings = ["rootless: the new limits are kept for the next start but not applied: no cgroup is "
+                        "delegated to this user"]
     for key in UPDATABLE:
         if changes.get(key) is not None:
             host[key] = changes[key]
@@ -90,13 +95,22 @@ def op_prune(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
 
 
 def op_commit_pause(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
-    """Freeze (or thaw) a running container around a commit, as docker commit --pause does."""
+    """Freeze (or thaw) a running container around a commit, as docker commit --pause does.
+
+    The freeze belongs to ``conn``: should the committing client die before it
+    thaws (a kill -9 mid-commit), the supervisor thaws the container when that
+    connection closes (``Supervisor.conn_closed``).  Nobody else could: the
+    container is not "paused", so ``unpause`` refuses it, and it would stay
+    frozen for good.
+    """
     box = core.box(msg["id"])
     if box.running and box.rc is not None and box.rc.cgroup is not None and not box.state.get("Paused"):
         if msg.get("freeze"):
             box.rc.cgroup.freeze()
+            box.frozen_for = conn
         else:
             box.rc.cgroup.thaw()
+            box.frozen_for = None
     return None
 
 

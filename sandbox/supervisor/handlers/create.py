@@ -25,8 +25,19 @@ from ..mounts import mounts_for
 
 
 def op_create(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
-    """``create`` with ``image_id`` and ``layers`` resolved by the caller (the builder)."""
-    return create(core, msg)
+    """``create`` with ``image_id`` and ``layers`` resolved by the caller (the builder).
+
+    With ``remove_on_disconnect`` the container belongs to ``conn``: when that
+    connection closes, the supervisor removes the container, running or not
+    (``Supervisor.conn_closed``).  A build step's container needs it: the
+    builder removes it after committing its layer, but a builder killed
+    before that could not, and its RUN would run on, and its record stay,
+    with nobody to clean up.
+    """
+    result = create(core, msg)
+    if msg.get("remove_on_disconnect"):
+        core.boxes[result["Id"]].owner = conn
+    return result
 
 
 def op_create_named(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
@@ -49,13 +60,22 @@ def op_create_named(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
             raise ImageNotFound(f"Unable to find image '{ref}' locally",
                                 hint=f"`sandbox pull {ref}`, or `sandbox bootstrap busybox` "
                                      "for an offline base image") from None
-        if not all(core.images.layers.exists(c) for c in img.chain_ids):
-            return {"NeedUnpack": True}
+        driver = _driver(core, msg)
+        if not all(core.images.layers.exists(c) for c in img.chain_ids) or (
+                driver == "vfs" and img.chain_ids and not core.images.layers.has_base_tree(img.chain_ids[-1])):
+            return {"NeedUnpack": True, "Driver": driver}
         config = merge_image_config(img.config.get("config") or {}, msg["config"],
                                     bool(msg.get("command_given", True)))
         config["Image"] = ref
         return create(core, {**msg, "config": config, "image_id": img.id, "layers": img.chain_ids,
-                             "image_ref": ref})
+                             "image_ref": ref, "storage_driver": driver})
+
+
+def _driver(core: Core, msg: dict[str, Any]) -> str:
+    """The storage driver of a new container: the one the client forces (its
+    ``$SANDBOX_STORAGE_DRIVER``), else this process's, else overlay if it mounts here."""
+    from ...image.vfs import storage_driver
+    return storage_driver(core.store.tmp_dir, msg.get("storage_driver") or None)
 
 
 def _name(core: Core, wanted: str | None) -> str:
@@ -80,19 +100,33 @@ def create(core: Core, msg: dict[str, Any]) -> Any:
     if (host.get("Runtime") or "sandbox") == "runc":
         from ..runc import runc_binary
         runc_binary()   # a clear error now rather than at start
+    if _no_namespaces():
+        host["Runtime"] = "proot"   # the only way to run anything here (see supervisor.proot)
+    if host.get("Runtime") == "proot":
+        from ..proot import proot_binary
+        proot_binary()
     name = _name(core, msg.get("name"))
     networks = _networks(core, config, host, msg.get("networking_config") or {})
+    driver = msg["storage_driver"] = _driver(core, msg)
     cid = new_id()
     cdir = core.containers.path(cid)
     made_volumes: list[str] = []
     holder = f"container-{cid}"
     try:
-        mounts = mounts_for(core.volumes, config, host, made_volumes)
+        # The directory first: a create the supervisor is killed in is then one
+        # directory without a record, which the next supervisor removes, with
+        # the lease and the volumes made for it (adopt.remove_unfinished_create).
         cdir.mkdir(parents=True)
+        mounts = mounts_for(core.volumes, config, host, made_volumes, creator=cid)
         core.store.lease(holder, images=[msg["image_id"]], layers=list(msg["layers"]))
         setup.make_dirs(cdir, [m["Destination"] for m in mounts],
                         [m["Destination"] for m in mounts
-                         if m.get("Type") == "bind" and os.path.isfile(m.get("Source") or "")])
+                         if m.get("Type") == "bind" and os.path.isfile(m.get("Source") or "")],
+                        driver=driver)
+        if driver == "vfs":
+            # The container's own copy of its image: the one slow step of a vfs create
+            # (the base tree itself was made by the client, see op_create_named).
+            setup.make_vfs_rootfs(core.store, cdir, list(msg["layers"]))
         if not config.get("Hostname"):
             config["Hostname"] = cid[:12]
         setup.write_etc_files(cdir, config["Hostname"], config.get("Domainname") or "",
@@ -121,8 +155,14 @@ def _networks(core: Core, config: dict[str, Any], host: dict[str, Any],
     {"IPAMConfig": {"IPv4Address": ...}, "Aliases": [...], "MacAddress": ...}}}``.
     """
     mode = host.get("NetworkMode") or "default"
+    from ... import rootless
+    if _no_namespaces():
+        mode = _network_without_namespaces(mode)
+    elif rootless.inside():
+        mode = _rootless_network(mode)
     if mode == "default":
-        host["NetworkMode"] = mode = "bridge"
+        mode = "bridge"
+    host["NetworkMode"] = mode
     endpoints = dict(networking.get("EndpointsConfig") or {})
     if mode in ("none", "host") or mode.startswith("container:"):
         _check_shared_network(core, config, host, mode, endpoints)
@@ -149,6 +189,34 @@ def _networks(core: Core, config: dict[str, Any], host: dict[str, Any],
                                  hint=f"pick an address inside {subnet}")
         out[net["Name"]] = _endpoint_settings(es, net["Id"])
     return out
+
+
+def _no_namespaces() -> bool:
+    from ... import hostinfo
+    return hostinfo.mode().name == "no-namespaces"
+
+
+def _network_without_namespaces(mode: str) -> str:
+    """Without namespaces every container is on the host's network: there is no other."""
+    if mode in ("default", "host"):
+        return "host"
+    raise UsageError(f"network {mode!r} needs a network namespace, and namespaces are refused here: "
+                     "containers use the host's network", hint="drop --network")
+
+
+def _rootless_network(mode: str) -> str:
+    """Rootless containers share the host's network (the default) or have none.
+
+    A bridge needs the host's network namespace, which only root may change;
+    a user-mode network stack (slirp4netns, pasta) is not wired up yet.
+    """
+    if mode == "default":
+        return "host"
+    if mode in ("none", "host") or mode.startswith("container:"):
+        return mode
+    raise UsageError(f"network {mode!r} needs root: in rootless mode containers use the host's network "
+                     "(the default) or none",
+                     hint="drop --network, or use --network none; for a bridge run the engine as root")
 
 
 def _endpoint_settings(es: dict[str, Any], network_id: str = "") -> dict[str, Any]:
@@ -191,13 +259,10 @@ def _record(core: Core, cid: str, name: str, msg: dict[str, Any],
                   "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
         "Image": msg["image_id"], "ResolvConfPath": str(cdir / "resolv.conf"),
         "HostnamePath": str(cdir / "hostname"), "HostsPath": str(cdir / "hosts"),
-        "LogPath": str(cdir / "container.log"), "Driver": "overlay",
+        "LogPath": str(cdir / "container.log"), "Driver": msg["storage_driver"],
         "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": None, "HostConfig": host,
-        "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": ":".join(setup.lower_dirs(core.store, cdir, list(msg["layers"]))),
-            "UpperDir": str(cdir / "upper"), "WorkDir": str(cdir / "work"),
-            "MergedDir": str(cdir / "rootfs")}},
+        "GraphDriver": _graph_driver(core, cdir, msg),
         "Mounts": mounts, "Config": config,
         "NetworkSettings": {"Networks": networks, "Ports": {}, "SandboxKey": "", "IPAddress": "",
                             "Gateway": "", "MacAddress": ""},
@@ -208,6 +273,16 @@ def _record(core: Core, cid: str, name: str, msg: dict[str, Any],
     if (config.get("Healthcheck") or {}).get("Test", ["NONE"])[0] != "NONE":
         record["State"]["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
     return record
+
+
+def _graph_driver(core: Core, cdir: Any, msg: dict[str, Any]) -> dict[str, Any]:
+    """inspect's ``GraphDriver``: overlay's directories, or (vfs) where its copy is (Docker's vfs shows no Data)."""
+    if msg["storage_driver"] == "vfs":
+        return {"Name": "vfs", "Data": {"Dir": str(cdir / "rootfs")}}
+    return {"Name": "overlay", "Data": {
+        "LowerDir": ":".join(setup.lower_dirs(core.store, cdir, list(msg["layers"]))),
+        "UpperDir": str(cdir / "upper"), "WorkDir": str(cdir / "work"),
+        "MergedDir": str(cdir / "rootfs")}}
 
 
 HANDLERS = {"create": op_create, "create_named": op_create_named}

@@ -14,6 +14,12 @@ from ..core import Core
 
 
 def op_network_create(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
+    from ... import rootless
+    if rootless.inside():
+        from ...errors import UsageError
+        raise UsageError(f"cannot create network {msg['name']!r}: networks need root (a bridge lives in "
+                         "the host's network namespace); rootless containers use the host's network or none",
+                         hint="run the engine as root for networks, or use --network none")
     rec = core.network.create(msg["name"], driver=msg.get("driver") or "bridge", subnet=msg.get("subnet"),
                               gateway=msg.get("gateway"), internal=bool(msg.get("internal")),
                               labels=msg.get("labels") or {})
