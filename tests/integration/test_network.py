@@ -402,7 +402,7 @@ def test_bad_network_input_is_refused_and_leaves_nothing(engine):
 def cli_error(engine, *argv):
     """The CLI's error for ``argv`` as the exception the parser raises (one line, no traceback)."""
     from sandbox import cli as sandbox_cli
-    return sandbox_cli.run(list(argv), engine=engine)
+    return sandbox_cli.run_argv(list(argv), engine=engine)
 
 
 def test_networks_survive_a_killed_supervisor_and_rules_come_back(engine):
