@@ -111,7 +111,8 @@ def write_etc_files(cdir: Path, hostname: str, domainname: str, network_mode: st
     from ..network import etcfiles
     (cdir / "hostname").write_text(hostname + "\n")
     (cdir / "hosts").write_text(etcfiles.hosts_text(hostname, domainname, network_mode, extra_hosts))
-    embedded = network_mode not in ("none", "host", "bridge", "default") and not network_mode.startswith("container:")
+    embedded = network_mode not in ("none", "host", "bridge", "default", "slirp4netns") \
+        and not network_mode.startswith("container:")
     (cdir / "resolv.conf").write_text(etcfiles.resolv_text(network_mode, embedded, dns, dns_search,
                                                            list(dns_options)))
 

@@ -62,6 +62,8 @@ def resolv_text(network_mode: str, embedded: bool, dns: list[str], dns_search: l
     options = next((l.split()[1:] for l in lines if l.startswith("options")), [])
     if embedded:
         servers, options = ["127.0.0.11"], ["ndots:0"] + [o for o in options if not o.startswith("ndots")]
+    elif network_mode == "slirp4netns":
+        servers = ["10.0.2.3"]   # slirp's own forwarder to the host's name servers (see network.slirp)
     elif network_mode != "host":
         servers = [s for s in servers if not _is_loopback(s)]
     if dns and not embedded:

@@ -126,6 +126,8 @@ class Box:
                 console_socket=console_pair[1] if console_pair else None)
             if console_pair is not None:
                 sandbox["TtyKeeper"] = self.io.take_console(console_pair[0], bool(config.get("OpenStdin")))
+            if self.rec["HostConfig"].get("NetworkMode") == "slirp4netns":
+                self._start_slirp()
             self.rc.start()
         except BaseException as e:
             self._undo_start()
@@ -153,9 +155,24 @@ class Box:
     @property
     def networked(self) -> bool:
         """On ``bridge``, a user network or another container's: the network manager wires it."""
-        return (self.rec["HostConfig"].get("NetworkMode") or "none") not in ("none", "host")
+        return (self.rec["HostConfig"].get("NetworkMode") or "none") not in ("none", "host", "slirp4netns")
+
+    def _start_slirp(self) -> None:
+        """Rootless: slirp4netns for the init's network namespace, before the init runs its command."""
+        from ..network import slirp
+        assert self.rc is not None
+        info = slirp.start(self.rc.pid, str(self.dir), self.rec["HostConfig"].get("PortBindings") or {})
+        self.rec["Sandbox"]["Slirp"] = info
+        self.host.loop.children[info["Pid"]] = lambda status: None   # reaped; it ends with the container
+        ns = self.rec["NetworkSettings"]
+        ns["Ports"] = info.get("Ports") or {}
+        ns.update(IPAddress=slirp.ADDRESS, Gateway=slirp.GATEWAY, IPPrefixLen=slirp.PREFIX)
 
     def _detach_network(self) -> None:
+        slirp_info = self.rec["Sandbox"].pop("Slirp", None)
+        if slirp_info:
+            from ..network import slirp
+            slirp.stop(slirp_info)
         if self.networked:
             with contextlib.suppress(SandboxError, OSError):
                 self.host.network.detach(self.rec)

@@ -242,9 +242,14 @@ class ProotRuntime:
             stdio = (pty_fd, pty_fd, pty_fd)
         assert stdio is not None
         for target, fd in enumerate(stdio):
+            if fd == target:  # dup2(n, n) would keep close-on-exec: give the child a copy from above
+                import fcntl
+                fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+                closing.append(fd)
             actions.append((os.POSIX_SPAWN_DUP2, fd, target))
         # Always through the shim: the rlimits are set on it before proot starts.
         start_r, start_w = os.pipe()
+        start_r = _high(start_r)   # never dup2(3, 3): that keeps close-on-exec and the shim would not wait
         actions.append((os.POSIX_SPAWN_DUP2, start_r, 3))
         closing.append(start_r)
         os.set_inheritable(start_w, False)
@@ -293,6 +298,14 @@ def _apply_rlimits(pid: int, rlimits: list[dict[str, Any]]) -> list[str]:
         except ProcessLookupError:
             break
     return warnings
+
+
+def _high(fd: int) -> int:
+    """``fd`` moved to 10 or above, close-on-exec (see network.slirp._high)."""
+    import fcntl
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return new
 
 
 def _remove_proot_tmp(pid: int) -> None:

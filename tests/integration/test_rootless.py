@@ -10,11 +10,13 @@ holder, the supervisor) are killed and the user removed with their home.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -25,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import requires_root
+from tests.integration.net_env import INET_HOST
 
 pytestmark = requires_root
 
@@ -98,7 +101,8 @@ def user(busybox_binary):
             time.sleep(0.05)
         del with_pkill
         subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
-        shutil.rmtree(f"/tmp/sandbox-rootless-{u.pw.pw_uid}", ignore_errors=True)  # the holder's pid file
+        for d in ("rootless", "slirp"):  # the holder's pid file; slirp4netns's short socket directory
+            shutil.rmtree(f"/tmp/sandbox-{d}-{u.pw.pw_uid}", ignore_errors=True)
 
 
 def _bootstrap_takes_binary(u: User) -> bool:
@@ -183,15 +187,73 @@ def test_limits_without_a_delegated_cgroup_run_with_a_one_line_warning(user):
     assert len(warnings) == 1 and "--memory" in warnings[0] and "Delegate=yes" in warnings[0], r.stderr
 
 
-def test_networks_host_by_default_none_on_request_and_bridges_refused(user):
-    host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.count("\n")
-    inside = user.sandbox("run", "--rm", "busybox", "ip", "-o", "link").stdout.count("\n")
-    assert inside == host_links
-    assert user.sandbox("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link").stdout.count("\n") == 1
-    refused = user.sandbox("network", "create", "nope", check=False)
-    assert refused.returncode != 0 and "networks need root" in refused.stderr
-    refused = user.sandbox("run", "--rm", "--network", "bridge", "busybox", "true", check=False)
-    assert refused.returncode != 0 and "needs root" in refused.stderr
+@contextlib.contextmanager
+def tun_mode(mode: int):
+    """/dev/net/tun with ``mode`` for the test (Debian makes it 0666; this VM 0600), then as it was."""
+    path = "/dev/net/tun"
+    if not os.path.exists(path):
+        pytest.skip("no /dev/net/tun")
+    old = stat.S_IMODE(os.stat(path).st_mode)
+    os.chmod(path, mode)
+    try:
+        yield
+    finally:
+        os.chmod(path, old)
+
+
+def test_without_slirp_the_hosts_network_is_the_default_none_on_request_and_bridges_refused(user):
+    with tun_mode(0o600):   # slirp4netns cannot open it: the host's network is the default
+        host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.count("\n")
+        inside = user.sandbox("run", "--rm", "busybox", "ip", "-o", "link").stdout.count("\n")
+        assert inside == host_links
+        assert user.sandbox("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link"
+                            ).stdout.count("\n") == 1
+        refused = user.sandbox("network", "create", "nope", check=False)
+        assert refused.returncode != 0 and "networks need root" in refused.stderr
+        refused = user.sandbox("run", "--rm", "--network", "bridge", "busybox", "true", check=False)
+        assert refused.returncode != 0 and "needs root" in refused.stderr and "slirp4netns" in refused.stderr
+
+
+@pytest.fixture
+def internet():
+    from tests.integration.net_env import Internet
+    inet = Internet()
+    try:
+        yield inet
+    finally:
+        inet.stop()
+
+
+@pytest.mark.skipif(shutil.which("slirp4netns") is None, reason="needs slirp4netns (apt install slirp4netns)")
+def test_slirp4netns_gives_a_namespace_of_its_own_a_way_out_and_published_ports(user, internet):
+    import urllib.request
+    with tun_mode(0o666):
+        out = user.sandbox("run", "--rm", "busybox", "sh", "-c",
+                           "ip -4 -o addr show tap0; ip route; cat /etc/resolv.conf; "
+                           f"wget -q -O- {internet.url}").stdout
+        assert "10.0.2.100/24" in out and "default via 10.0.2.2" in out and "nameserver 10.0.2.3" in out, out
+        assert out.rstrip().endswith(INET_HOST), out   # outbound, through slirp: the server saw the host
+        user.sandbox("run", "-d", "--name", "web", "-p", "127.0.0.1::80", "busybox", "sh", "-c",
+                     "mkdir -p /www && echo served-from-inside > /www/index.html && httpd -f -p 80 -h /www")
+        try:
+            info = json.loads(user.sandbox("inspect", "web").stdout)[0]
+            assert info["HostConfig"]["NetworkMode"] == "slirp4netns"
+            port = info["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+            deadline, body = time.monotonic() + 10, b""
+            while time.monotonic() < deadline and not body:
+                with contextlib.suppress(OSError):
+                    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+                time.sleep(0.1)
+            assert body == b"served-from-inside\n"
+        finally:
+            user.sandbox("rm", "-f", "web")
+        deadline = time.monotonic() + 5   # told to end with its container (SIGTERM), then reaped
+        while time.monotonic() < deadline:
+            left = subprocess.run(["pgrep", "-u", user.name, "-x", "slirp4netns"], capture_output=True, text=True)
+            if not left.stdout:
+                break
+            time.sleep(0.05)
+        assert left.stdout == "", f"slirp4netns left running: {left.stdout}"
 
 
 def test_the_wrapper_runs_a_command_inside_and_a_threaded_process_outside_is_told_how(user):

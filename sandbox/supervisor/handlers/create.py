@@ -164,6 +164,9 @@ def _networks(core: Core, config: dict[str, Any], host: dict[str, Any],
         mode = "bridge"
     host["NetworkMode"] = mode
     endpoints = dict(networking.get("EndpointsConfig") or {})
+    if mode == "slirp4netns":
+        from ...network import slirp
+        return {mode: slirp.endpoint()}
     if mode in ("none", "host") or mode.startswith("container:"):
         _check_shared_network(core, config, host, mode, endpoints)
         return {} if mode.startswith("container:") else {mode: _endpoint_settings({})}
@@ -205,18 +208,22 @@ def _network_without_namespaces(mode: str) -> str:
 
 
 def _rootless_network(mode: str) -> str:
-    """Rootless containers share the host's network (the default) or have none.
+    """Rootless containers get slirp4netns (the default where it is installed), the host's network, or none.
 
     A bridge needs the host's network namespace, which only root may change;
-    a user-mode network stack (slirp4netns, pasta) is not wired up yet.
+    slirp4netns is a user-mode stack in a process of the user's own.
     """
+    from ...network import slirp
+    if mode in ("default", "bridge", slirp.MODE) and slirp.available():
+        return slirp.MODE   # Podman's rootless default: a namespace of its own, slirp4netns beside it
     if mode == "default":
         return "host"
     if mode in ("none", "host") or mode.startswith("container:"):
         return mode
-    raise UsageError(f"network {mode!r} needs root: in rootless mode containers use the host's network "
-                     "(the default) or none",
-                     hint="drop --network, or use --network none; for a bridge run the engine as root")
+    raise UsageError(f"network {mode!r} needs root: in rootless mode containers use slirp4netns (when "
+                     "installed; the default then), the host's network, or none",
+                     hint="apt install slirp4netns (it needs /dev/net/tun readable and writable by you), "
+                          "or use --network host or none; for user networks run the engine as root")
 
 
 def _endpoint_settings(es: dict[str, Any], network_id: str = "") -> dict[str, Any]:
