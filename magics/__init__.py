@@ -42,6 +42,22 @@ def load_ipython_extension(ipython: Any) -> None:
 
     for key in ("%docker", "%sandbox", "docker", "sandbox"):
         ipython.set_hook("complete_command", complete, str_key=key)
+    print(mode_line())
+
+
+def mode_line() -> str:
+    """One line on what this machine lets the labs do, printed by ``%load_ext sandbox``.
+
+    Found by trying (:func:`sandbox.hostinfo.mode`), so a student on Binder or
+    without root reads at the top of the lab why some cells will say they
+    cannot run, instead of meeting it half-way.
+    """
+    from sandbox import hostinfo
+    found = hostinfo.mode()
+    line = f"sandbox: {found.name} mode ({found.allows})"
+    if found.name == "no-namespaces":
+        line += "; nothing a container runs is isolated here"
+    return line
 
 
 def __getattr__(name: str) -> Any:

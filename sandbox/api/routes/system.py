@@ -65,10 +65,12 @@ def info(d: Any, ex: Exchange) -> None:
         "NCPU": os.cpu_count() or 1, "MemTotal": mem, "GenericResources": None, "DockerRootDir": str(engine.root),
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(), "Labels": [],
         "ExperimentalBuild": False, "ServerVersion": facts["ServerVersion"],
-        "Runtimes": {"sandbox": {"path": "sandbox"}, "runc": {"path": "runc"}}, "DefaultRuntime": "sandbox",
+        "Runtimes": {"sandbox": {"path": "sandbox"}, "runc": {"path": "runc"}, "proot": {"path": "proot"}},
+        "DefaultRuntime": "sandbox",
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "tini", "SecurityOptions": ["name=seccomp,profile=default"],
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "tini", "SecurityOptions": ["name=seccomp,profile=default"]
+        + (["name=rootless"] if facts.get("PrivilegeMode") == "rootless" else []),  # as Docker's rootless daemon
         "Warnings": None, "Sandbox": {k: v for k, v in facts.items() if k not in ("Images", "ServerVersion")},
     })
 
