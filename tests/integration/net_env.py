@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 INET_HOST = "198.51.100.1"      # TEST-NET-2: the host's end of the veth
 INET_ADDR = "198.51.100.2"      # the "internet" server
 
@@ -91,6 +93,16 @@ class Internet:
         ip("netns", "del", self.ns, check=False)
         if self._mounted_runnetns and _is_mountpoint("/run/netns") and not os.listdir("/run/netns"):
             subprocess.run(["umount", "/run/netns"], check=False)
+
+
+@pytest.fixture
+def internet():
+    """An :class:`Internet` for one test, taken down after it."""
+    inet = Internet()
+    try:
+        yield inet
+    finally:
+        inet.stop()
 
 
 def _is_mountpoint(path: str) -> bool:

@@ -24,8 +24,9 @@ import pytest
 from sandbox.errors import (ContainerNotFound, NetworkInUse, NetworkNotFound, PortInUse,
                             SandboxError, UsageError)
 from tests.integration.container_env import engine, stop_supervisor  # noqa: F401
-from tests.integration.net_env import (INET_ADDR, INET_ANSWER, INET_HOST, Internet, host_address, ip,
-                                       veths_named, wait_gone)
+from tests.integration.net_env import (INET_ADDR, INET_ANSWER, INET_HOST, host_address, ip, veths_named,
+                                       wait_gone)
+from tests.integration.net_env import internet  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="networking needs root")
 
@@ -295,15 +296,6 @@ def test_a_taken_host_port_is_refused_before_the_container_starts(engine):
 
 
 # --------------------------------------------------------------------------- outbound NAT
-
-@pytest.fixture
-def internet():
-    inet = Internet()
-    try:
-        yield inet
-    finally:
-        inet.stop()
-
 
 def test_outbound_nat_reaches_the_internet_as_the_host(engine, internet, tmp_path):
     code, out = wait_http(engine, internet.url, "bridge", tries=20)

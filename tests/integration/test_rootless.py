@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import requires_root
-from tests.integration.net_env import INET_HOST
+from tests.integration.net_env import INET_HOST, internet  # noqa: F401 - a fixture
 
 pytestmark = requires_root
 
@@ -212,16 +212,6 @@ def test_without_slirp_the_hosts_network_is_the_default_none_on_request_and_brid
         assert refused.returncode != 0 and "networks need root" in refused.stderr
         refused = user.sandbox("run", "--rm", "--network", "bridge", "busybox", "true", check=False)
         assert refused.returncode != 0 and "needs root" in refused.stderr and "slirp4netns" in refused.stderr
-
-
-@pytest.fixture
-def internet():
-    from tests.integration.net_env import Internet
-    inet = Internet()
-    try:
-        yield inet
-    finally:
-        inet.stop()
 
 
 @pytest.mark.skipif(shutil.which("slirp4netns") is None, reason="needs slirp4netns (apt install slirp4netns)")
