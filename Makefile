@@ -92,7 +92,8 @@ lint: setup ## type-check the engine and the magics (mypy), then ruff (rules in 
 lab: setup ## start JupyterLab on 127.0.0.1 with the labs/ folder (a user gets the rootless kernel)
 	@if [ "$$(id -u)" -ne 0 ]; then $(VPY) -m sandbox.rootless --install-kernel; fi
 	@$(VPY) -m sandbox info | grep -E "Privilege Mode|allows|Why" || true
-	$(VENV)/bin/jupyter lab --notebook-dir=labs --ip=127.0.0.1 --no-browser \
+	JUPYTER_PREFER_ENV_PATH=$$( [ "$$(id -u)" -eq 0 ] && echo 1 || echo 0 ) \
+	    $(VENV)/bin/jupyter lab --notebook-dir=labs --ip=127.0.0.1 --no-browser \
 	    $$( [ "$$(id -u)" -eq 0 ] && echo --allow-root )
 
 daemon: setup ## serve the Docker Engine API in the foreground (unix:///run/sandbox/docker.sock as root)

@@ -310,9 +310,9 @@ def install_kernel(name: str = "python3", display: str = "Python 3 (sandbox)") -
     """Write a Jupyter kernelspec for this user whose kernel starts inside the namespace; its directory.
 
     Named ``python3`` by default, so the labs (and any notebook) get it without
-    choosing: in the user's own Jupyter data dir it comes before the
-    environment's.  As root, or where rootless mode is not wanted, the wrapper
-    simply execs the kernel.
+    choosing: it goes where Jupyter looks first (the virtual environment when
+    the user may write there, else their own data dir).  As root, or where
+    rootless mode is not wanted, the wrapper simply execs the kernel.
     """
     import json
     import tempfile
@@ -322,7 +322,12 @@ def install_kernel(name: str = "python3", display: str = "Python 3 (sandbox)") -
             "argv": [sys.executable, "-m", "sandbox.rootless", "--", sys.executable, "-m", "ipykernel_launcher",
                      "-f", "{connection_file}"],
             "display_name": display, "language": "python", "metadata": {"debugger": True}}, indent=1))
-        return str(KernelSpecManager().install_kernel_spec(tmp, name, user=True, replace=True))
+        # jupyter_core 5 prefers a virtual environment's kernelspecs to the user's: write into the
+        # environment when it is one and ours to change, else into the user's data dir.
+        kernels = Path(sys.prefix, "share", "jupyter", "kernels")
+        if sys.prefix != sys.base_prefix and os.access(kernels if kernels.exists() else sys.prefix, os.W_OK):
+            return str(KernelSpecManager().install_kernel_spec(tmp, name, prefix=sys.prefix))
+        return str(KernelSpecManager().install_kernel_spec(tmp, name, user=True))
 
 
 def main(argv: list[str] | None = None) -> int:
