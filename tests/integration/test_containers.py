@@ -21,7 +21,7 @@ import pytest
 
 from sandbox.errors import (CommandNotFound, Conflict, ContainerError, ContainerExists,
                             ContainerNotFound, InvalidStateTransition, UsageError)
-from tests.integration.container_env import engine, stop_supervisor  # noqa: F401
+from tests.integration.container_env import check_diff_and_commit, engine, stop_supervisor  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -402,22 +402,7 @@ def test_bind_mount_of_a_single_file(engine, tmp_path):
 
 
 def test_diff_and_commit(engine):
-    c = engine.containers.run("busybox", ["sh", "-c", "mkdir /newdir && echo hi > /newdir/f && "
-                                          "rm /bin/true && echo x >> /etc/passwd"], detach=True)
-    try:
-        assert c.wait()["StatusCode"] == 0
-        changes = c.changes()
-        assert ("A", "/newdir") in changes and ("A", "/newdir/f") in changes
-        assert ("D", "/bin/true") in changes and ("C", "/etc/passwd") in changes
-        assert not any(p in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/proc", "/dev")
-                       for _, p in changes), changes
-        image = c.commit("committed", "v1", message="lab change", changes=["CMD cat /newdir/f"])
-        base = engine.images.get("busybox")
-        assert len(image.diff_ids) == len(base.diff_ids) + 1
-        assert engine.run("committed:v1").output == b"hi\n"
-        engine.images.remove("committed:v1")
-    finally:
-        c.remove(force=True)
+    check_diff_and_commit(engine, "committed")
 
 
 def test_a_layer_not_unpacked_yet_is_unpacked_by_the_client(engine):

@@ -69,6 +69,23 @@ def time_guard(what: object, seconds: int = CASE_SECONDS) -> Iterator[None]:
             signal.alarm(max(1, outer - int(time.monotonic() - started)))
 
 
+def attempt(case: str, action: Callable[[], Any]) -> tuple[Any, SandboxError | None]:
+    """Run one fuzz case within :func:`time_guard`: (its result, None) or (None, the SandboxError).
+
+    Only the documented errors may come out; anything else fails the case, and
+    a hang fails it through the guard.
+    """
+    with time_guard(case):
+        try:
+            return action(), None
+        except SandboxError as e:
+            return None, e
+        except _Hang:
+            raise
+        except BaseException as e:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"{case}: {type(e).__name__}: {e} escaped")
+
+
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -335,22 +352,16 @@ def _escaping_layers(saved: dict[str, bytes], token: str) -> dict[str, bytes]:
 
 def _load_refused(engine: Engine, archive: bytes, case: str, *, via_file: Path | None = None) -> SandboxError:
     before = store_state(engine)
-    with time_guard(case):
-        try:
-            if via_file is not None:
-                via_file.write_bytes(archive)
-                with open(via_file, "rb") as f:
-                    engine.images.load(f)
-            else:
-                engine.images.load(io.BytesIO(archive))
-        except SandboxError as e:
-            error = e
-        except _Hang:
-            raise
-        except BaseException as e:  # noqa: BLE001 - the point of the test
-            pytest.fail(f"{case}: {type(e).__name__}: {e} escaped")
-        else:
-            pytest.fail(f"{case}: loaded, but should have been refused")
+
+    def load() -> Any:
+        if via_file is None:
+            return engine.images.load(io.BytesIO(archive))
+        via_file.write_bytes(archive)
+        with open(via_file, "rb") as f:
+            return engine.images.load(f)
+    _, error = attempt(case, load)
+    if error is None:
+        pytest.fail(f"{case}: loaded, but should have been refused")
     assert store_state(engine) == before, case
     return error
 
@@ -464,16 +475,10 @@ def test_random_json_mutations(saved, store, tmp_path, fmt):
         else:
             ms[target] = (ms[target][0], data)
         case = f"{fmt} #{i}: {target} = {data[:200]!r}"
-        with time_guard(case):
-            try:
-                images = store.images.load(io.BytesIO(pack(ms)))
-            except SandboxError:
-                assert store_state(store) == baseline, case
-                continue
-            except _Hang:
-                raise
-            except BaseException as e:  # noqa: BLE001 - the point of the test
-                pytest.fail(f"{case}: {type(e).__name__}: {e} escaped")
+        images, error = attempt(case, lambda ms=ms: store.images.load(io.BytesIO(pack(ms))))
+        if error is not None:
+            assert store_state(store) == baseline, case
+            continue
         loaded += 1
         for image in images:  # harmless damage: a real image, which goes again
             assert store.images.get(image.id).layers
@@ -673,17 +678,9 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRe
 
 def pull_refused(engine: Engine, registry: FakeRegistry, case: str, name: str = "fuzz/app:1") -> SandboxError:
     before = store_state(engine)
-    with time_guard(case):
-        try:
-            engine.images.pull(f"{registry.host}/{name}")
-        except SandboxError as e:
-            error = e
-        except _Hang:
-            raise
-        except BaseException as e:  # noqa: BLE001 - the point of the test
-            pytest.fail(f"{case}: {type(e).__name__}: {e} escaped")
-        else:
-            pytest.fail(f"{case}: pulled, but should have been refused")
+    _, error = attempt(case, lambda: engine.images.pull(f"{registry.host}/{name}"))
+    if error is None:
+        pytest.fail(f"{case}: pulled, but should have been refused")
     assert isinstance(error, (RegistryError, BlobCorrupt)), (case, error)
     assert store_state(engine) == before, case
     return error
@@ -894,17 +891,11 @@ def test_random_manifest_mutations(registry, store):
             routes[f"/v2/fuzz/app/manifests/{sha256(body)}"] = serve(body, OCI_MANIFEST)
         registry.routes = routes
         case = f"#{i} {which}: {body[:200]!r}"
-        with time_guard(case):
-            try:
-                pulled = store.images.pull(f"{registry.host}/fuzz/app:1")
-            except SandboxError as e:
-                assert isinstance(e, (RegistryError, BlobCorrupt)), (case, e)
-                assert store_state(store) == baseline, case
-                continue
-            except _Hang:
-                raise
-            except BaseException as e:  # noqa: BLE001 - the point of the test
-                pytest.fail(f"{case}: {type(e).__name__}: {e} escaped")
+        pulled, error = attempt(case, lambda: store.images.pull(f"{registry.host}/fuzz/app:1"))
+        if error is not None:
+            assert isinstance(error, (RegistryError, BlobCorrupt)), (case, error)
+            assert store_state(store) == baseline, case
+            continue
         store.images.remove(pulled.id, force=True)  # a harmless change (an annotation): a good image
         store.image_store.collect()
         assert store_state(store) == baseline, case

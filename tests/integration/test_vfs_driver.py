@@ -26,7 +26,7 @@ from sandbox import Engine
 from sandbox.containers import setup
 from sandbox.image import vfs
 from tests import leaks
-from tests.integration.container_env import clean_engine
+from tests.integration.container_env import check_diff_and_commit, clean_engine
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -137,22 +137,7 @@ def test_a_container_keeps_the_driver_it_was_made_with(engine, monkeypatch):
 
 
 def test_diff_and_commit(engine):
-    c = engine.containers.run("busybox", ["sh", "-c", "mkdir /newdir && echo hi > /newdir/f && "
-                                          "rm /bin/true && echo x >> /etc/passwd"], detach=True)
-    try:
-        assert c.wait()["StatusCode"] == 0
-        changes = c.changes()
-        assert ("A", "/newdir") in changes and ("A", "/newdir/f") in changes
-        assert ("D", "/bin/true") in changes and ("C", "/etc/passwd") in changes
-        assert not any(p in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab", "/proc", "/dev",
-                             "/sys") for _, p in changes), changes
-        image = c.commit("vfs-committed", "v1", changes=["CMD cat /newdir/f"])
-        assert len(image.diff_ids) == len(engine.images.get("busybox").diff_ids) + 1
-        assert engine.run("vfs-committed:v1").output == b"hi\n"
-        assert engine.run("vfs-committed:v1", ["ls", "/bin/true"]).exit_code != 0
-        engine.images.remove("vfs-committed:v1")
-    finally:
-        c.remove(force=True)
+    check_diff_and_commit(engine, "vfs-committed")
 
 
 def test_the_same_change_gives_the_same_diff_and_layer_as_overlay(engine, monkeypatch):
