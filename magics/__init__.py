@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 _VIEWS = {"LayerExplorer": "views", "DiffView": "views", "NamespaceView": "views", "Dashboard": "dashboard",
-          "ResourceMonitor": "monitor", "plot_stats": "monitor", "check": "lab", "NetworkView": "netview"}
+          "ResourceMonitor": "monitor", "plot_stats": "monitor", "check": "lab", "needs": "lab", "lacks": "lab", "NetworkView": "netview"}
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -78,7 +78,7 @@ class BuildPrinter:
 
 @magics_class
 class CellMagics(Magics):
-    """``%%dockerfile`` and ``%%container``."""
+    """``%%dockerfile``, ``%%container`` and ``%%needs``."""
 
     def __init__(self, shell: Any, docker: Any) -> None:
         super().__init__(shell)
@@ -121,6 +121,29 @@ class CellMagics(Magics):
         sys.stdout.write(f"built {', '.join(args.tag) or image.short_id}{took}: "
                          f"{hits} cached, {misses} built\n")
         return image
+
+    @cell_magic
+    def needs(self, line: str, cell: str) -> Any:
+        """Run the cell only where this kernel has what the line names: ``%%needs root``,
+        ``namespaces``, ``cgroups``, ``networks`` or a command (``%%needs runc``); elsewhere
+        print one line saying what is missing and what would give it."""
+        from .lab import needs
+        if not line.strip():
+            show_error(UsageError("%%needs takes what the cell needs",
+                                  hint="e.g. %%needs cgroups, or %%needs root runc"))
+            return None
+        if not needs(line) or self.shell is None:
+            return None
+        # The body keeps its magics and !commands (transform_cell), an error fails this cell
+        # once (no nested run_cell swallowing it), and a last expression is the cell's value.
+        import ast
+        tree = ast.parse(self.shell.transform_cell(cell))
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        ns = self.shell.user_ns
+        exec(compile(tree, "<%%needs cell>", "exec"), ns)  # noqa: S102 - the student's own cell
+        if last is not None:
+            return eval(compile(ast.Expression(last.value), "<%%needs cell>", "eval"), ns)  # noqa: S307
+        return None
 
     @cell_magic
     def container(self, line: str, cell: str) -> Any:

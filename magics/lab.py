@@ -6,6 +6,11 @@ returns a :class:`Check`: it shows as a green ✓ or as a red ✗ with the hint,
 and is truthy only when the answer is right, so a lab's own solution cell can
 ``assert check(...)``.  A placeholder ``...`` left in an exercise reads as
 "not answered yet", never as an error.
+
+``needs(...)`` and the ``%%needs`` cell magic are how a lab degrades on a
+machine that gives less than root (rootless, or no namespaces at all as on
+Binder): the cell or check that needs more prints one line saying what is
+missing and what would give it, and the lab carries on.
 """
 
 from __future__ import annotations
@@ -15,16 +20,21 @@ from typing import Any
 
 
 class Check:
-    def __init__(self, label: str, ok: bool, detail: str = "") -> None:
-        self.label, self.ok, self.detail = label, ok, detail
+    def __init__(self, label: str, ok: bool, detail: str = "", skipped: bool = False) -> None:
+        self.label, self.ok, self.detail, self.skipped = label, ok, detail, skipped
 
     def __bool__(self) -> bool:
         return self.ok
 
     def __repr__(self) -> str:
+        if self.skipped:
+            return f"○ {self.label}: {self.detail}"
         return f"✓ {self.label}" if self.ok else f"✗ {self.label}: {self.detail}"
 
     def _repr_html_(self) -> str:
+        if self.skipped:
+            return (f'<div style="color:#9a6700"><b>○</b> {html.escape(self.label)}: '
+                    f'<span style="color:#444">{html.escape(self.detail)}</span></div>')
         if self.ok:
             return f'<div style="color:#1a7f37"><b>✓</b> {html.escape(self.label)}</div>'
         return (f'<div style="color:#cf222e"><b>✗</b> {html.escape(self.label)}: '
@@ -34,12 +44,19 @@ class Check:
 _UNSET = object()
 
 
-def check(label: str, condition: Any, hint: str = "", *, answer: Any = _UNSET) -> Check:
+def check(label: str, condition: Any, hint: str = "", *, answer: Any = _UNSET,
+          needs: str | None = None) -> Check:
     """✓ when ``condition`` (a value, or a function called now) is true; else ✗ with ``hint``.
 
     ``answer`` is the student's variable: while it still holds ``...`` the check
-    says "not answered yet" instead of evaluating anything.
+    says "not answered yet" instead of evaluating anything.  ``needs`` names
+    what the check needs (see :func:`lacks`); on a machine without it the check
+    is shown as skipped (○, truthy) with the reason, and nothing is evaluated.
     """
+    if needs is not None:
+        missing = lacks(needs)
+        if missing:
+            return Check(label, True, "skipped: " + missing, skipped=True)
     if answer is Ellipsis:
         return Check(label, False, "not answered yet: replace the ... in the cell above")
     try:
@@ -51,3 +68,46 @@ def check(label: str, condition: Any, hint: str = "", *, answer: Any = _UNSET) -
         return Check(label, False, "not answered yet: replace the ... " + (f"({hint})" if hint else ""))
     return Check(label, bool(value), hint or "not yet")
 
+
+
+# What a lab cell may need beyond images and builds, and what gives it.
+_NEEDS = {
+    "root": ({"root"}, "run Jupyter as root (sudo make lab) for this part"),
+    "namespaces": ({"root", "rootless"},
+                   "containers need namespaces: run as root, or where unprivileged user namespaces are allowed"),
+    "cgroups": ({"root"}, "resource limits need root here (rootless limits need a delegated cgroup v2 subtree, "
+                          "e.g. systemd's Delegate=yes for the user)"),
+    "networks": ({"root"}, "bridges, veth pairs and published ports on the host need root"),
+}
+
+
+def lacks(what: str) -> str:
+    """'' when this kernel has everything in ``what`` (names separated by spaces or commas), else one line why not.
+
+    The names are ``root``, ``namespaces``, ``cgroups`` and ``networks`` (found
+    from :func:`sandbox.hostinfo.mode`, which tries rather than assumes), or a
+    command that must be on PATH (``runc``, ``docker-registry``).
+    """
+    import shutil
+    from sandbox import hostinfo
+    mode = None
+    for name in what.replace(",", " ").split():
+        if name in _NEEDS:
+            modes, fix = _NEEDS[name]
+            mode = mode or hostinfo.mode()
+            if mode.name not in modes:
+                return f"this needs {name} and this kernel runs in {mode.name} mode; {fix}"
+        elif shutil.which(name) is None:
+            return f"this needs the {name} command, which is not installed here (apt install {name})"
+    return ""
+
+
+def needs(what: str) -> bool:
+    """True when this kernel has ``what`` (see :func:`lacks`); else print the one line why not and return False.
+
+    For a lab's code: ``if needs("cgroups"): ...``; whole cells use ``%%needs cgroups``.
+    """
+    missing = lacks(what)
+    if missing:
+        print(f"○ skipped: {missing}")
+    return not missing
