@@ -97,9 +97,37 @@ def lacks(what: str) -> str:
             mode = mode or hostinfo.mode()
             if mode.name not in modes:
                 return f"this needs {name} and this kernel runs in {mode.name} mode; {fix}"
+            if name == "cgroups":
+                missing = _missing_controllers()
+                if missing:
+                    return f"this needs cgroup limits and {missing}"
         elif shutil.which(name) is None:
             return f"this needs the {name} command, which is not installed here (apt install {name})"
     return ""
+
+
+def _missing_controllers(wanted: tuple[str, ...] = ("cpu", "memory", "pids")) -> str:
+    """'' when the controllers the labs' limits use are all here, else which are not and why."""
+    from sandbox.cgroups import detect
+    from sandbox.cgroups.fs import read_mountinfo
+    try:
+        mounts = read_mountinfo()
+        if detect() == "v2":
+            root = next(m.mount_point for m in mounts if m.fstype == "cgroup2")
+            with open(f"{root}/cgroup.controllers") as f:
+                have = set(f.read().split())
+            where = "the cgroup v2 hierarchy"
+        else:
+            have = {o for m in mounts if m.fstype == "cgroup" for o in m.super_options}
+            where = "the cgroup v1 mounts"
+    except (OSError, StopIteration, ValueError) as e:
+        return f"no cgroup file system was found ({e})"
+    missing = [c for c in wanted if c not in have]
+    if not missing:
+        return ""
+    return (f"{where} here lack{'s' if where.endswith('hierarchy') else ''} the "
+            f"{', '.join(missing)} controller{'s' if len(missing) > 1 else ''} "
+            "(on cgroup v2: echo +memory > /sys/fs/cgroup/cgroup.subtree_control, as root)")
 
 
 def needs(what: str) -> bool:

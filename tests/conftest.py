@@ -38,6 +38,32 @@ APT_PACKAGE = {
 requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="requires root")
 
 
+def cgroup_controller_missing(*names: str) -> str:
+    """'' when the cgroup layout the engine sees here has every controller named, else why not.
+
+    v1: each needs a v1 mount; v2 (also the cgroup2 tier, tools/cgroup2_tier.py):
+    each must be in the unified root's cgroup.controllers.
+    """
+    from sandbox.cgroups import detect
+    from sandbox.cgroups.fs import read_mountinfo
+    mounts = read_mountinfo()
+    if detect() == "v2":
+        root = next((m.mount_point for m in mounts if m.fstype == "cgroup2"), None)
+        have = set(open(f"{root}/cgroup.controllers").read().split()) if root else set()
+        v1 = {"cpuacct": "cpu", "blkio": "io"}
+        missing = [n for n in names if v1.get(n, n) not in have]
+        return f"the cgroup v2 hierarchy here lacks {', '.join(missing)}" if missing else ""
+    have = {o for m in mounts if m.fstype == "cgroup" for o in m.super_options}
+    missing = [n for n in names if n not in have]
+    return f"no cgroup v1 hierarchy here holds {', '.join(missing)}" if missing else ""
+
+
+def requires_cgroup(*names: str) -> pytest.MarkDecorator:
+    """Skip unless the controllers are usable here (the cgroup2 tier may lack some)."""
+    reason = cgroup_controller_missing(*names)
+    return pytest.mark.skipif(bool(reason), reason=f"requires the {'/'.join(names)} controller: {reason}")
+
+
 def requires_tool(name: str, package: str | None = None) -> pytest.MarkDecorator:
     """Skip unless ``name`` is on PATH; the reason says what to install."""
     package = package or APT_PACKAGE.get(name, name)

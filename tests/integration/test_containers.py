@@ -21,6 +21,7 @@ import pytest
 
 from sandbox.errors import (CommandNotFound, Conflict, ContainerError, ContainerExists,
                             ContainerNotFound, InvalidStateTransition, UsageError)
+from tests.conftest import requires_cgroup
 from tests.integration.container_env import check_diff_and_commit, engine, stop_supervisor  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -239,6 +240,7 @@ def test_restart_and_rename_and_wait(engine):
         c.remove(force=True)
 
 
+@requires_cgroup("memory")
 def test_oom_kill_is_recorded(engine):
     c = engine.containers.run("busybox", ["tail", "/dev/zero"], detach=True, mem_limit="32m",
                               memswap_limit="32m")
@@ -278,6 +280,7 @@ def test_oom_kill_disable_makes_a_hog_wait_and_stop_still_ends_it(engine):
         c.remove(force=True)
 
 
+@requires_cgroup("memory")
 def test_a_container_reads_its_own_limits_in_sys_fs_cgroup(engine):
     # As under Docker: its own groups, read-only, in the host's cgroup version --
     # a hybrid host (v1 controllers plus an empty unified mount) is v1.
@@ -290,6 +293,7 @@ def test_a_container_reads_its_own_limits_in_sys_fs_cgroup(engine):
     assert int(lines[1]) >= 1   # the cgroup namespace: it is the root of its own groups
 
 
+@requires_cgroup("pids")
 def test_pids_limit_contains_a_fork_bomb(engine):
     c = engine.containers.run("busybox", ["sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 30"],
                               detach=True, pids_limit=64)
@@ -661,6 +665,7 @@ def test_healthcheck_turns_healthy_then_unhealthy(engine):
         c.remove(force=True)
 
 
+@requires_cgroup("memory", "pids")
 def test_update_changes_limits_of_a_running_container(engine):
     c = engine.containers.run("busybox", ["sleep", "60"], detach=True, mem_limit="64m", pids_limit=20)
     try:
@@ -675,6 +680,7 @@ def test_update_changes_limits_of_a_running_container(engine):
         c.remove(force=True)
 
 
+@requires_cgroup("cpu", "cpuset")
 def test_cpu_shares_split_one_cpu_one_to_two(engine):
     busy = ["sh", "-c", "while :; do :; done"]
     a = engine.containers.run("busybox", busy, detach=True, cpu_shares=512, cpuset_cpus="0")
