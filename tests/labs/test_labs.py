@@ -103,29 +103,95 @@ def test_lab_as_a_student_gets_it(lab: Path, sandbox_root, monkeypatch):
     assert failed_checks(nb), f"{lab.name}: with no answers given, some check should say what is missing"
 
 
-@pytest.mark.timeout(3 * CELL_TIMEOUT)
+def bare_figures(nb) -> list[str]:
+    """Outputs that are a figure's text form with no picture beside it (a bare Figure as a cell's value)."""
+    out = []
+    for index, cell in enumerate(nb.cells):
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else ():
+            data = o.get("data") or {}
+            text = data.get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if text.startswith("<Figure size") and "image/png" not in data:
+                out.append(f"cell {index}: {text}")
+    return out
+
+
+def use_the_store_as_a_class_would(root: Path) -> None:
+    """What a store a class has used holds: other tags, an untagged image, a stopped container, a volume."""
+    from sandbox import Engine
+    from tests.integration.container_env import stop_supervisor
+    engine = Engine(root)
+    engine.images.bootstrap("busybox")
+    engine.images.tag("busybox", "earlier/class-image:v1")
+    context = root.parent / "earlier-context"
+    context.mkdir()
+    for n in (1, 2):   # the second build takes the tag: the first stays, untagged, in index.json
+        (context / "Dockerfile").write_text(f"FROM busybox\nRUN echo {n} > /n\n")
+        engine.build(str(context), tags=["earlier/rebuilt:latest"])
+    engine.volumes.create("earlier-volume")
+    engine.containers.create("busybox", ["true"], name="earlier-container")
+    stop_supervisor(engine)
+
+
+def inventory(root: Path) -> dict[str, Any]:
+    """The store's images (id and tags), containers, volumes and networks: what a lab must give back."""
+    from sandbox import Engine
+    engine = Engine(root)
+    return {
+        "images": sorted((i.id, tuple(sorted(i.tags))) for i in engine.images.list(all=True)),
+        "containers": sorted(c.name for c in engine.containers.list(all=True)),
+        "volumes": sorted(v.name for v in engine.volumes.list()),
+        "networks": sorted(n.name for n in engine.networks.list()),
+    }
+
+
+@pytest.mark.timeout(5 * CELL_TIMEOUT)
 @pytest.mark.parametrize("lab", PARAMS)
 def test_lab(lab: Path, sandbox_root, monkeypatch):
+    """Solutions in place, in a store a class has used, twice: every check ✓, figures as pictures,
+    and the store given back as the lab found it."""
     import nbformat
     solutions = solutions_for(lab)
     missing = set(exercises(nbformat.read(lab, as_version=4))) - set(solutions)
     assert not missing, f"{lab.name}: exercises without a solution in labs/solutions: {sorted(missing)}"
-    nb = _execute(lab, sandbox_root, monkeypatch, solutions=solutions)
-    if solutions:   # a lab whose exercises are marked (older labs still show ✗ before their inline answers)
-        failed = failed_checks(nb)
-        assert not failed, f"{lab.name}: with the solutions in place these checks failed:\n" + "\n".join(failed)
+    use_the_store_as_a_class_would(sandbox_root)
+    before = inventory(sandbox_root)
+    try:
+        for attempt in ("first", "second"):
+            nb = _execute(lab, sandbox_root, monkeypatch, solutions=solutions, scratch=f"tmp-lab-{attempt}",
+                          cleanup=False)
+            if solutions:
+                failed = failed_checks(nb)
+                assert not failed, (f"{lab.name} ({attempt} run): with the solutions in place these checks "
+                                    "failed:\n" + "\n".join(failed))
+            assert not bare_figures(nb), f"{lab.name}: a figure shows as text, not a picture: {bare_figures(nb)}"
+            after = inventory(sandbox_root)
+            left = {k: sorted(set(after[k]) ^ set(before[k])) for k in before if after[k] != before[k]}
+            assert not left, (f"{lab.name} ({attempt} run) did not give the store back as it found it; its "
+                              f"clean-up must remove what it made (untagged images by id too): {left}")
+    finally:
+        _clean(sandbox_root)
 
 
-def _execute(lab: Path, sandbox_root: Path, monkeypatch: Any, solutions: dict[str, str]) -> Any:
+def _clean(root: Path) -> None:
+    """Remove every container of the store and stop its supervisor (after a lab, failed or not)."""
+    from sandbox import Engine
+    from tests.integration.container_env import clean_engine
+    if (root / "supervisor.sock").exists() or any(root.glob("containers/*")):
+        clean_engine(Engine(root))
+
+
+def _execute(lab: Path, sandbox_root: Path, monkeypatch: Any, solutions: dict[str, str],
+             scratch: str = "tmp-lab", cleanup: bool = True) -> Any:
     import nbformat
     from nbclient import NotebookClient
 
     _kernel_is_ours()
     # The lab's scratch folders (tempfile) go below the test's store too, so that a
     # lab failing half-way has its mounts found and removed by the fixture.
-    scratch = sandbox_root / "tmp-lab"
-    scratch.mkdir()
-    monkeypatch.setenv("TMPDIR", str(scratch))
+    scratch_dir = sandbox_root / scratch
+    scratch_dir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch_dir))
     nb = nbformat.read(lab, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.metadata.get("exercise") in solutions:
@@ -144,10 +210,25 @@ def _execute(lab: Path, sandbox_root: Path, monkeypatch: Any, solutions: dict[st
     finally:
         # A lab that ran containers started the store's supervisor; a lab's clean-up cell
         # removes its containers, and the supervisor goes with the store.
-        from sandbox import Engine
-        from tests.integration.container_env import clean_engine
-        if (sandbox_root / "supervisor.sock").exists() or any(sandbox_root.glob("containers/*")):
-            clean_engine(Engine(sandbox_root))
+        if cleanup or failure:   # else the caller looks at what the lab left, then cleans
+            _clean(sandbox_root)
     if failure:  # outside the except block, so the report is not chained
         pytest.fail(failure, pytrace=False)
     return nb
+
+
+COURSE = [p for p in LABS if re.match(r"\d\d-", p.name)]
+
+
+@pytest.mark.parametrize("lab", [pytest.param(p, id=p.stem) for p in COURSE])
+def test_every_course_lab_has_three_exercises_with_solutions_outside_the_notebook(lab: Path):
+    import nbformat
+    nb = nbformat.read(lab, as_version=4)
+    names = exercises(nb)
+    assert len(names) >= 3, f"{lab.name}: {len(names)} exercise(s) ({names}); every lab has at least three"
+    assert len(set(names)) == len(names), f"{lab.name}: an exercise name is used twice: {names}"
+    solutions = solutions_for(lab)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("exercise") in solutions:
+            assert cell.source.strip() != solutions[cell.metadata["exercise"]].strip(), \
+                f"{lab.name}: exercise {cell.metadata['exercise']} holds its own solution"
