@@ -77,14 +77,16 @@ _NEEDS = {
                    "containers need namespaces: run as root, or where unprivileged user namespaces are allowed"),
     "cgroups": ({"root"}, "resource limits need root here (rootless limits need a delegated cgroup v2 subtree, "
                           "e.g. systemd's Delegate=yes for the user)"),
-    "networks": ({"root"}, "bridges, veth pairs and published ports on the host need root"),
+    "networks": ({"root"}, "bridges, veth pairs and network namespaces made by hand need root"),
+    "ports": ({"root", "rootless"}, "published ports need a network namespace: root, or rootless with "
+                                    "slirp4netns"),
 }
 
 
 def lacks(what: str) -> str:
     """'' when this kernel has everything in ``what`` (names separated by spaces or commas), else one line why not.
 
-    The names are ``root``, ``namespaces``, ``cgroups`` and ``networks`` (found
+    The names are ``root``, ``namespaces``, ``cgroups``, ``networks`` and ``ports`` (found
     from :func:`sandbox.hostinfo.mode`, which tries rather than assumes), or a
     command that must be on PATH (``runc``, ``docker-registry``).
     """
@@ -97,6 +99,11 @@ def lacks(what: str) -> str:
             mode = mode or hostinfo.mode()
             if mode.name not in modes:
                 return f"this needs {name} and this kernel runs in {mode.name} mode; {fix}"
+            if name == "ports" and mode.name == "rootless":
+                from sandbox.network import slirp
+                if not slirp.available():
+                    return ("this needs published ports, which rootless mode gives through slirp4netns: "
+                            "apt install slirp4netns, and /dev/net/tun must be usable (mode 0666)")
             if name == "cgroups":
                 missing = _missing_controllers()
                 if missing:

@@ -63,8 +63,13 @@ def _failure(nb, path: Path, exc: Exception) -> str:
 
 def solutions_for(lab: Path) -> dict[str, str]:
     """The lab's ``SOLUTIONS`` (exercise name -> cell source); {} when it has none."""
+    return solutions_for_dir(LABS_DIR, lab)
+
+
+def solutions_for_dir(labs_dir: Path, lab: Path) -> dict[str, str]:
+    """:func:`solutions_for` from a copy of the labs (another user's, a container's)."""
     import importlib.util
-    path = LABS_DIR / "solutions" / ("lab" + lab.stem.replace("-", "_") + ".py")
+    path = labs_dir / "solutions" / ("lab" + lab.stem.replace("-", "_") + ".py")
     if not path.exists():
         return {}
     spec = importlib.util.spec_from_file_location(f"lab_solutions_{lab.stem}", path)
@@ -72,6 +77,20 @@ def solutions_for(lab: Path) -> dict[str, str]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return dict(module.SOLUTIONS)
+
+
+def inject(nb, solutions: dict[str, str]) -> None:
+    """Put each exercise's solution in place of the student's cell.
+
+    A ``%%needs ...`` first line of the student's cell stays in front of the
+    solution, so an exercise that needs more than the mode gives is skipped
+    with its one line, solved or not.
+    """
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("exercise") in solutions:
+            first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
+            solution = solutions[cell.metadata["exercise"]]
+            cell.source = (first + "\n" + solution) if first.startswith("%%needs") else solution
 
 
 def exercises(nb) -> list[str]:
@@ -193,9 +212,7 @@ def _execute(lab: Path, sandbox_root: Path, monkeypatch: Any, solutions: dict[st
     scratch_dir.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch_dir))
     nb = nbformat.read(lab, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code" and cell.metadata.get("exercise") in solutions:
-            cell.source = solutions[cell.metadata["exercise"]]
+    inject(nb, solutions)
     client = NotebookClient(
         nb,
         timeout=CELL_TIMEOUT,
