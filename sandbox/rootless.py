@@ -240,6 +240,7 @@ def join() -> None:
     made = pid is None
     if pid is None:
         pid = _make_holder()
+    cwd = os.getcwd()  # read before: setns(CLONE_NEWNS) resets the cwd to the namespace's root
     user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -248,7 +249,10 @@ def join() -> None:
     finally:
         os.close(user)
         os.close(mnt)
-    os.chdir(os.getcwd())  # setns(CLONE_NEWNS) resets the cwd to the namespace's root; keep ours
+    try:
+        os.chdir(cwd)  # keep ours (a kernel started in the notebook's folder must stay there)
+    except OSError:
+        pass
     os.environ[ENV] = str(pid)
     if made:
         _reap_later(pid)
