@@ -25,10 +25,10 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 _PYTHON = os.stat(sys.executable)
-_BOXES: list["Box"] = []
+_BOXES: list[Box] = []
 _KERNEL_PID = os.getpid()
 _HELPERS = {"_ok", "_in_a_child", "unshare", "mount", "umount2", "pivot_root", "<lambda>"}
 
