@@ -262,8 +262,10 @@ class Box:
             t = self.rec["Config"].get("StopTimeout")
             timeout = 10 if t is None else t
         assert self.rc is not None
+        signum = parse_signal(signame)
         with contextlib.suppress(InvalidStateTransition):
-            self.rc.kill(parse_signal(signame))
+            self.rc.kill(signum)
+        self.event("kill", signal=str(signum))  # Docker's stop: kill (15), kill (9) after the timeout, die, stop
         if self.state.get("Paused"):
             self._thaw_quietly()  # a frozen task only acts on its signal once thawed
         if self.stop_timer is not None:
@@ -274,6 +276,7 @@ class Box:
     def _force_kill(self) -> None:
         self.stop_timer = None
         if self.running and self.rc is not None:
+            self.event("kill", signal=str(int(signal.SIGKILL)))
             cg = self.rc.cgroup
             try:
                 if cg is not None and cg.exists():
@@ -346,6 +349,8 @@ class Box:
         if oom and code == 137:
             self.event("oom")
         self.event("die", exitCode=str(code))
+        if self.stopping:
+            self.event("stop")
         manual = bool(self.rec["Sandbox"].get("ManualStop"))
         self.stopping = False
         if not manual and not self.removing and self._should_restart(code):
