@@ -92,11 +92,46 @@ class LayerExplorer(View):
                    if self.other is not None else ""))
 
     def show(self, index: int) -> None:
-        """Show layer ``index``'s changes in the tree."""
+        """Show layer ``index``'s changes in the tree, and the whiteouts its tar holds."""
         layer = self.layers[index]
         head = (f"<div><b>layer {layer.index}</b> <code>{esc(layer.diff_id[:19])}</code> "
                 f"{esc(human_size(layer.size))}<br><code>{esc(_short(layer.created_by, 120))}</code></div>")
-        self.tree.value = head + tree_html(list(layer.changes()))
+        self.tree.value = head + self._markers_html(layer) + tree_html(list(layer.changes()))
+
+    def markers(self, index: int) -> tuple[list[str], list[str]]:
+        """Layer ``index``'s deletions as its tar records them: (``.wh.NAME`` whiteout entries,
+        directories with an opaque ``.wh..wh..opq`` marker); read from the stored blob."""
+        import tarfile
+        from sandbox.image.tarlayer import OPAQUE_MARKER, WHITEOUT_PREFIX, open_layer
+        layer = self.layers[index]
+        whiteouts: list[str] = []
+        opaque: list[str] = []
+        with open(self.engine.store.blob_path(layer.digest), "rb") as blob, \
+                tarfile.open(fileobj=open_layer(blob), mode="r|") as tar:
+            for member in tar:
+                base = member.name.rstrip("/").rpartition("/")[2]
+                if base == OPAQUE_MARKER:
+                    opaque.append(member.name.rpartition("/")[0] + "/")
+                elif base.startswith(WHITEOUT_PREFIX):
+                    whiteouts.append(member.name)
+        return whiteouts, opaque
+
+    def _markers_html(self, layer: Any) -> str:
+        try:
+            whiteouts, opaque = self.markers(layer.index)
+        except Exception:  # noqa: BLE001 - a blob that cannot be read here: the tree still shows
+            return ""
+        if not whiteouts and not opaque:
+            return ""
+        parts = []
+        if whiteouts:
+            parts.append(f"{len(whiteouts)} whiteout{'s' if len(whiteouts) > 1 else ''} "
+                         + ", ".join(f"<code>{esc(w)}</code>" for w in whiteouts[:8])
+                         + (" ..." if len(whiteouts) > 8 else ""))
+        if opaque:
+            parts.append("opaque " + ", ".join(f"<code>{esc(d)}</code>" for d in opaque[:8])
+                         + (" ..." if len(opaque) > 8 else ""))
+        return f'<div style="color:#666">in the layer\'s tar: {"; ".join(parts)}</div>'
 
     def _compare_html(self) -> str:
         assert self.other is not None
@@ -139,6 +174,8 @@ class DiffView(View):
         c = self.changes.counts()
         self.tree.value = (f"<b>{esc(self.container.name)}</b>: {c['A']} added, {c['C']} changed, "
                            f"{c['D']} deleted (the init layer's /etc/hosts and mount points are not shown)"
+                           '<div style="color:#666">read from the container\'s writable layer: a deletion '
+                           "(D) is a whiteout there, an opaque directory deletes what the image had in it</div>"
                            + tree_html(list(self.changes)))
 
     def static_html(self) -> str:

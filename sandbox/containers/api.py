@@ -626,10 +626,10 @@ class Container:
             if writable:
                 options = (f"lowerdir={':'.join(lowers)},upperdir={cdir / 'upper'},"
                            f"workdir={cdir / 'work'}")
-                kernel.mount("overlay", target, "overlay", 0, options)
+                setup.mount_overlay(target, options)
             else:
-                kernel.mount("overlay", target, "overlay", kernel.MS_RDONLY,
-                             "lowerdir=" + ":".join([str(cdir / "upper")] + lowers))
+                setup.mount_overlay(target, "lowerdir=" + ":".join([str(cdir / "upper")] + lowers),
+                                    kernel.MS_RDONLY)
             try:
                 if with_mounts:
                     _bind_container_mounts(target, self.attrs, writable)

@@ -162,11 +162,38 @@ def mount_rootfs(store: Any, cdir: Path, chain_ids: list[str], driver: str = "ov
         raise UsageError(f"the image has too many layers ({len(chain_ids)}) for one overlay mount",
                          hint="squash the image (export and import it)")
     try:
-        kernel.mount("overlay", target, "overlay", 0, options)
+        mount_overlay(target, options)
     except KernelError as e:
         raise KernelError("mount overlay on", str(target), e.errno or errno.EIO,
                           hint="is this running without root, or on a file system overlayfs "
                                "cannot use as upper layer?") from None
+
+
+def mount_overlay(target: Path, options: str, flags: int = 0) -> None:
+    """Mount an overlay of a container's layers; in a user namespace (rootless) with ``userxattr``.
+
+    There overlayfs may not use trusted.* xattrs: without ``userxattr`` (Linux 5.11)
+    it ignores the layers' opaque marks (the applier writes ``user.overlay.opaque``
+    in a user namespace) and removing or replacing an image's directory fails with
+    EIO.  See Documentation/filesystems/overlayfs.rst, "Permission model".
+    """
+    attempts = [options + ",userxattr", options] if _in_user_namespace() else [options]
+    for n, opts in enumerate(attempts, 1):
+        try:
+            kernel.mount("overlay", target, "overlay", flags, opts)
+            return
+        except KernelError as e:
+            if n == len(attempts) or e.errno != errno.EINVAL:
+                raise
+            # a kernel before 5.11 knows no userxattr: mount as before
+
+
+def _in_user_namespace() -> bool:
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def is_mounted(path: Path) -> bool:
