@@ -212,34 +212,129 @@ def namespace_table(pid: int, reference_pid: int | None = None) -> list[dict[str
 
 
 class NamespaceView(View):
-    """Host (this notebook's kernel) and container namespace inodes side by side."""
+    """Which namespaces processes share, drawn: one column per process, one row per namespace type;
+    a cell has the colour of the first column in its namespace (grey: the host's), so a cell coloured
+    like another column is that column's namespace, shared.
 
-    def __init__(self, container: Any, *, engine: Any = None) -> None:
+    ``NamespaceView(c)`` puts a container's first process beside this notebook's kernel (the host);
+    ``NamespaceView(a, b, pids={"unshare": 1234})`` puts several side by side, containers (or their
+    names) and any host processes by pid.  ``rows`` compares the first container with the host, and
+    ``inodes`` holds each column's namespace ids.  The picture is a PNG in the widget and in the
+    static HTML, so a saved notebook shows it too; ``figure()`` returns it as a matplotlib Figure.
+    """
+
+    def __init__(self, *containers: Any, pids: dict[str, int] | None = None, engine: Any = None) -> None:
         import ipywidgets as w
         self.engine = _engine(engine)
-        self.container = self.engine.containers.get(container) if isinstance(container, str) else container
+        self.containers = [self.engine.containers.get(c) if isinstance(c, str) else c for c in containers]
+        self.container = self.containers[0] if self.containers else None
+        self.pids = dict(pids or {})
         self.html = w.HTML()
+        self.picture = w.Image(format="png")
         self.button = refresh_button(self.refresh)
-        self.widget = w.VBox([self.button, self.html])
+        self.widget = w.VBox([self.button, self.picture, self.html])
         self.rows: list[dict[str, Any]] = []
+        self.columns: list[tuple[str, int | None]] = []
+        self.inodes: dict[str, list[str | None]] = {}
+        self.png = b""
         self.refresh()
 
+    def _columns(self) -> list[tuple[str, int | None]]:
+        cols: list[tuple[str, int | None]] = [("host (this kernel)", os.getpid())]
+        for c in self.containers:
+            c.reload()
+            running = bool(c.pid) and bool(c.attrs["State"].get("Running"))
+            cols.append((c.name if running else f"{c.name} (not running)", c.pid if running else None))
+        cols += [(label, pid) for label, pid in self.pids.items()]
+        return cols
+
     def refresh(self) -> None:
-        self.container.reload()
-        pid = self.container.pid
-        if not pid or not self.container.attrs["State"].get("Running"):
-            self.rows = []
-            self.html.value = f"<i>{esc(self.container.name)} is not running: it has no namespaces to show</i>"
-            return
-        self.rows = namespace_table(pid)
-        body = [[r["namespace"], r["host"], r["container"],
-                 '<b style="color:#1a7f37">own</b>' if r["isolated"] else '<span style="color:#666">shared</span>',
-                 esc(r["isolates"])] for r in self.rows]
-        for row in body:
-            row[1], row[2] = f"<code>{esc(row[1])}</code>", f"<code>{esc(row[2])}</code>"
-        self.html.value = (f"<b>{esc(self.container.name)}</b> (pid {pid} on the host) beside this kernel"
-                           + table(["namespace", "host (this kernel)", "container", "", "what it isolates"],
-                                   body, raw=True))
+        """Read every column's /proc/PID/ns/* again and redraw."""
+        self.columns = self._columns()
+        self.inodes = {}
+        for kind, _ in NAMESPACES:
+            ids = [_ns_id(pid, kind) for _, pid in self.columns]
+            if any(i is not None for i in ids):
+                self.inodes[kind] = ids
+        first = self.columns[1][1] if len(self.columns) > 1 else None
+        self.rows = namespace_table(first) if first else []
+        self.png = self._png()
+        self.picture.value = self.png
+        self.html.value = self._table_html()
+
+    def figure(self) -> Any:
+        """The picture as a matplotlib Figure: ``display(fig)`` then ``plt.close(fig)``.
+
+        Made through pyplot, as a lab's own figures are, so that the notebook's inline
+        backend shows it as an image (a Figure made without pyplot shows as text).
+        """
+        import matplotlib.pyplot as plt
+        kinds = list(self.inodes)
+        labels = [f"{label}\npid {pid}" if pid else label for label, pid in self.columns]
+        fig = plt.figure(figsize=(1.6 + 1.9 * len(self.columns), 0.45 * len(kinds) + 1.3))
+        ax = fig.add_subplot()
+        palette = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
+                   "#b07aa1", "#ff9da7", "#9c755f", "#86bcb6"]
+        for y, kind in enumerate(kinds):
+            row = self.inodes[kind]
+            for x, ns in enumerate(row):
+                if ns is None:
+                    face, text = "#ffffff", "?"
+                else:
+                    # The colour of the first column in this namespace: a shared one reads as the owner's.
+                    owner = row.index(ns)
+                    face = "#d0d0d0" if owner == 0 else palette[(owner - 1) % len(palette)]
+                    text = ns.partition("[")[2].rstrip("]")
+                ax.add_patch(_rect(x, y, face))
+                ax.text(x + 0.5, y + 0.5, text, ha="center", va="center", fontsize=8, family="monospace")
+        ax.set_xlim(0, len(self.columns))
+        ax.set_ylim(len(kinds), 0)
+        ax.set_xticks([x + 0.5 for x in range(len(self.columns))], labels, fontsize=8)
+        ax.xaxis.tick_top()
+        ax.set_yticks([y + 0.5 for y in range(len(kinds))], kinds, fontsize=9)
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_title("a row's cells of one colour are one namespace; grey: the host's", fontsize=9, pad=28)
+        fig.tight_layout()
+        return fig
+
+    def _png(self) -> bytes:
+        import io
+        import matplotlib.pyplot as plt
+        buf = io.BytesIO()
+        fig = self.figure()
+        fig.savefig(buf, format="png", dpi=90)
+        plt.close(fig)  # or the inline backend shows it again at the end of the cell
+        return buf.getvalue()
+
+    def _table_html(self) -> str:
+        head = ["namespace", *[esc(label) for label, _ in self.columns], "what it isolates"]
+        what = dict(NAMESPACES)
+        body = []
+        for kind, ids in self.inodes.items():
+            cells = [f"<code>{esc(i or '?')}</code>" + ("" if x == 0 or i is None or i != ids[0]
+                                                           else ' <span style="color:#666">(host\'s)</span>')
+                     for x, i in enumerate(ids)]
+            body.append([kind, *cells, esc(what[kind])])
+        return table(head, body, raw=True)
 
     def static_html(self) -> str:
-        return self.html.value
+        import base64
+        img = base64.b64encode(self.png).decode()
+        return f'<img alt="namespaces shared" src="data:image/png;base64,{img}">' + self.html.value
+
+
+def _ns_id(pid: int | None, kind: str) -> str | None:
+    """``/proc/PID/ns/KIND``'s link, e.g. ``net:[4026531840]``; None when it cannot be read."""
+    if not pid:
+        return None
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return None
+
+
+def _rect(x: int, y: int, face: str) -> Any:
+    from matplotlib.patches import Rectangle
+    return Rectangle((x + 0.04, y + 0.06), 0.92, 0.88, facecolor=face, edgecolor="#ffffff")

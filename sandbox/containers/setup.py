@@ -275,11 +275,14 @@ def process_args(config: dict[str, Any]) -> list[str]:
 
 def build_spec(record: dict[str, Any], cdir: Path, facts: HostFacts,
                volume_mounts: list[dict[str, Any]],
-               netns_path: str | None = None) -> tuple[dict[str, Any], list[str]]:
+               netns_path: str | None = None,
+               namespace_paths: dict[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
     """The OCI spec for ``record``, whose rootfs is mounted at ``cdir/rootfs``.
 
     ``netns_path``: the network namespace the supervisor made and wired up
     for it (bridge and user networks), or another container's.
+    ``namespace_paths``: other namespaces to join, {"pid": "/proc/PID/ns/pid"}
+    (``--pid``/``--ipc container:NAME``, see :func:`joined_namespaces`).
     """
     config, host = record["Config"], record["HostConfig"]
     rootfs = cdir / "rootfs"
@@ -352,6 +355,7 @@ def build_spec(record: dict[str, Any], cdir: Path, facts: HostFacts,
         resources=resources,
         oom_score_adj=int(host.get("OomScoreAdj") or 0),
         netns_path=netns_path,
+        namespace_paths=dict(namespace_paths or {}),
     )
     warnings: list[str] = []
     spec = spec_mod.default_spec(str(rootfs), opts, host_bounding_set=facts.bounding_set,
@@ -359,6 +363,19 @@ def build_spec(record: dict[str, Any], cdir: Path, facts: HostFacts,
                                  host_device_list=facts.devices if host.get("Privileged") else [],
                                  warnings=warnings)
     return spec, warnings
+
+
+def joined_namespaces(host_config: dict[str, Any], running_pid: Any) -> dict[str, str]:
+    """``--pid container:NAME`` and ``--ipc container:NAME``: the other container's namespace files.
+
+    ``running_pid(ref)`` is the pid of the running container ``ref`` (it raises when
+    there is none): its namespaces are joined by path, as runc joins any namespace.
+    """
+    joins = {}
+    for kind, mode in (("pid", host_config.get("PidMode")), ("ipc", host_config.get("IpcMode"))):
+        if mode and mode.startswith("container:"):
+            joins[kind] = f"/proc/{running_pid(mode.partition(':')[2])}/ns/{kind}"
+    return joins
 
 
 def ensure_workdir(rootfs: Path, workdir: str, uid: int = 0, gid: int = 0) -> None:

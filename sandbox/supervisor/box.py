@@ -86,6 +86,14 @@ class Box:
 
     # ------------------------------------------------------------------ start
 
+    def _running_pid(self, ref: str) -> int:
+        """The host pid of the running container ``ref``, whose namespace this one joins."""
+        other = self.host.containers.load(self.host.containers.resolve(ref))
+        if not other["State"].get("Running") or not other["State"].get("Pid"):
+            raise InvalidStateTransition(f"cannot join a namespace of a non running container: {ref}",
+                                         state=other["State"].get("Status", ""), hint=f"start {ref} first")
+        return int(other["State"]["Pid"])
+
     def start(self) -> None:
         """Mount, build the spec, create and start the container; raise on failure."""
         if self.running:
@@ -109,8 +117,9 @@ class Box:
             rootfs = self.dir / "rootfs"
             volume_mounts = oci_mounts(self.rec, str(rootfs), self.host.volumes)
             netns = self.host.network.attach(self.rec) if self.networked else None
+            joins = setup.joined_namespaces(self.rec["HostConfig"], self._running_pid)
             spec, warnings = setup.build_spec(self.rec, self.dir, self.host.facts, volume_mounts,
-                                              netns_path=netns)
+                                              netns_path=netns, namespace_paths=joins)
             user = spec["process"]["user"]
             setup.ensure_workdir(rootfs, config.get("WorkingDir") or "/", user["uid"], user["gid"])
             write_json(self.dir / "bundle" / "config.json", spec)
@@ -452,12 +461,27 @@ class Box:
                 cg.kill()
             else:
                 rc.kill(signal.SIGKILL)
-        status = None
-        if callback is not None:
-            with contextlib.suppress(ChildProcessError):
-                _, status = os.waitpid(pid, 0)
+        status = self._wait_reaping_others(pid) if callback is not None else None
         code = exit_code_of(status) if status is not None else 137
         self.exited(code)
+
+    def _wait_reaping_others(self, pid: int) -> int | None:
+        """waitpid(pid) that reaps the supervisor's other children meanwhile.
+
+        An init whose pid namespace other containers joined (``--pid container:``)
+        only finishes dying once their killed processes are reaped, and we are
+        their parent (zap_pid_ns_processes in kernel/pid_namespace.c): a plain
+        blocking waitpid would wait for ever.
+        """
+        while True:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if done == pid:
+                return status
+            self.host.loop.reap()
+            time.sleep(0.005)
 
     # ------------------------------------------------------------------ exec
 
