@@ -8,6 +8,7 @@ supervisor, and the session leak check must find nothing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -723,3 +724,38 @@ def test_volume_cli_and_anonymous_volumes(engine):
     c.remove(v=True)
     assert anon[0].encode() not in sandbox_cli(engine, "volume", "ls", "-q").stdout
     sandbox_cli(engine, "volume", "rm", "clivol")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("remove_first", ["owner", "joiner"])
+def test_pid_and_ipc_of_another_container_are_joined_and_either_can_go_first(engine, remove_first):
+    """--pid/--ipc container:X join X's namespaces (as Docker's); removing X first must not hang:
+    its dying init waits until the supervisor reaps the joiner's killed processes."""
+    a = engine.containers.run("busybox", ["sleep", "60"], detach=True)
+    b = engine.containers.run("busybox", ["sleep", "61"], detach=True, pid_mode=f"container:{a.id}",
+                              ipc_mode=f"container:{a.id}")
+    try:
+        pa, pb = (c.reload().attrs["State"]["Pid"] for c in (a, b))
+        for kind in ("pid", "ipc"):
+            assert os.readlink(f"/proc/{pa}/ns/{kind}") == os.readlink(f"/proc/{pb}/ns/{kind}"), kind
+        assert os.readlink(f"/proc/{pa}/ns/mnt") != os.readlink(f"/proc/{pb}/ns/mnt")
+        seen = b.exec_run(["ps", "-o", "args"]).output.decode()
+        assert "sleep 60" in seen and "sleep 61" in seen, seen
+        first, second = (a, b) if remove_first == "owner" else (b, a)
+        first.remove(force=True)
+        if first is a:   # the pid namespace's init is gone, and every process in it with it
+            assert wait_for(lambda: not b.reload().attrs["State"]["Running"], timeout=10)
+        second.remove(force=True)
+    finally:
+        for c in (a, b):
+            with contextlib.suppress(ContainerNotFound):
+                c.remove(force=True)
+
+
+def test_joining_the_namespace_of_a_stopped_container_is_refused(engine):
+    a = engine.containers.create("busybox", ["true"])
+    try:
+        with pytest.raises(InvalidStateTransition, match="non running container"):
+            engine.containers.run("busybox", ["true"], pid_mode=f"container:{a.id}", remove=True)
+    finally:
+        a.remove(force=True)
