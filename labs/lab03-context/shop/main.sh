@@ -1,0 +1,1 @@
+echo "the shop is open, with $(ls vendor | wc -l) packages installed"
