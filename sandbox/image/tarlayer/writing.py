@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, cast
 
 from ...errors import LayerError
 from .format import (CHUNK, OPAQUE_MARKER, OVERLAY_INDIRECT, OVERLAY_OPAQUE, PAX_XATTR,
-                     WHITEOUT_PREFIX, xattr_allowed)
+                     WHITEOUT_PREFIX, source_date_epoch, xattr_allowed)
 
 
 __all__ = ["SameDir", "TreeDiff", "stored_owner", "tree_changes", "tree_diff", "write_overlay_upper",
@@ -95,8 +95,12 @@ def write_tree(root: Path, out: BinaryIO, *, paths: Iterable[str] | None = None,
     their parent directories (a listed directory is not recursed into).
     ``deleted`` become ``.wh.NAME`` whiteouts and ``opaque`` directories get a
     ``.wh..wh..opq`` marker.  ``out`` may be a pipe: nothing seeks.
+    ``epoch=None`` takes ``SOURCE_DATE_EPOCH`` when it is set, so a build's
+    RUN and COPY layers are clamped like every other layer (reproducible builds).
     """
     root = Path(root)
+    if epoch is None:
+        epoch = source_date_epoch()
     items: dict[str, str] = {}
     for rel in (_walk_tree(root) if paths is None else paths):
         rel = _clean_rel(rel)
