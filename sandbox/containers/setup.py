@@ -256,6 +256,20 @@ def resolve_user(rootfs: Path, user: str, group_add: list[str] | None = None) ->
     return uid, gid, extra
 
 
+def home_dir(rootfs: Path, uid: int) -> str:
+    """The home of ``uid`` in the container's /etc/passwd, else ``/``: what runc's init sets as
+    HOME when the environment has none (so ``docker run busybox env`` shows HOME=/root)."""
+    entry = next((p for p in _read_db(rootfs, "/etc/passwd") if len(p) > 5 and p[2] == str(uid)), None)
+    return entry[5] or "/" if entry is not None else "/"
+
+
+def with_home(env: list[str], rootfs: Path, uid: int) -> list[str]:
+    """``env`` with HOME appended from the passwd file when it has none."""
+    if any(e.startswith("HOME=") for e in env):
+        return env
+    return [*env, f"HOME={home_dir(rootfs, uid)}"]
+
+
 def _group_id(groups: list[list[str]], group: str) -> int:
     if group.isdigit():
         return int(group)
@@ -329,7 +343,7 @@ def build_spec(record: dict[str, Any], cdir: Path, facts: HostFacts,
     ulimits = [(u["Name"], int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or []]
     opts = spec_mod.ContainerOptions(
         args=process_args(config),
-        env=list(config.get("Env") or []),
+        env=with_home(list(config.get("Env") or []), rootfs, uid),
         cwd=config.get("WorkingDir") or "/",
         user=f"{uid}:{gid}",
         additional_gids=extra,

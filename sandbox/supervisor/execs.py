@@ -131,6 +131,9 @@ def exec_process(spec_proc: dict[str, Any], cfg: dict[str, Any], rootfs: Path,
     elif not caps.get("effective"):
         caps = dict(caps, effective=list(caps["bounding"]), permitted=list(caps["bounding"]))
     env = list(spec_proc.get("env") or [])
+    if cfg.get("User") and not any(e.startswith("HOME=") for e in cfg.get("Env") or []):
+        # exec -u: the home of that user, as runc's init sets it for the exec'd process
+        env = [e for e in env if not e.startswith("HOME=")] + [f"HOME={setup.home_dir(rootfs, user['uid'])}"]
     names = {e.partition("=")[0]: i for i, e in enumerate(env)}
     for e in cfg.get("Env") or []:
         k = e.partition("=")[0]

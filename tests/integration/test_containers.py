@@ -759,3 +759,14 @@ def test_joining_the_namespace_of_a_stopped_container_is_refused(engine):
             engine.containers.run("busybox", ["true"], pid_mode=f"container:{a.id}", remove=True)
     finally:
         a.remove(force=True)
+
+
+def test_home_comes_from_the_images_passwd_as_under_docker(engine):
+    """Docker (runc's init) sets HOME from /etc/passwd when the environment has none."""
+    out = engine.run("busybox", ["sh", "-c", "echo $HOME"]).output.decode().split()
+    home = next((line.split(":")[5] for line in engine.run("busybox", ["cat", "/etc/passwd"]).output.decode()
+                 .splitlines() if line.split(":")[2:3] == ["0"]), "/")
+    assert out == [home]
+    assert engine.run("busybox", ["sh", "-c", "echo $HOME"], environment={"HOME": "/data"}).output.decode().split() \
+        == ["/data"]
+    assert engine.run("busybox", ["sh", "-c", "echo $HOME"], user="4242").output.decode().split() == ["/"]
