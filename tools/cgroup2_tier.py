@@ -40,7 +40,8 @@ ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = {"memory": ("memory",), "cpu": ("cpu",), "cpuset": ("cpuset",),
                "io": ("blkio",), "pids": ("pids",)}
 DEFAULT_SELECTION = ["tests/integration/test_cgroups.py", "tests/integration/test_containers.py",
-                     "tests/integration/test_runtime_lifecycle.py", "tests/labs/test_labs.py"]
+                     "tests/integration/test_runtime_lifecycle.py", "tests/integration/test_monitor.py",
+                     "tests/labs/test_labs.py::test_lab"]
 ENV_FLAG = "SANDBOX_TEST_CGROUP2_TIER"
 
 
