@@ -135,6 +135,25 @@ def bare_figures(nb) -> list[str]:
     return out
 
 
+FIGURE_CALLS = ("display(fig", "plt.show(", ".show_for(", "plot_stats(")
+
+
+def figures_without_pictures(nb) -> list[str]:
+    """Cells that draw a figure (``display(fig)``, ``plt.show()``, a monitor's ``show_for``) but left
+    no image/png output: in JupyterLab and in the saved notebook they would show no picture.
+    A cell skipped by ``%%needs`` draws nothing and is not counted."""
+    out = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or not any(call in cell.source for call in FIGURE_CALLS):
+            continue
+        outputs = cell.get("outputs", [])
+        if any("○ skipped" in (o.get("text") or "") for o in outputs):
+            continue
+        if not any("image/png" in (o.get("data") or {}) for o in outputs):
+            out.append(f"cell {index}: {cell.source.splitlines()[0][:80]}")
+    return out
+
+
 def use_the_store_as_a_class_would(root: Path) -> None:
     """What a store a class has used holds: other tags, an untagged image, a stopped container, a volume."""
     from sandbox import Engine
@@ -184,6 +203,8 @@ def test_lab(lab: Path, sandbox_root, monkeypatch):
                 assert not failed, (f"{lab.name} ({attempt} run): with the solutions in place these checks "
                                     "failed:\n" + "\n".join(failed))
             assert not bare_figures(nb), f"{lab.name}: a figure shows as text, not a picture: {bare_figures(nb)}"
+            assert not figures_without_pictures(nb), \
+                f"{lab.name}: cells that draw but left no image/png: {figures_without_pictures(nb)}"
             after = inventory(sandbox_root)
             left = {k: sorted(set(after[k]) ^ set(before[k])) for k in before if after[k] != before[k]}
             assert not left, (f"{lab.name} ({attempt} run) did not give the store back as it found it; its "
