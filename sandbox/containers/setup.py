@@ -34,6 +34,7 @@ from typing import Any
 from .. import kernel
 from ..errors import KernelError, UsageError
 from ..runtime import spec as spec_mod
+from ..runtime.spec.mounts import gid_mapped_here
 from ..runtime.paths import secure_join
 
 #: Files the runtime bind-mounts or covers, created empty in the init layer.
@@ -301,6 +302,9 @@ def build_spec(record: dict[str, Any], cdir: Path, facts: HostFacts,
     config, host = record["Config"], record["HostConfig"]
     rootfs = cdir / "rootfs"
     uid, gid, extra = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or [])
+    # Rootless with one uid mapped: the image's other groups (wheel, ...) do not exist here, and
+    # setgroups(2) is denied anyway; a group not mapped in this user namespace is left out.
+    extra = [g for g in extra if gid_mapped_here(g)]
     network = host.get("NetworkMode") or "none"
     host_ns = [kind for kind, mode in (("pid", host.get("PidMode")), ("ipc", host.get("IpcMode")),
                                         ("uts", host.get("UTSMode"))) if mode == "host"]

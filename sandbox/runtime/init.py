@@ -552,7 +552,9 @@ def _set_user_and_caps(process: dict[str, Any], warnings: list[str]) -> None:
                 kernel.capbset_drop(bit)  # needs CAP_SETPCAP: before capset drops it
     kernel.set_keepcaps(True)  # keep the permitted set across the switch to a non-zero uid
     groups = user.get("additionalGids")
-    if groups is not None or not _setgroups_denied():
+    # A user namespace with "deny" in /proc/self/setgroups (one uid mapped, no newgidmap) refuses
+    # setgroups(2) even to clear the list; runc skips it there unless groups are asked for.
+    if groups or not _setgroups_denied():
         kernel.setgroups(list(groups or []))
     kernel.setresgid(gid, gid, gid)
     kernel.setresuid(uid, uid, uid)

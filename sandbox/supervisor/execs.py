@@ -19,6 +19,7 @@ from typing import Any
 from collections.abc import Callable
 
 from ..containers import setup
+from ..runtime.spec.mounts import gid_mapped_here
 from . import protocol
 from .conn import Conn
 from .loop import Loop
@@ -117,6 +118,7 @@ def exec_process(spec_proc: dict[str, Any], cfg: dict[str, Any], rootfs: Path,
     """The OCI process for docker's exec ``cfg`` in a container whose process is ``spec_proc``."""
     if cfg.get("User"):
         uid, gid, extra = setup.resolve_user(rootfs, cfg["User"])
+        extra = [g for g in extra if gid_mapped_here(g)]   # as for the container (setup.build_spec)
         user: dict[str, Any] = {"uid": uid, "gid": gid}
         if extra:
             user["additionalGids"] = extra

@@ -105,6 +105,43 @@ def user(busybox_binary):
             shutil.rmtree(f"/tmp/sandbox-{d}-{u.pw.pw_uid}", ignore_errors=True)
 
 
+@pytest.fixture
+def one_uid_user(busybox_binary):
+    """A user without subordinate ranges: rootless mode maps their own uid alone."""
+    if not _python_works():
+        pytest.skip(f"needs {SYSTEM_PYTHON} of this Python's version to run the checkout as another user")
+    name = "sbone" + secrets.token_hex(3)
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
+    u = User(name, busybox_binary)
+    try:
+        for path, flag in (("/etc/subuid", "--del-subuids"), ("/etc/subgid", "--del-subgids")):
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(name + ":"):
+                    _, start, count = line.split(":")
+                    subprocess.run(["usermod", flag, f"{start}-{int(start) + int(count) - 1}", name], check=True)
+        yield u
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        deadline = time.monotonic() + 10
+        while subprocess.run(["pgrep", "-u", name], capture_output=True).returncode == 0 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
+        for d in ("rootless", "slirp"):
+            shutil.rmtree(f"/tmp/sandbox-{d}-{u.pw.pw_uid}", ignore_errors=True)
+
+
+def test_with_one_uid_mapped_a_container_still_runs(one_uid_user):
+    """No /etc/subuid line: only the user's uid is mapped, so gid 5 (tty) is not there for /dev/pts."""
+    u = one_uid_user
+    u.sandbox("bootstrap", "busybox", "--binary", u.busybox)
+    assert "one uid is mapped" in u.sandbox("info").stdout
+    out = u.sandbox("run", "--rm", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map; ls -d /dev/pts").stdout
+    lines = out.splitlines()
+    assert lines[0] == "0" and lines[1].split() == ["0", str(u.pw.pw_uid), "1"] and lines[-1] == "/dev/pts", out
+    u.sandbox("system", "supervisor", "stop", check=False)
+
+
 def _bootstrap_takes_binary(u: User) -> bool:
     return "--binary" in u.sandbox("bootstrap", "--help").stdout
 

@@ -25,8 +25,11 @@ def mount_list(opts: ContainerOptions, cgroup_version: str) -> list[dict[str, An
     host = set(opts.host_namespaces)
     sys_rw = "rw" if opts.privileged else "ro"
     pts = ["rw", "nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
-    if not opts.rootless or _maps_id(opts.gid_mappings, 5):
-        pts.append("gid=5")  # tty group; an unmapped gid would make the mount fail
+    # gid 5 is the tty group; a gid the container's user namespace does not map makes the mount
+    # fail: the spec's own mappings (rootless bundles), or the namespace this spec is made in
+    # (the engine's rootless mode with one uid mapped: only gid 0 exists there).
+    if (_maps_id(opts.gid_mappings, 5) if opts.rootless else gid_mapped_here(5)):
+        pts.append("gid=5")
     shm_k = max(opts.shm_size // 1024, 1)
     defaults = [
         _mount("/proc", "proc", "proc", ["rw", "nosuid", "noexec", "nodev"]),
@@ -97,3 +100,13 @@ def _tmpfs_mount(dest: str, options: str) -> dict[str, Any]:
 
 def _maps_id(mappings: Iterable[tuple[int, int, int]], container_id: int) -> bool:
     return any(start <= container_id < start + size for start, _, size in mappings)
+
+
+def gid_mapped_here(gid: int, path: str = "/proc/self/gid_map") -> bool:
+    """Whether ``gid`` exists in the user namespace this process is in (always, in the initial one)."""
+    try:
+        with open(path) as f:
+            rows = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+    except OSError:
+        return True
+    return any(inner <= gid < inner + count for inner, _outer, count in rows)
