@@ -10,6 +10,8 @@ PYTHON      ?= python3
 VENV        := .venv
 VPY         := $(VENV)/bin/python
 STAMP       := $(VENV)/.stamp
+# configurable-http-proxy (npm) for the classroom test: JupyterHub's proxy, in the venv's folder
+CHP         := $(VENV)/chp/node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
 # System packages; docs/dependencies.md says why each one is here.
@@ -17,7 +19,7 @@ APT_PACKAGES := busybox-static gcc libc6-dev skopeo umoci oci-image-tool docker-
                 debootstrap zstd runc apache2-utils tini iproute2 uidmap \
                 libseccomp2 openssl libnftables1 nftables iputils-ping docker.io docker-compose proot slirp4netns
 
-.PHONY: help setup system-deps test lint lab daemon interop browser bench clean
+.PHONY: help setup system-deps test cgroup2 lint lab daemon interop browser bench clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -25,7 +27,7 @@ help: ## list the targets
 	    sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
 	@echo "Pass extra pytest arguments with PYTEST_ARGS='-k store -x'."
 
-setup: system-deps $(STAMP) ## install system packages (as root) and the .venv
+setup: system-deps $(STAMP) $(CHP) ## install system packages (as root) and the .venv
 
 system-deps: ## install missing apt packages (only when root; otherwise explain)
 	@set -euo pipefail; \
@@ -79,11 +81,24 @@ $(VPY): | system-deps
 # import hook that costs every interpreter start, and so every cold `sandbox`
 # command, about 20 ms (pathlib and urllib.parse imported by the hook).
 $(STAMP): pyproject.toml | $(VPY)
-	$(VPY) -m pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat -e '.[dev,lab]'
+	$(VPY) -m pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat -e '.[dev,lab,classroom]'
 	touch $(STAMP)
 
-test: setup ## run unit, integration and lab tests (the CI gate)
+# Best effort (a few seconds): without npm, or without the npm registry, the classroom test skips and says why.
+$(CHP): | $(VPY)
+	@if command -v npm >/dev/null; then \
+	    npm install --prefix $(VENV)/chp --no-audit --no-fund --loglevel=error configurable-http-proxy@5 \
+	        || echo "setup: npm could not install configurable-http-proxy; tests/integration/test_classroom.py will skip"; \
+	else \
+	    echo "setup: no npm, so no configurable-http-proxy; tests/integration/test_classroom.py will skip"; \
+	fi
+
+test: setup ## run unit, integration and lab tests, then the cgroup v2 tier (the CI gate)
 	$(VPY) -m pytest tests/unit tests/integration tests/conformance tests/labs -q -ra $(PYTEST_ARGS)
+	$(VPY) tools/cgroup2_tier.py
+
+cgroup2: setup ## the cgroup v2 tier alone: tests and labs on a pure cgroup2 /sys/fs/cgroup (root)
+	$(VPY) tools/cgroup2_tier.py $(PYTEST_ARGS)
 
 lint: setup ## type-check the engine and the magics (mypy), then ruff (rules in pyproject.toml)
 	$(VPY) -m mypy sandbox magics --ignore-missing-imports
