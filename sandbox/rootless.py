@@ -146,8 +146,11 @@ def _write_map(pid: int, kind: str, own: int, ranges: tuple[tuple[int, int], ...
         r = subprocess.run(args, capture_output=True, text=True)
         if r.returncode == 0:
             return
-        raise SandboxError(f"{os.path.basename(tool)} refused to map {kind}s: {r.stderr.strip()}",
-                           hint=f"check /etc/sub{kind} for your user, and that {tool} is setuid root")
+        # Under no_new_privs (TLJH's NoNewPrivileges=yes, Kubernetes' allowPrivilegeEscalation:
+        # false) the setuid tool cannot act: map the user's own id alone, as with no ranges.
+        sys.stderr.write(f"WARNING: {os.path.basename(tool)} refused to map {kind}s "
+                         f"({r.stderr.strip() or 'exit ' + str(r.returncode)}); only your own {kind} is "
+                         f"mapped (no_new_privs set? check /etc/sub{kind} and that {tool} is setuid root)\n")
     if kind == "gid":
         Path(f"/proc/{pid}/setgroups").write_text("deny")  # required before an unprivileged gid_map
     Path(f"/proc/{pid}/{kind}_map").write_text(f"0 {own} 1\n")

@@ -330,3 +330,22 @@ def test_a_notebook_in_the_rootless_kernel_builds_and_runs(user):
     lines = r.stdout.splitlines()
     assert lines[0].startswith("built nbimg"), r.stdout
     assert lines[1:3] == ["from-the-build", "0"], r.stdout  # nothing else: no warning without limits
+
+
+def test_under_no_new_privs_the_users_own_id_is_mapped_with_a_warning(user):
+    """newuidmap is setuid: under no_new_privs (TLJH's NoNewPrivileges, Kubernetes'
+    allowPrivilegeEscalation: false) it cannot map the ranges; one uid is mapped instead."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (util-linux)")
+    user.sandbox("system", "supervisor", "stop", check=False)
+    os.kill(_holder(user), 9)   # the next command makes a new holder, under no_new_privs
+    try:
+        r = user.run(setpriv, "--no-new-privs", SYSTEM_PYTHON, "-m", "sandbox", "run", "--rm", "busybox",
+                     "cat", "/proc/self/uid_map")
+        assert r.stdout.split() == ["0", str(user.pw.pw_uid), "1"], r.stdout
+        assert "newuidmap refused to map uids" in r.stderr and "only your own uid is mapped" in r.stderr
+    finally:
+        user.sandbox("system", "supervisor", "stop", check=False)
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(_holder(user), 9)   # later commands get a holder with the ranges again
