@@ -230,7 +230,7 @@ class NamespaceView(View):
         self.container = self.containers[0] if self.containers else None
         self.pids = dict(pids or {})
         self.html = w.HTML()
-        self.picture = w.Image(format="png")
+        self.picture = w.Image(format="png", layout=w.Layout(max_width="900px"))   # as the monitor: not stretched
         self.button = refresh_button(self.refresh)
         self.widget = w.VBox([self.button, self.picture, self.html])
         self.rows: list[dict[str, Any]] = []

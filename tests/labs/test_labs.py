@@ -90,7 +90,8 @@ def inject(nb, solutions: dict[str, str]) -> None:
         if cell.cell_type == "code" and cell.metadata.get("exercise") in solutions:
             first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
             solution = solutions[cell.metadata["exercise"]]
-            cell.source = (first + "\n" + solution) if first.startswith("%%needs") else solution
+            keep = first.startswith("%%needs") and not solution.lstrip().startswith("%%needs")
+            cell.source = (first + "\n" + solution) if keep else solution
 
 
 def exercises(nb) -> list[str]:
