@@ -137,11 +137,12 @@ bench: setup ## run benchmarks/bench_*.py (reports ratios, never asserts)
 	if [ $${#files[@]} -eq 0 ]; then \
 	    echo "bench: there are no benchmarks yet (benchmarks/bench_*.py)."; exit 0; \
 	fi; \
-	failed=0; \
+	failed=0; results=$$(mktemp); export BENCH_RESULTS=$$results; \
 	for f in "$${files[@]}"; do \
 	    echo "== $$f"; \
 	    $(VPY) "$$f" || { echo "bench: $$f failed"; failed=1; }; \
 	done; \
+	$(VPY) benchmarks/summary.py "$$results"; rm -f "$$results"; \
 	exit $$failed
 
 clean: ## remove .venv and caches

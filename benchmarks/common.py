@@ -126,3 +126,28 @@ def _pids_using(base: Path) -> list[int]:
                 if str(base).encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
                     found.append(int(entry))
     return found
+
+
+def goal(name: str, ratio: float | None, limit: float, detail: str = "") -> None:
+    """Print one ratio beside its goal (``ratio <= limit`` is met) and record it for ``make bench``.
+
+    ``ratio`` is ours over the reference, measured in the same run; None means the
+    reference could not be had (a tool not installed, no Docker daemon), which is
+    reported as skipped, never as met.  When ``BENCH_RESULTS`` names a file, the
+    line is appended to it as JSON so ``benchmarks/summary.py`` can print every
+    goal of a ``make bench`` run in one table at the end.  Nothing is asserted.
+    """
+    import json
+    if ratio is None:
+        verdict = "skipped"
+        shown = "   n/a"
+    else:
+        verdict = "met" if ratio <= limit else "NOT met"
+        shown = f"{ratio:6.2f}x"
+    line = f"GOAL {name:<52} {shown}  (goal <= {limit:.2f}x)  {verdict}"
+    print(line + (f"  [{detail}]" if detail else ""), flush=True)
+    path = os.environ.get("BENCH_RESULTS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"name": name, "ratio": ratio, "limit": limit, "verdict": verdict,
+                                "detail": detail}) + "\n")
