@@ -104,7 +104,7 @@ lint: setup ## type-check the engine and the magics (mypy), then ruff (rules in 
 	$(VPY) -m mypy sandbox magics --ignore-missing-imports
 	$(VPY) -m ruff check sandbox magics tools tests benchmarks
 
-lab: setup ## start JupyterLab on 127.0.0.1 with the labs/ folder (a user gets the rootless kernel)
+lab: system-deps $(STAMP) ## start JupyterLab on 127.0.0.1 with the labs/ folder (a user gets the rootless kernel)
 	@if [ "$$(id -u)" -ne 0 ]; then $(VPY) -m sandbox.rootless --install-kernel; fi
 	@$(VPY) -m sandbox info | grep -E "Privilege Mode|allows|Why" || true
 	JUPYTER_PREFER_ENV_PATH=$$( [ "$$(id -u)" -eq 0 ] && echo 1 || echo 0 ) \
