@@ -6,8 +6,6 @@ The public API is what this module exports (``__all__``, checked by a test):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._version import __version__
 from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound,
                      BootstrapError, Conflict, ImageInUse, ImageNotFound, InvalidReference,
@@ -21,7 +19,10 @@ from .errors import (AmbiguousReference, ArchiveError, BlobCorrupt, BlobNotFound
                      DockerfileSyntaxError, BuildError, NetworkNotFound, NetworkInUse, PortInUse,
                      NetworkError)
 
+TYPE_CHECKING = False  # not typing's: a cold `sandbox ps` should not import typing (see sandbox.cli)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .engine import Engine, default_root
     from .image.images import Image
     from .reference import Reference, parse as parse_reference

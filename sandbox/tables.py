@@ -10,9 +10,10 @@ in a saved notebook.
 
 from __future__ import annotations
 
-import html
-from typing import IO, Any
-from collections.abc import Iterable, Sequence
+TYPE_CHECKING = False  # typing is not imported on the cold path (see sandbox.cli)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import IO, Any
 
 
 
@@ -55,6 +56,7 @@ TD_STYLE = "text-align:left;padding:2px 8px;vertical-align:top"
 
 
 def esc(value: Any) -> str:
+    import html  # here: a cold `sandbox ps` prints text only
     return html.escape("" if value is None else str(value))
 
 

@@ -6,6 +6,14 @@ print, the engine does the work.  :func:`build_parser` is shared with the
 notebook magics (``%docker VERB ...``), so a cell and a terminal accept exactly
 the same syntax.  A ``SandboxError`` becomes one line on stderr and exit code
 125, Docker's code for the engine's own errors.
+
+A new process is the common case in a terminal, so the cold verbs load little:
+``run`` (:mod:`.quick`), ``ps``, ``images``, ``inspect`` (:mod:`.query`) and
+``version`` answer without the engine when they can.  The modules they load
+do not import ``typing`` (a few milliseconds of a command that should take
+tens): their annotations are strings (``from __future__ import
+annotations``), and the names come from ``typing`` under a module-level
+``TYPE_CHECKING = False``, which mypy reads as true.
 """
 
 from __future__ import annotations
@@ -14,10 +22,13 @@ import argparse
 import importlib
 import os
 import sys
-from typing import IO, Any
-from collections.abc import Sequence
 
 from ..errors import SandboxError, UsageError
+
+TYPE_CHECKING = False  # not typing's (see above)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import IO, Any
 
 #: verb -> module; ``image`` is the management command grouping the image verbs.
 VERBS = ["bootstrap", "history", "images", "import_", "info", "inspect", "load", "login", "pull",
@@ -36,8 +47,35 @@ VERB_MODULES = {"import": "import_", "create": "run", "start": "run", "stop": "l
                 "logout": "login", "builder": "build", "port": "network"}
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, but the terminal's width is looked up when help is formatted.
+
+    argparse makes a formatter at every ``add_argument`` (to check the
+    metavar), and its default width comes from ``shutil.get_terminal_size``:
+    importing shutil (and zlib, bz2 and lzma with it) cost a cold ``sandbox
+    ps`` more than its own code.  Only help and usage text needs the width.
+    """
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None, **kwargs: Any) -> None:
+        super().__init__(prog, indent_increment, max_help_position, 80 if width is None else width, **kwargs)
+        self._wanted = None if width is not None else max_help_position
+
+    def format_help(self) -> str:
+        if self._wanted is not None:  # what HelpFormatter.__init__ does with width=None
+            import shutil
+            self._width = shutil.get_terminal_size().columns - 2
+            self._max_help_position = min(self._wanted, max(self._width - 20, self._indent_increment * 2))
+            self._wanted = None
+        return super().format_help()
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises :class:`UsageError` instead of exiting."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}", hint=f"see '{self.prog} --help'")
@@ -72,7 +110,8 @@ def build_parser(prog: str = "sandbox", only: str | None = None) -> Parser:
     parser.add_argument("--storage-driver", choices=["overlay", "vfs"],
                         help="storage driver of the containers and builds this command makes "
                              "(default: $SANDBOX_STORAGE_DRIVER, else overlay where it can be mounted, else vfs)")
-    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
+    # prog given: argparse would format the usage to work it out (the same "sandbox"), and so look up the width
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser, prog=prog)
     sub.required = True
     modules = VERBS
     if only is not None:

@@ -122,6 +122,17 @@ class Image:
         return image_text(self)
 
 
+def summary(image: Image) -> dict[str, Any]:
+    """What a listing shows of an image, in the keys of Docker's ``GET /images/json``.
+
+    Plain JSON, so ``sandbox images`` formats the same dictionaries whether it
+    listed the store itself or asked the supervisor (the cold path, see
+    :mod:`sandbox.supervisor.handlers.query`).
+    """
+    return {"Id": image.id, "RepoTags": list(image.tags), "RepoDigests": list(image.repo_digests),
+            "Created": image.created, "Size": image.size, "Labels": image.labels}
+
+
 class ImageStore:
     """The images of one store: the operations behind ``images``, ``tag``, ``rmi``, ``image prune``."""
 

@@ -15,7 +15,8 @@ happen, and a restarted supervisor rebuilds everything from there:
 containers whose init is still the same process (pid + start time + boot id)
 are adopted, the others are marked exited and their mounts and cgroups
 removed.  Read-only requests (``ps``, ``inspect``, ``logs``) are answered by
-clients from the files directly.
+clients from the files directly, or, for a cold ``sandbox ps``/``images``/
+``inspect``, here (:mod:`.handlers.query`: it has the state loaded).
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ from .adopt import recover
 from .box import Box
 from .conn import STREAMING, Conn
 from .core import Core
-from .handlers import HANDLERS
+from .handlers import HANDLERS as TOPIC_HANDLERS, query
 from .health import now_text
+
+#: Every request the supervisor answers: the handlers by topic, and the read-only questions of cold clients.
+HANDLERS = {**TOPIC_HANDLERS, **query.HANDLERS}
 
 
 class Supervisor(Core):
