@@ -19,7 +19,7 @@ APT_PACKAGES := busybox-static gcc libc6-dev skopeo umoci oci-image-tool docker-
                 debootstrap zstd runc apache2-utils tini iproute2 uidmap \
                 libseccomp2 openssl libnftables1 nftables iputils-ping docker.io docker-compose proot slirp4netns
 
-.PHONY: help setup system-deps test cgroup2 lint lab daemon interop browser bench clean
+.PHONY: help setup system-deps test cgroup2 lint graph lab daemon interop browser bench clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -103,6 +103,9 @@ cgroup2: setup ## the cgroup v2 tier alone: tests and labs on a pure cgroup2 /sy
 lint: setup ## type-check the engine and the magics (mypy), then ruff (rules in pyproject.toml)
 	$(VPY) -m mypy sandbox magics --ignore-missing-imports
 	$(VPY) -m ruff check sandbox magics tools tests benchmarks
+
+graph: setup ## write the import layers' table and drawing into docs/design.md (tools/importgraph.py)
+	$(VPY) tools/importgraph.py --write-docs
 
 lab: system-deps $(STAMP) ## start JupyterLab on 127.0.0.1 with the labs/ folder (a user gets the rootless kernel)
 	@if [ "$$(id -u)" -ne 0 ]; then $(VPY) -m sandbox.rootless --install-kernel; fi

@@ -206,7 +206,7 @@ class Engine:
         The common case of a notebook cell, in one call; unlike
         ``containers.run`` a non-zero exit is a result, not an exception.
         """
-        from .containers.api import STDOUT
+        from .containers.container import STDOUT
         cid = self.containers.create_id(image, command, auto_remove=remove, **kwargs)
         out, err = bytearray(), bytearray()
 

@@ -3,7 +3,7 @@
 The body is already Docker's shape, but a client may leave out any field,
 send ``null``, or spell a capability as ``CAP_NET_ADMIN``; so each field
 goes through the same checks as a ``sandbox run`` flag: the body becomes
-docker-py's keywords for :func:`~sandbox.containers.options.config_from_kwargs`
+docker-py's keywords for :func:`~sandbox.containers.keywords.config_from_kwargs`
 (one place of validation for the CLI, the Python API and this API), and the
 fields only a Config carries (Cmd, Entrypoint, Env, Tty...) are set after.
 """
@@ -86,7 +86,7 @@ def host_kwargs(host: dict[str, Any]) -> dict[str, Any]:
 
 def create_request(body: Any, name: str | None) -> dict[str, Any]:
     """The supervisor's ``create_named`` request for a ``POST /containers/create`` body."""
-    from ..containers.options import config_from_kwargs
+    from ..containers.keywords import config_from_kwargs
     if not isinstance(body, dict):
         raise ApiError(400, "invalid create request: the body must be a JSON object")
     image = body.get("Image")

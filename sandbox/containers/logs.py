@@ -24,6 +24,7 @@ import re
 import time
 from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 from ..errors import UsageError
 
@@ -187,30 +188,18 @@ def follow_logs(path: str | os.PathLike[str], *, stdout: bool = True, stderr: bo
     reading goes on at the start of the new one.
     """
     path = os.fspath(path)
-    for record in read_logs(path, stdout=stdout, stderr=stderr, tail=tail, since=since, until=until):
-        yield record
-    f = None
+    yield from read_logs(path, stdout=stdout, stderr=stderr, tail=tail, since=since, until=until)
+    followed = _Followed(path)
     try:
-        try:
-            f = open(path, "rb")
-            f.seek(0, os.SEEK_END)
-        except FileNotFoundError:
-            f = None
-        partial = b""
         while True:
             running = is_running()
-            if f is None:
-                try:
-                    f = open(path, "rb")
-                except FileNotFoundError:
-                    if not running:
-                        return
-                    time.sleep(poll_interval)
-                    continue
-            data = f.read()
-            if data:
-                lines = (partial + data).split(b"\n")
-                partial = lines.pop()
+            if followed.f is None and not followed.appeared():
+                if not running:
+                    return
+                time.sleep(poll_interval)
+                continue
+            lines = followed.new_lines()
+            if lines is not None:
                 for line in lines:
                     r = parse_record(line)
                     if r is None:
@@ -220,14 +209,8 @@ def follow_logs(path: str | os.PathLike[str], *, stdout: bool = True, stderr: bo
                     if _keep(r, stdout, stderr, since, until):
                         yield r
                 continue
-            try:
-                rotated = os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
-            except FileNotFoundError:
-                rotated = False
-            if rotated:
-                f.close()
-                f = open(path, "rb")
-                partial = b""
+            if followed.rotated():
+                followed.reopen()
                 continue
             if not running or (stop is not None and getattr(stop, "is_set", lambda: False)()):
                 return
@@ -235,8 +218,62 @@ def follow_logs(path: str | os.PathLike[str], *, stdout: bool = True, stderr: bo
                 return
             time.sleep(poll_interval)
     finally:
-        if f is not None:
-            f.close()
+        followed.close()
+
+
+class _Followed:
+    """The log file :func:`follow_logs` reads: its descriptor (None until the file exists) and the last line.
+
+    The last line is kept until its newline arrives: the writer may be in
+    the middle of it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.partial = b""
+        self.f: BinaryIO | None = None
+        try:
+            self.f = open(path, "rb")
+            self.f.seek(0, os.SEEK_END)    # what was there, read_logs has given
+        except FileNotFoundError:
+            self.f = None
+
+    def appeared(self) -> bool:
+        """Open the file once it exists (nothing was logged yet); False while it does not."""
+        try:
+            self.f = open(self.path, "rb")
+        except FileNotFoundError:
+            return False
+        return True
+
+    def reopen(self) -> None:
+        """After a rotation (the rest of the old file was read): go on at the start of the new one."""
+        assert self.f is not None
+        self.f.close()
+        self.f = open(self.path, "rb")
+        self.partial = b""
+
+    def new_lines(self) -> list[bytes] | None:
+        """The complete lines written since the last call; None when nothing was."""
+        assert self.f is not None
+        data = self.f.read()
+        if not data:
+            return None
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        return lines
+
+    def rotated(self) -> bool:
+        """The path names another file than the one open: the writer rotated it."""
+        assert self.f is not None
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self.f.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
 
 
 def format_record(record: LogRecord, *, timestamps: bool) -> bytes:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.api_env import stop_process
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR") or Path(__file__).parent / "artifacts")
@@ -68,12 +70,7 @@ def jupyterlab(root_dir: Path, state: Path, env: dict[str, str] | None = None) -
                 time.sleep(0.2)
         yield base, token
     finally:
-        server.terminate()   # the server shuts its kernels down on SIGTERM
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, 20)   # the server shuts its kernels down on SIGTERM
         log.close()
 
 

@@ -23,6 +23,26 @@ import pytest
 DOCKER = "/usr/bin/docker"
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float, *, group: bool = False) -> None:
+    """SIGTERM to a server a test started, then SIGKILL (to its process group with ``group``) after ``timeout``.
+
+    The servers the tests start (this daemon, JupyterHub, JupyterLab, a
+    private dockerd) shut their own children down on SIGTERM; the SIGKILL is
+    for one that hangs, so a test never waits on it forever.
+    """
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait()
+
+
 class DaemonProcess:
     def __init__(self, root: Path, *args: str, socket_path: Path | None = None) -> None:
         self.root = root
@@ -51,13 +71,7 @@ class DaemonProcess:
         raise RuntimeError(f"the daemon did not come up:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -60,6 +60,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import requires_root
+from tests.integration.api_env import stop_process
 
 pytestmark = requires_root
 
@@ -303,13 +304,7 @@ class Hub:
 
     def stop(self) -> None:
         """SIGTERM: the hub stops the servers and the proxy it started; then anything left is killed."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc, 30, group=True)
         pid_file = self.dir / "proxy.pid"
         with contextlib.suppress(OSError, ValueError):
             pid = int(pid_file.read_text().strip())

@@ -22,6 +22,7 @@ import sys
 import sysconfig
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,46 +80,15 @@ def _python_works() -> bool:
     return r.stdout.strip() == str(sys.version_info[:2])
 
 
-@pytest.fixture(scope="module")
-def user(busybox_binary):
+@contextlib.contextmanager
+def _new_user(prefix: str, busybox_binary: str) -> Iterator[User]:
+    """A new login user who runs this checkout; afterwards their processes killed and the user removed."""
     if not _python_works():
         pytest.skip(f"needs {SYSTEM_PYTHON} of this Python's version to run the checkout as another user")
-    name = "sbrl" + secrets.token_hex(3)
+    name = prefix + secrets.token_hex(3)
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
     u = User(name, busybox_binary)
     try:
-        if not any(line.startswith(name + ":") for line in Path("/etc/subuid").read_text().splitlines()):
-            subprocess.run(["usermod", "--add-subuids", "400000-465535", "--add-subgids", "400000-465535", name],
-                           check=True)
-        u.sandbox("bootstrap", "busybox", "--binary", busybox_binary) if _bootstrap_takes_binary(u) else \
-            u.sandbox("bootstrap", "busybox")
-        yield u
-    finally:
-        with_pkill = subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-        deadline = time.monotonic() + 10
-        while subprocess.run(["pgrep", "-u", name], capture_output=True).returncode == 0 \
-                and time.monotonic() < deadline:
-            time.sleep(0.05)
-        del with_pkill
-        subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
-        for d in ("rootless", "slirp"):  # the holder's pid file; slirp4netns's short socket directory
-            shutil.rmtree(f"/tmp/sandbox-{d}-{u.pw.pw_uid}", ignore_errors=True)
-
-
-@pytest.fixture
-def one_uid_user(busybox_binary):
-    """A user without subordinate ranges: rootless mode maps their own uid alone."""
-    if not _python_works():
-        pytest.skip(f"needs {SYSTEM_PYTHON} of this Python's version to run the checkout as another user")
-    name = "sbone" + secrets.token_hex(3)
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
-    u = User(name, busybox_binary)
-    try:
-        for path, flag in (("/etc/subuid", "--del-subuids"), ("/etc/subgid", "--del-subgids")):
-            for line in Path(path).read_text().splitlines():
-                if line.startswith(name + ":"):
-                    _, start, count = line.split(":")
-                    subprocess.run(["usermod", flag, f"{start}-{int(start) + int(count) - 1}", name], check=True)
         yield u
     finally:
         subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
@@ -127,8 +97,31 @@ def one_uid_user(busybox_binary):
                 and time.monotonic() < deadline:
             time.sleep(0.05)
         subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
-        for d in ("rootless", "slirp"):
+        for d in ("rootless", "slirp"):  # the holder's pid file; slirp4netns's short socket directory
             shutil.rmtree(f"/tmp/sandbox-{d}-{u.pw.pw_uid}", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def user(busybox_binary):
+    with _new_user("sbrl", busybox_binary) as u:
+        if not any(line.startswith(u.name + ":") for line in Path("/etc/subuid").read_text().splitlines()):
+            subprocess.run(["usermod", "--add-subuids", "400000-465535", "--add-subgids", "400000-465535", u.name],
+                           check=True)
+        u.sandbox("bootstrap", "busybox", "--binary", busybox_binary) if _bootstrap_takes_binary(u) else \
+            u.sandbox("bootstrap", "busybox")
+        yield u
+
+
+@pytest.fixture
+def one_uid_user(busybox_binary):
+    """A user without subordinate ranges: rootless mode maps their own uid alone."""
+    with _new_user("sbone", busybox_binary) as u:
+        for path, flag in (("/etc/subuid", "--del-subuids"), ("/etc/subgid", "--del-subgids")):
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(u.name + ":"):
+                    _, start, count = line.split(":")
+                    subprocess.run(["usermod", flag, f"{start}-{int(start) + int(count) - 1}", u.name], check=True)
+        yield u
 
 
 def test_with_one_uid_mapped_a_container_still_runs(one_uid_user):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.integration.api_env import stop_process
 
 
 class Docker:
@@ -56,12 +57,7 @@ def docker():
             pytest.skip("dockerd did not answer within 20 s")
         yield client
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
         log.close()
         subprocess.run(["umount", "-R", "-l", str(base / "data")], capture_output=True)
         subprocess.run(["umount", "-R", "-l", str(base / "exec")], capture_output=True)

@@ -29,7 +29,8 @@ from sandbox.cli import build_parser
 from sandbox.cli.build import key_values
 from sandbox.cli.ps import parse_filters
 from sandbox.containers.logs import parse_time
-from sandbox.containers.options import _KNOWN, config_from_args, config_from_kwargs, resources_from_update
+from sandbox.containers.keywords import _KNOWN, config_from_kwargs, resources_from_update
+from sandbox.containers.options import config_from_args
 from sandbox.errors import SandboxError
 from sandbox.gotemplate import Template, render
 from sandbox.image.archive import apply_changes

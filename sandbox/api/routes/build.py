@@ -73,67 +73,85 @@ def build(d: Any, ex: Exchange) -> None:
 
 def _run(d: Any, ex: Exchange, out: Any, context: Path, dockerfile: str, tags: list[str], quiet: bool,
          network: str | None) -> None:
-    lock = threading.Lock()
-    left = threading.Event()       # the client has gone
+    """Build, sending the classic builder's messages as they come; a client that leaves cancels the build."""
+    progress = _Progress(out, quiet)
     done = threading.Event()       # the build is over (the watcher can stop)
-
-    def send(obj: dict[str, Any]) -> None:
-        with lock:
-            if not left.is_set():
-                try:
-                    out.json(obj)
-                except ClientGone:
-                    left.set()
-
-    def on_event(event: Any) -> None:
-        if left.is_set():
-            return                       # the client left: the build is being cancelled (see cancel=)
-        if quiet and event.kind != "error":
-            return
-        if event.kind == "step":
-            text = f"Step {event.step}/{event.total} : {event.instruction}\n"
-            if event.cache == "HIT":
-                text += " ---> Using cache\n"
-            send({"stream": text})
-        elif event.kind == "output":
-            send({"stream": event.text + "\n"})
-        elif event.kind == "step-done" and event.image_id:
-            send({"stream": f" ---> {event.image_id[7:19]}\n"})
-        elif event.kind == "warning":
-            send({"stream": f"[Warning] {event.text}\n"})
-
-    threading.Thread(target=_watch, args=(ex, left, done), daemon=True).start()
+    threading.Thread(target=_watch, args=(ex, progress.left, done), daemon=True).start()
+    given = (context / dockerfile).exists()
     try:
-        image = d.engine.build(str(context), tags=tags, dockerfile=str(context / dockerfile)
-                               if (context / dockerfile).exists() else None,
-                               dockerfile_text=None if (context / dockerfile).exists() else _missing(dockerfile),
+        image = d.engine.build(str(context), tags=tags, dockerfile=str(context / dockerfile) if given else None,
+                               dockerfile_text=None if given else _missing(dockerfile),
                                build_args=_json_map(ex, "buildargs"), target=ex.arg("target") or None,
-                               no_cache=ex.flag("nocache"), labels=_json_map(ex, "labels"), on_event=on_event,
-                               network=network, cancel=left)
+                               no_cache=ex.flag("nocache"), labels=_json_map(ex, "labels"),
+                               on_event=progress.on_event, network=network, cancel=progress.left)
     except (BuildError, DockerfileSyntaxError) as e:
         returncode = getattr(e, "returncode", None)
         code = returncode or 1
         # a RUN's failure reads as the classic builder's: "The command '/bin/sh -c ...' returned ..."
         text = str(getattr(e, "detail", "")) if returncode else message_of(e)
-        send({"errorDetail": {"code": code, "message": text}, "error": text})
+        progress.send({"errorDetail": {"code": code, "message": text}, "error": text})
         out.end()
         return
     except SandboxError as e:
-        send({"errorDetail": {"message": message_of(e)}, "error": message_of(e)})
+        progress.send({"errorDetail": {"message": message_of(e)}, "error": message_of(e)})
         out.end()
         return
     finally:
         done.set()
-    send({"aux": {"ID": image.id}})
-    if quiet:
-        send({"stream": image.id + "\n"})
-    else:
-        send({"stream": f"Successfully built {image.id[7:19]}\n"})
-        from ...reference import parse
-        for t in tags:
-            send({"stream": f"Successfully tagged {parse(t).familiar}\n"})
+    progress.built(image.id, tags)
     with contextlib.suppress(ClientGone):
         out.end()
+
+
+class _Progress:
+    """The build's messages to the client, one JSON object each, until the client has gone.
+
+    Sends come from the build's thread (its events) and this one (the end),
+    so one lock orders them; a send that finds the client gone sets
+    :attr:`left`, which is also the build's ``cancel``.
+    """
+
+    def __init__(self, out: Any, quiet: bool) -> None:
+        self.out = out
+        self.quiet = quiet
+        self.lock = threading.Lock()
+        self.left = threading.Event()       # the client has gone
+
+    def send(self, obj: dict[str, Any]) -> None:
+        with self.lock:
+            if not self.left.is_set():
+                try:
+                    self.out.json(obj)
+                except ClientGone:
+                    self.left.set()
+
+    def on_event(self, event: Any) -> None:
+        if self.left.is_set():
+            return                       # the client left: the build is being cancelled (see cancel=)
+        if self.quiet and event.kind != "error":
+            return
+        if event.kind == "step":
+            text = f"Step {event.step}/{event.total} : {event.instruction}\n"
+            if event.cache == "HIT":
+                text += " ---> Using cache\n"
+            self.send({"stream": text})
+        elif event.kind == "output":
+            self.send({"stream": event.text + "\n"})
+        elif event.kind == "step-done" and event.image_id:
+            self.send({"stream": f" ---> {event.image_id[7:19]}\n"})
+        elif event.kind == "warning":
+            self.send({"stream": f"[Warning] {event.text}\n"})
+
+    def built(self, image_id: str, tags: list[str]) -> None:
+        """The end of a good build: the id (``--iidfile`` reads the aux), then built and tagged."""
+        self.send({"aux": {"ID": image_id}})
+        if self.quiet:
+            self.send({"stream": image_id + "\n"})
+            return
+        self.send({"stream": f"Successfully built {image_id[7:19]}\n"})
+        from ...reference import parse
+        for t in tags:
+            self.send({"stream": f"Successfully tagged {parse(t).familiar}\n"})
 
 
 def _missing(dockerfile: str) -> str:
