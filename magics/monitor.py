@@ -19,12 +19,14 @@ measured, so a saved notebook (or one executed headless by nbclient) keeps
 the picture.  ``monitor.figure()`` is that static figure.
 
 Cost: a sample reads the container's cgroup files and nothing else (about
-0.3 ms of CPU for one container on cgroup v1 here); a redraw updates the
-lines of one kept figure and renders it (about 30 ms for one panel, 90 ms
-for three panels of three containers, mostly text), at most once a second,
-only when there are new samples, and no more often than ``draw_budget``
-(3% of a core) allows.  Measured here at 5 Hz: one container, one panel,
-about 4% of a core; three containers, three panels, about 5%.
+0.6-1 ms of CPU for one container on cgroup v1 here); a redraw gives the
+lines of one kept figure their new data and blits them over axes drawn once
+(``LivePlot``: about 15 ms for three panels of three containers, against
+100-300 ms for a full draw, which happens again only when a panel's limits
+move), at most once a second, only when there are new samples, and no more
+often than ``draw_budget`` (3% of a core) allows.  ``benchmarks/bench_monitor.py``
+measures it: three containers, three panels, 5 Hz, about 3.2-3.6% of one
+core over 20 s (it was 5% with full redraws), nearly half of it the sampler.
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ class ResourceMonitor(View):
             return   # nothing new: keep the picture (a redraw is most of the monitor's cost)
         self._drawn = len(self.data)
         if self._plot is None:
-            self._plot = StatsPlot(self.metrics, [c.name for c in self.containers])
+            self._plot = LivePlot(self.metrics, [c.name for c in self.containers])
         self._plot.update(list(self.data))
         self._last_png = self._plot.png()
         self.image.value = self._last_png
@@ -260,11 +262,12 @@ class StatsPlot:
     the live monitor keeps one StatsPlot and only gives its lines new data.
     """
 
-    def __init__(self, metrics: Iterable[str], names: list[str]) -> None:
+    def __init__(self, metrics: Iterable[str], names: list[str], *, dpi: float | None = None,
+                 tight: bool = True) -> None:
         self.metrics = tuple(metrics)
         self.names = list(names)
         from matplotlib.ticker import MaxNLocator
-        self.figure = _figure_class()(figsize=(8, 1.8 * len(self.metrics) + 0.4))
+        self.figure = _figure_class()(figsize=(8, 1.8 * len(self.metrics) + 0.4), dpi=dpi)
         self.axes = {}
         first = None
         for i, m in enumerate(self.metrics):
@@ -281,6 +284,7 @@ class StatsPlot:
             for name in self.names:
                 (line,) = ax.plot([], [], label=name)
                 self.lines[(metric, name)] = line
+                self._moving(line)
             ax.set_ylabel(_LABELS[metric], fontsize=8)
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
@@ -289,7 +293,8 @@ class StatsPlot:
             last.set_xlabel("seconds", fontsize=8)
         if self.metrics and self.names:
             self.axes[self.metrics[0]].legend(fontsize=8, loc="upper left")
-        self.figure.tight_layout()
+        if tight:
+            self.figure.tight_layout()
 
     def update(self, data: list[dict[str, Any]]) -> Any:
         for name in self.names:
@@ -306,13 +311,19 @@ class StatsPlot:
                     self._limit_line(metric, name, ax, t, [_limit(metric, d) for d in rows], line.get_color())
             if "memory" in self.axes:
                 self._oom_marks(name, [d for d in data if d["name"] == name])
+        self._rescale(data)
+        return self.figure
+
+    def _rescale(self, data: list[dict[str, Any]]) -> None:
         for ax in self.axes.values():
             ax.relim()
             ax.autoscale_view()
             top = _top(ax)
             if top > 0:   # from 0 (a flat line is not blown up to fill the panel) to the highest point
                 ax.set_ylim(0, top * 1.08)
-        return self.figure
+
+    def _moving(self, artist: Any) -> None:
+        """``artist`` changes with every update (a data line, a limit line): LivePlot blits it."""
 
     def _limit_line(self, metric: str, name: str, ax: Any, t: list[float], limits: list[float | None],
                     color: Any) -> None:
@@ -322,16 +333,18 @@ class StatsPlot:
         key = (metric, name)
         if key not in self.limits:
             (dashed,) = ax.plot([], [], linestyle="--", drawstyle="steps-post", color=color, alpha=0.8)
-            label = ax.annotate("", (0, 0), xytext=(-2, 2), textcoords="offset points", ha="right",
-                                color=color, fontsize=7)
+            # at the panel's right edge (x in axes units, y in data): it moves only with the limit
+            label = ax.annotate("", (1.0, 0), xycoords=ax.get_yaxis_transform(), xytext=(-2, 2),
+                                textcoords="offset points", ha="right", color=color, fontsize=7)
             self.limits[key] = (dashed, label)
+            self._moving(dashed)
         dashed, label = self.limits[key]
         dashed.set_data(t, [float("nan") if v is None else v for v in limits])
         last = next((i for i in range(len(limits) - 1, -1, -1) if limits[i] is not None), None)
         if last is not None:
             value = limits[last]
             label.set_text(f"limit {value:.0f}" + {"memory": " MiB", "cpu": "%"}.get(metric, ""))
-            label.xy = (t[-1], value)
+            label.xy = (1.0, value)
 
     def _oom_marks(self, name: str, rows: list[dict[str, Any]]) -> None:
         """A red line where the OOM counter of ``name`` went up, or its record says OOM-killed."""
@@ -356,6 +369,97 @@ class StatsPlot:
         buf = io.BytesIO()
         self.figure.savefig(buf, format="png", dpi=dpi)
         return buf.getvalue()
+
+
+class LivePlot(StatsPlot):
+    """The live monitor's figure: the axes drawn once, the lines blitted over them.
+
+    A full draw of three panels costs 100-300 ms here, nearly all of it the
+    ticks' text; the lines alone cost a few ms.  So the axes, ticks, labels and
+    legend are rendered once into a background that each redraw restores
+    before drawing only the moving artists (data lines and limit lines, made
+    ``animated`` so a full draw leaves them out) and encoding the pixels as a
+    PNG.  The background is drawn again only when a panel's limits change,
+    which the live view makes rare: the time axis grows in steps (30 s, 1 min,
+    2 min, ...) and each panel's top is a round number with room above its
+    highest point, kept until a point passes it or all fall far below.  OOM
+    marks and the limits' labels are part of the background: a new mark or
+    limit, one more full draw.  ``plot_stats`` keeps the exact limits.
+    """
+
+    DPI = 72
+
+    def __init__(self, metrics: Iterable[str], names: list[str]) -> None:
+        self._animated: list[Any] = []
+        super().__init__(metrics, names, dpi=self.DPI, tight=False)
+        # Fixed margins, in inches, instead of tight_layout, which lays out every tick label
+        # (a draw's worth of text, 100+ ms) to find about these.
+        width, height = self.figure.get_size_inches()
+        self.figure.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.45 / height,
+                                    top=1 - 0.1 / height, hspace=0.15)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        self.canvas = FigureCanvasAgg(self.figure)
+        self._background: Any = None
+        self._drawn_key: Any = None
+        self.full_draws = 0
+
+    def _moving(self, artist: Any) -> None:
+        artist.set_animated(True)
+        self._animated.append(artist)
+
+    def _rescale(self, data: list[dict[str, Any]]) -> None:
+        last = max((d["t"] for d in data), default=0.0)
+        right = next((step for step in _TIME_STEPS if step >= last * 1.02), None)
+        if right is None:
+            right = (int(last * 1.02 // 3600) + 1) * 3600.0
+        first = next(iter(self.axes.values()), None)
+        if first is not None and first.get_xlim() != (0.0, right):
+            first.set_xlim(0.0, right)      # the panels share their time axis
+        for ax in self.axes.values():
+            want, (bottom, top) = _top(ax) * 1.08, ax.get_ylim()
+            # Hysteresis: a top that still fits stays (memory wobbling about a round number would
+            # redraw the axes at every other redraw); a new one leaves room to grow.
+            if bottom != 0.0 or want > top or top > 3 * want:
+                ax.set_ylim(0.0, _nice_ceiling(want * 1.2))
+
+    def png(self, dpi: int = DPI) -> bytes:
+        key = (tuple((ax.get_xlim(), ax.get_ylim()) for ax in self.axes.values()), len(self.ooms),
+               tuple((label.get_text(), label.xy) for _, label in self.limits.values()))
+        if key != self._drawn_key or self._background is None:
+            self.canvas.draw()          # leaves the animated artists out
+            self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+            self._drawn_key = key
+            self.full_draws += 1
+        else:
+            self.canvas.restore_region(self._background)
+        for artist in self._animated:
+            artist.axes.draw_artist(artist)
+        return _encode_png(self.canvas)
+
+
+#: The live time axis's right ends, in seconds; past the last, whole hours.
+_TIME_STEPS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten that is >= value (1 for <= 0)."""
+    import math
+    if not value > 0 or not math.isfinite(value):
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * power >= value * (1 - 1e-9))
+
+
+def _encode_png(canvas: Any) -> bytes:
+    """The canvas's pixels as a PNG, without a figure draw: RGB (the figure is opaque) at a low
+    zlib level (a few KB more per picture, a third of the time; the picture goes to a browser)."""
+    import io
+    from PIL import Image
+    width, height = canvas.get_width_height(physical=True)
+    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="png", compress_level=1)
+    return buf.getvalue()
 
 
 def plot_stats(data: list[dict[str, Any]], metrics: Iterable[str] = METRICS, *,

@@ -5,16 +5,19 @@ be plain, gzip, zstd (and, for archives, bzip2 or xz) and that may be a pipe.
 Both read the first bytes to decide, then put those bytes back in front of the
 rest (:class:`Prefixed`) unless the stream can seek.  One copy of that logic
 lives here so the two readers cannot drift apart.  :class:`HashingReader` lets
-one pass over a layer verify both its blob digest and its diff_id.
+one pass over a layer verify both its blob digest and its diff_id, and
+:func:`gunzip` is the one gzip reader of both (ISA-L's inflate when installed).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
-from typing import IO, Any
+import zlib
+from typing import IO, Any, cast
 
-__all__ = ["CHUNK", "HashingReader", "Prefixed", "compression", "read_upto", "seekable", "sniff"]
+__all__ = ["CHUNK", "HashingReader", "Prefixed", "compression", "gunzip", "read_upto", "seekable", "sniff"]
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -75,6 +78,51 @@ def sniff(fileobj: Any) -> tuple[bytes, Any]:
         return head, fileobj
     head = read_upto(fileobj, SNIFF_BYTES)
     return head, io.BufferedReader(Prefixed(head, fileobj), CHUNK)
+
+
+def gunzip(fileobj: Any) -> Any:
+    """A reader of the gzip stream in ``fileobj``: python-isal's ``igzip`` when it is installed,
+    else the standard library's ``gzip``.
+
+    Inflating is most of what unpacking a pulled or loaded layer costs, and ISA-L
+    inflates about twice as fast as zlib (the bench layer, 45 MB, inflated and
+    hashed: 0.16 s against 0.33 s here).  Both read the same streams (several
+    members, trailing zeros) and fail the same ways (``EOFError`` when cut short,
+    ``gzip.BadGzipFile`` for a bad header or CRC), except that ISA-L's inflate
+    error is a class of its own: it is raised as ``zlib.error`` here, so that every
+    caller's ``except zlib.error`` still holds.  isal is optional (no wheel, no
+    speed-up, same results).
+    """
+    isal = _isal_gzip()
+    if isal is None:
+        import gzip  # imported on use: a cold `sandbox run` reads no layer
+        return gzip.GzipFile(fileobj=fileobj, mode="rb")
+    return isal(fileobj=fileobj, mode="rb")
+
+
+@functools.lru_cache(maxsize=1)
+def _isal_gzip() -> Any:
+    """IGzipFile with ISA-L's errors raised as zlib's, or None when python-isal is absent."""
+    try:
+        from isal import igzip, isal_zlib
+    except ImportError:
+        return None
+    isal_error = cast(type[Exception], isal_zlib.error)   # its stub declares an instance
+
+    class Reader(igzip.IGzipFile):
+        def read(self, size: int | None = -1) -> bytes:
+            try:
+                return super().read(size)
+            except isal_error as e:
+                raise zlib.error(str(e)) from e
+
+        def read1(self, size: int = -1) -> bytes:
+            try:
+                return super().read1(size)
+            except isal_error as e:
+                raise zlib.error(str(e)) from e
+
+    return Reader
 
 
 class Prefixed(io.RawIOBase):

@@ -57,3 +57,37 @@ def test_limit_line_follows_an_update():
     assert [line.get_linestyle() for line in pids.get_lines()].count("--") == 0    # no limit, no line
     assert memory.get_ylim()[0] == 0 and memory.get_ylim()[1] >= 128
     assert fig._repr_png_().startswith(b"\x89PNG")
+
+
+def test_live_plot_blits_the_lines_and_redraws_the_axes_only_when_they_move():
+    """The live figure draws its axes once and only its lines after that, until a limit moves;
+    what it shows is what a full draw of the same state shows (but where a line crosses the
+    legend or a grid line, which the blit draws in another order)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from magics.monitor import LivePlot, _encode_png
+
+    def rows(n, cpu):
+        return [{"t": t / 5, "name": name, "memory": (10 + t % 3) * 2**20, "memory_limit": 64 * 2**20,
+                 "cpu": cpu, "cpu_limit": 50.0, "pids": 3, "pids_limit": 100, "oom_kills": 0}
+                for t in range(n) for name in ("a", "b")]
+
+    plot = LivePlot(["memory", "cpu", "pids"], ["a", "b"])
+    plot.update(rows(10, 20.0))
+    first = plot.png()
+    plot.update(rows(20, 20.0))
+    second = plot.png()
+    assert plot.full_draws == 1 and first != second      # new points, the same axes: blitted
+    assert plot.figure.axes[0].get_xlim() == (0.0, 30.0)
+    plot.update(rows(20, 90.0))                          # the CPU panel's top moves: axes redrawn
+    blitted = np.asarray(Image.open(io.BytesIO(plot.png())))
+    assert plot.full_draws == 2
+    for artist in plot._animated:
+        artist.set_animated(False)
+    plot.canvas.draw()
+    full = np.asarray(Image.open(io.BytesIO(_encode_png(plot.canvas))))
+    assert blitted.shape == full.shape and blitted.shape[1] == 576
+    assert (blitted != full).any(axis=2).mean() < 0.01

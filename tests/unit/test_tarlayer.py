@@ -1101,3 +1101,32 @@ def test_unpack_of_an_undecodable_blob_is_a_layer_error(tmp_path: Path) -> None:
                          diff_id="sha256:" + hashlib.sha256(plain).hexdigest())
         assert not isinstance(info.value, BlobCorrupt), label
         assert "rebuild" in str(info.value), label
+
+
+@pytest.mark.parametrize("backend", ["isal", "gzip"])
+def test_gunzip_reads_and_fails_alike_with_or_without_isal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           backend: str) -> None:
+    """ISA-L's inflate is optional: the same layers unpack, and a damaged stream fails as zlib's does
+    (``zlib.error``, ``EOFError``, ``BadGzipFile``), so callers that read an opened layer outside
+    ``read_errors`` (``diff_id_of`` under ``archive.loading``) still catch what they expect."""
+    from sandbox.image import streams
+    if backend == "gzip":
+        monkeypatch.setattr(streams, "_isal_gzip", lambda: None)
+    elif streams._isal_gzip() is None:
+        pytest.skip("python-isal is not installed")
+    plain = tar_bytes(dir_("d"), reg("d/f", os.urandom(300_000) + bytes(300_000)))
+    data = gzip.compress(plain[:1000], mtime=0) + gzip.compress(plain[1000:], mtime=0) + bytes(64)
+    assert open_layer(NonSeekable(data)).read() == plain     # two members, trailing zeros
+    unpack_layer(io.BytesIO(data), tmp_path / "t", digest="sha256:" + hashlib.sha256(data).hexdigest(),
+                 diff_id="sha256:" + hashlib.sha256(plain).hexdigest())
+    assert (tmp_path / "t" / "d" / "f").read_bytes() == plain[1024:1024 + 600_000]
+    good = gzip.compress(plain, mtime=0)
+    flat = gzip.compress(tar_bytes(reg("x", b"x" * 100_000)), mtime=0)
+    damaged = {"truncated": (good[:-20], EOFError),
+               "crc": (good[:-8] + bytes(b ^ 1 for b in good[-8:-4]) + good[-4:], gzip.BadGzipFile),
+               "deflate": (flat[:12] + bytes([flat[12] ^ 0xFF]) + flat[13:], zlib.error)}
+    for label, (bad, error) in damaged.items():
+        with pytest.raises(error):
+            open_layer(io.BytesIO(bad)).read()
+        with pytest.raises(LayerError, match="not a valid"):
+            apply_layer(io.BytesIO(bad), tmp_path / label)

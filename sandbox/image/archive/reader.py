@@ -12,7 +12,6 @@ from __future__ import annotations
 import bz2
 import contextlib
 import errno
-import gzip
 import json
 import lzma
 import posixpath
@@ -152,7 +151,7 @@ class _NoOverreads:
 def _spool(src: IO[bytes], dst: IO[bytes], compressed: str | None, source: str) -> None:
     reader: Any = src
     if compressed == "gzip":
-        reader = gzip.GzipFile(fileobj=reader, mode="rb")
+        reader = streams.gunzip(reader)
     elif compressed == "bzip2":
         reader = bz2.BZ2File(reader)
     elif compressed == "xz":

@@ -13,7 +13,6 @@ broken stream makes tarfile, gzip, zlib or zstd raise becomes a ``LayerError``
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import shutil
 import subprocess
@@ -46,7 +45,7 @@ def open_layer(fileobj: BinaryIO) -> BinaryIO:
         head, stream = streams.sniff(fileobj)
     kind = streams.compression(head)
     if kind == "gzip":
-        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+        return cast(BinaryIO, streams.gunzip(stream))
     if kind == "zstd":
         return _open_zstd(stream)
     return cast(BinaryIO, stream)
