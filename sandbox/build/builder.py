@@ -48,8 +48,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BuildError, DockerfileSyntaxError, ImageNotFound, StoreFull
 from ..humanize import shorten
 from .cache import BuildCache, digest_of
-from ..kernel.resolve import open_in_root
-from .context import DockerIgnore, read_in_root
+from .context import DockerIgnore, open_in_root, read_in_root
 from .events import EventFn
 from .file_steps import FileSteps
 from .meta_steps import MetadataSteps
@@ -107,6 +106,7 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         self.step_no = 0
         self.total = 0
         self.tmp: Path | None = None
+        self.scratch_stack = None
         self.plan: Plan | None = None
 
     # ------------------------------------------------------------------ inputs
@@ -217,8 +217,8 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         needed = self._needed(plan, target)
         self.total = sum(1 + len(s.instructions) for s in needed)
         self.global_args = self._global_args(plan)
-        with self.store.scratch("build-") as tmp:
-            self.tmp = tmp
+        with contextlib.ExitStack() as stack:
+            self.scratch_stack = stack      # the build's temp directory, made on first use (_scratch)
             state = self._build_stage(target)
             image = self.images.create(state.image, state.layers, tags=self.tags)
         unused = sorted(set(self.build_args) - self.consumed - set(PROXY_ARGS))
@@ -318,7 +318,8 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         earlier = {s.name: s for s in self.plan.stages[:stage.index] if s.name}
         if base.lower() in earlier:
             src = self._build_stage(earlier[base.lower()])
-            return State(copy.deepcopy(src.image), list(src.layers), src.key, src.base_id, src.base_name, stage)
+            return State(copy.deepcopy(src.image), list(src.layers), src.key, src.base_id, src.base_name, stage,
+                         unpacked=src.unpacked)
         if base == "scratch":
             from ..image.images import host_platform
             os_name, arch, variant = host_platform()
@@ -335,11 +336,9 @@ class Builder(MetadataSteps, RunStep, FileSteps):
                                    "base image, or FROM scratch") from None
         from ..image.layers import LayerBlob
         layers = [LayerBlob(d, l.digest, l.size, l.media_type) for d, l in zip(img.diff_ids, img.layers)]
-        with self.store.transaction():
-            self.images.unpack(img.diff_ids, [l.digest for l in layers])
         image = copy.deepcopy(img.config)
         image.pop("container_config", None)
-        return State(image, layers, img.id, img.id, base, stage)
+        return State(image, layers, img.id, img.id, base, stage, unpacked=False)
 
     # ------------------------------------------------------------------ one step
 
@@ -364,8 +363,7 @@ class Builder(MetadataSteps, RunStep, FileSteps):
             from ..image.layers import LayerBlob
             state.image = record["config"]
             state.layers = [LayerBlob(**l) for l in record["layers"]]
-            with self.store.transaction():
-                self.images.unpack([l.diff_id for l in state.layers], [l.digest for l in state.layers])
+            state.unpacked = False      # unpacked when a step or the image needs them (see _unpacked)
             state.key = key
             self.emit("step-done", duration=time.monotonic() - t0, size=record.get("layer_size"),
                       image_id=record.get("config_digest", ""), cache="HIT", **base_fields)
@@ -391,6 +389,7 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         Returns the new layer's size (None for no layer) and the config digest.
         """
         assert prepared.run is not None
+        self._unpacked(state)
         history, blob = prepared.run()
         layer_size = None
         if blob is not None:

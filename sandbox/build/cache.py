@@ -13,6 +13,13 @@ step (config, layers, history), so a hit needs no work at all, and a lease
 (``cache-<key>``) keeps its layers from garbage collection.  Records are
 written atomically (temp file + rename): two processes that build the same
 step at once both succeed, and the last record wins, which is equally valid.
+A record is fsynced like every metadata write of the store (DESIGN.md);
+should something else tear one anyway, :meth:`BuildCache.get` reads an empty,
+torn or foreign record as no record, a miss that builds the step again.
+
+A hit is one file read per step (the key names the file): no index to read
+or rewrite, however large the cache grows; each layer blob a hit names is
+checked once per build.
 
 Explaining a miss is the part students see.  Every record is also listed under
 its parent key (``by-parent/<parent>/<key>``) with a *step id* that leaves out
@@ -47,6 +54,8 @@ class BuildCache:
         self.store = store
         self.dir = Path(store.root) / "build" / "cache"
         self.parents = Path(store.root) / "build" / "by-parent"
+        #: layer blobs seen in the store by this cache's lookups (a build's steps share their layers)
+        self._present: set[str] = set()
 
     def _ensure(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -57,10 +66,15 @@ class BuildCache:
             record = json.loads((self.dir / f"{key}.json").read_bytes())
         except (FileNotFoundError, ValueError):
             return None
+        if not isinstance(record, dict) or record.get("key") != key:
+            return None             # torn by a crash (see the module doc), or not a record at all
         # A record whose layers were collected (a prune raced us) is no record.
         for layer in record.get("layers", []):
-            if not self.store.has_blob(layer["digest"]):
-                return None
+            digest = layer["digest"]
+            if digest not in self._present:
+                if not self.store.has_blob(digest):
+                    return None
+                self._present.add(digest)
         return record
 
     def put(self, key: str, parent: str, record: dict[str, Any]) -> None:

@@ -39,7 +39,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import BuildError, UsageError
-from ..kernel.resolve import MAX_LINKS, fd_path, open_in_root
+from .context import fd_path
+
+#: Symlinks followed in one lookup before ELOOP, as :data:`sandbox.kernel.resolve.MAX_LINKS` (the kernel's 40).
+MAX_LINKS = 40
+
+
+def open_in_root(root_fd: int, path: str, flags: int) -> int:
+    """:func:`sandbox.kernel.open_in_root`, imported on first use: a build step that copies
+    nothing (a cache hit above all) never loads the kernel's resolver and ctypes."""
+    from ..kernel.resolve import open_in_root as resolve
+    return resolve(root_fd, path, flags)
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -207,15 +217,19 @@ def copy_entry(src_fd: int, st: os.stat_result, parent: int, name: str, uid: int
         os.chmod(fd_path(fd), mode)
         return fd
     if stat.S_ISREG(st.st_mode):
-        with open(fd_path(src_fd), "rb") as fin:        # the inode that was checked, not a name
+        fin = os.open(fd_path(src_fd), os.O_RDONLY | os.O_CLOEXEC)   # the inode that was checked, not a name
+        try:
             out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                           dir_fd=parent)
-            with os.fdopen(out, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-                fout.flush()
-                _chown(os.fchown, fout.fileno(), uid, gid)
-                os.fchmod(fout.fileno(), mode)
-                os.utime(fout.fileno(), ns=times)
+            try:
+                _copy_data(fin, out)
+                _chown(os.fchown, out, uid, gid)
+                os.fchmod(out, mode)
+                os.utime(out, ns=times)
+            finally:
+                os.close(out)
+        finally:
+            os.close(fin)
         return None
     if stat.S_ISFIFO(st.st_mode):
         os.mkfifo(name, mode, dir_fd=parent)
@@ -223,6 +237,22 @@ def copy_entry(src_fd: int, st: os.stat_result, parent: int, name: str, uid: int
         return None
     # sockets and device nodes in a build context are skipped, as Docker's tar would fail on sockets
     return None
+
+
+def _copy_data(fin: int, out: int) -> None:
+    """Copy the rest of ``fin`` into ``out``: sendfile(2) in the kernel, a read/write loop
+    where it is refused (no Python file objects: a COPY is mostly small files)."""
+    try:
+        while os.sendfile(out, fin, None, 1 << 30):
+            pass
+        return
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOSYS):
+            raise
+    while chunk := os.read(fin, 1 << 20):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(out, view):]
 
 
 def copy_tree(root_fd: int, src_st: os.stat_result, entries: Iterable[Entry], dest: str,

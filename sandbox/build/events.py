@@ -19,6 +19,8 @@ from ..humanize import size as human_size
 
 @dataclass
 class BuildEvent:
+    """One thing that happened in a build (see the module doc); fields a kind does not use stay empty."""
+
     kind: str                 #: step | output | step-done | warning | error | result
     step: int = 0
     total: int = 0

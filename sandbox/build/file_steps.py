@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BuildError, ImageNotFound, SandboxError, StoreFull
-from ..kernel.resolve import fd_path
 from . import copyfs, words
 from .cache import digest_of
-from .context import Source, SourceTree
+from .context import Source, SourceTree, fd_path
 from .parser import Heredoc, Instruction
 from .stages import copy_args
 from .step import Prepared, State, StepBase
@@ -176,7 +175,7 @@ class FileSteps(StepBase):
         assert self.plan is not None
         stage = self.plan.stage(from_ref)
         if stage is not None and stage.index != state.stage.index:
-            src_state = self._build_stage(stage)
+            src_state = self._built(stage)
             return src_state.chain_ids, "stage:" + digest_of([l.diff_id for l in src_state.layers])
         if stage is not None:
             raise ins.error(f"COPY --from={from_ref}: a stage cannot copy from itself")
@@ -330,8 +329,7 @@ class FileSteps(StepBase):
         import hashlib
         import urllib.error
         import urllib.request
-        assert self.tmp is not None
-        path = self.tmp / f"download-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+        path = self._scratch() / f"download-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
         try:
             with urllib.request.urlopen(url, timeout=20) as resp, open(path, "wb") as out:  # noqa: S310
                 h = hashlib.sha256()

@@ -80,6 +80,7 @@ class Instruction:
 
 @dataclass
 class Dockerfile:
+    """A parsed Dockerfile: its instructions, parser directives and warnings."""
     instructions: list[Instruction]
     filename: str = "Dockerfile"
     escape: str = "\\"
@@ -119,10 +120,30 @@ def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
         lines.pop()
     lines = [l[:-1] if l.endswith("\r") else l for l in lines]
     df = Dockerfile([], filename)
-    i = 0
+    i = _directives(lines, df)
+    cont_re = re.compile(re.escape(df.escape) + r"[ \t]*$")
     n = len(lines)
-    # -- parser directives: only at the very top
     while i < n:
+        stripped = lines[i].lstrip()
+        i += 1
+        start = i
+        if not stripped or stripped.startswith("#"):
+            continue
+        line, i = _logical_line(lines, i, stripped, cont_re, df, start)
+        ins = _instruction(line, start, i, filename, df.escape)
+        if ins.keyword in HEREDOC_KEYWORDS:
+            for doc in _heredoc_markers(ins.rest, ins):
+                i = _heredoc_body(lines, i, doc, filename, start)
+                ins.heredocs.append(doc)
+            ins.end_line = i
+        df.instructions.append(ins)
+    return df
+
+
+def _directives(lines: list[str], df: Dockerfile) -> int:
+    """Read the parser directives (``# escape=``, ...) at the very top into ``df``; the next line's index."""
+    i = 0
+    while i < len(lines):
         m = _DIRECTIVE_RE.match(lines[i].strip()) if lines[i].lstrip().startswith("#") else None
         if not m:
             break
@@ -131,65 +152,57 @@ def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
             break
         if key in df.directives:
             raise DockerfileSyntaxError(f"only one {key} parser directive can be used",
-                                        filename=filename, line=i + 1)
+                                        filename=df.filename, line=i + 1)
         if key == "escape":
             if value not in ("\\", "`"):
                 raise DockerfileSyntaxError(f"invalid escape token {value!r}: it must be \\ or `",
-                                            filename=filename, line=i + 1)
+                                            filename=df.filename, line=i + 1)
             df.escape = value
         df.directives[key] = value
         i += 1
-    escape = df.escape
-    cont_re = re.compile(re.escape(escape) + r"[ \t]*$")
+    return i
 
-    def is_comment(raw: str) -> bool:
-        return raw.lstrip().startswith("#")
 
-    while i < n:
+def _logical_line(lines: list[str], i: int, first: str, cont_re: re.Pattern[str], df: Dockerfile,
+                  start: int) -> tuple[str, int]:
+    """``first`` joined with its continuation lines from ``lines[i]`` on: (the line, the next index).
+
+    Comment lines inside a continued instruction are dropped, and so are empty
+    ones, with Docker's warning.
+    """
+    line, done = _trim_continuation(first, cont_re)
+    empty_continuation = False
+    while not done and i < len(lines):
         raw = lines[i]
         i += 1
-        start = i
-        stripped = raw.lstrip()
-        if not stripped or stripped.startswith("#"):
+        if raw.lstrip().startswith("#"):
             continue
-        line, done = _trim_continuation(stripped, cont_re)
-        empty_continuation = False
-        while not done and i < n:
-            raw = lines[i]
-            i += 1
-            if is_comment(raw):
-                continue
-            if not raw.strip():
-                empty_continuation = True
-                continue
-            part, done = _trim_continuation(raw, cont_re)
-            line += part
-        if empty_continuation:
-            df.warnings.append(f"{filename}:{start}: empty continuation line (an empty line inside a "
-                               "continued instruction is skipped; Docker warns it will become an error)")
-        ins = _instruction(line, start, i, filename, escape)
-        if ins.keyword in HEREDOC_KEYWORDS:
-            for doc in _heredoc_markers(ins.rest, ins):
-                body: list[str] = []
-                terminated = False
-                while i < n:
-                    raw = lines[i]
-                    i += 1
-                    candidate = raw.lstrip("\t") if doc.chomp else raw
-                    if candidate == doc.name:
-                        terminated = True
-                        break
-                    body.append(candidate)
-                if not terminated:
-                    raise DockerfileSyntaxError(
-                        f"unterminated heredoc <<{doc.name}: no line holding only {doc.name} "
-                        f"after line {start}", filename=filename, line=start,
-                        hint=f"end the here-document with a line that is exactly {doc.name}")
-                doc.content = "".join(l + "\n" for l in body)
-                ins.heredocs.append(doc)
-            ins.end_line = i
-        df.instructions.append(ins)
-    return df
+        if not raw.strip():
+            empty_continuation = True
+            continue
+        part, done = _trim_continuation(raw, cont_re)
+        line += part
+    if empty_continuation:
+        df.warnings.append(f"{df.filename}:{start}: empty continuation line (an empty line inside a "
+                           "continued instruction is skipped; Docker warns it will become an error)")
+    return line, i
+
+
+def _heredoc_body(lines: list[str], i: int, doc: Heredoc, filename: str, start: int) -> int:
+    """Read the here-document ``doc`` from ``lines[i]`` on into ``doc.content``; the next line's index."""
+    body: list[str] = []
+    while i < len(lines):
+        raw = lines[i]
+        i += 1
+        candidate = raw.lstrip("\t") if doc.chomp else raw
+        if candidate == doc.name:
+            doc.content = "".join(l + "\n" for l in body)
+            return i
+        body.append(candidate)
+    raise DockerfileSyntaxError(
+        f"unterminated heredoc <<{doc.name}: no line holding only {doc.name} "
+        f"after line {start}", filename=filename, line=start,
+        hint=f"end the here-document with a line that is exactly {doc.name}")
 
 
 def _trim_continuation(line: str, cont_re: re.Pattern[str]) -> tuple[str, bool]:

@@ -163,7 +163,7 @@ class RunStep(StepBase):
         assert self.plan is not None
         stage = self.plan.stage(name)
         if stage is not None:
-            return self._build_stage(stage).chain_ids
+            return self._built(stage).chain_ids
         try:
             img = self.images.get(name)
         except ImageNotFound:
@@ -191,8 +191,8 @@ class RunStep(StepBase):
             return
         # From the context: a copy of what .dockerignore lets through, so a read-write
         # mount never writes into the student's folder and ignored files stay hidden.
-        assert self.tmp is not None and self.context is not None
-        copy = Path(tempfile_dir(self.tmp))
+        assert self.context is not None
+        copy = Path(tempfile_dir(self._scratch()))
         try:
             bound = str(copy)
             with self._context_tree() as tree:

@@ -32,6 +32,7 @@ _STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9._-]*$")
 
 @dataclass
 class Stage:
+    """One ``FROM`` and the instructions up to the next."""
     index: int
     base: str                     #: as written (may hold $VARS of global ARGs)
     name: str | None              #: lower case
@@ -47,6 +48,7 @@ class Stage:
 
 @dataclass
 class Plan:
+    """A Dockerfile as stages: the ARGs before the first FROM, then each stage."""
     dockerfile: Dockerfile
     global_args: list[Instruction]
     stages: list[Stage]

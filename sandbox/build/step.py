@@ -69,6 +69,9 @@ class State:
     args: dict[str, str | None] = field(default_factory=dict)
     cmd_set: bool = False
     missed: bool = False
+    #: whether ``layers`` are known to be unpacked; a cache hit or a FROM leaves that to the
+    #: first step that mounts them (or to the image's creation), so a full hit unpacks once
+    unpacked: bool = True
 
     @property
     def config(self) -> dict[str, Any]:
@@ -145,13 +148,36 @@ class StepBase:
     cancel: Any
     on_event: EventFn
     plan: Plan | None
+    #: the build's temp directory on the store's file system, once :meth:`_scratch` made it
     tmp: Path | None
+    scratch_stack: contextlib.ExitStack[bool | None] | None
     step_no: int
     total: int
 
     def _build_stage(self, stage: Stage) -> State:
         """Build ``stage`` (and the stages it needs) once; ``COPY --from`` and ``RUN --mount from=`` call it."""
         raise NotImplementedError
+
+    def _built(self, stage: Stage) -> State:
+        """Another stage a step reads from (``--from``), built, with its layers unpacked."""
+        state = self._build_stage(stage)
+        self._unpacked(state)
+        return state
+
+    def _unpacked(self, state: State) -> None:
+        """Unpack the layers of ``state`` if a cache hit or FROM left them (each layer once per store)."""
+        if not state.unpacked:
+            with self.store.transaction():
+                self.images.unpack([l.diff_id for l in state.layers], [l.digest for l in state.layers])
+            state.unpacked = True
+
+    def _scratch(self) -> Path:
+        """The build's temp directory, made on first use (a full cache hit needs none) and
+        removed when the build ends."""
+        if self.tmp is None:
+            assert self.scratch_stack is not None
+            self.tmp = self.scratch_stack.enter_context(self.store.scratch("build-"))
+        return self.tmp
 
     def emit(self, kind: str, **fields: Any) -> None:
         self.on_event(BuildEvent(kind, **fields))
@@ -233,7 +259,6 @@ class StepBase:
     def _rootfs(self, state: State) -> Iterator[StepRoot]:
         """The image so far, writable: mounted over an empty upper dir, or (vfs) copied."""
         from .. import kernel
-        assert self.tmp is not None
         if self._storage_driver() == "vfs":
             with self._copied(state) as root:
                 yield root

@@ -31,6 +31,51 @@ class SubstitutionError(ValueError):
 _SPECIAL = set("@*#?-$!0")
 
 
+class _Pieces:
+    """What :meth:`_Lexer.run` builds: the expanded text, and the words it splits into.
+
+    Text from quotes and escapes never splits, nor does a plain character that
+    is not blank; whitespace outside quotes, also inside the value of an
+    expansion, ends the current word.
+    """
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.words: list[str] = []
+        self.cur: list[str] = []
+        self.in_word = False
+
+    def keep(self, piece: str) -> None:
+        """``piece`` joins the current word as it is."""
+        self.text.append(piece)
+        self.cur.append(piece)
+        self.in_word = True
+
+    def blank(self, ch: str) -> None:
+        """Whitespace outside quotes: kept in the text, it ends the current word."""
+        self._end_word()
+        self.text.append(ch)
+
+    def expansion(self, value: str) -> None:
+        """A ``$VAR``'s value splits into words as plain text does."""
+        self.text.append(value)
+        for c in value:
+            if c.isspace():
+                self._end_word()
+            else:
+                self.cur.append(c)
+                self.in_word = True
+
+    def _end_word(self) -> None:
+        if self.in_word:
+            self.words.append("".join(self.cur))
+            self.cur, self.in_word = [], False
+
+    def done(self) -> tuple[str, list[str]]:
+        self._end_word()
+        return "".join(self.text), self.words
+
+
 class _Lexer:
     def __init__(self, text: str, env: Mapping[str, str], escape: str, *, raw_quotes: bool = False) -> None:
         self.text, self.env, self.escape, self.raw_quotes = text, env, escape, raw_quotes
@@ -45,75 +90,46 @@ class _Lexer:
         self.pos += 1 if ch else 0
         return ch
 
-    # A word list is built from pieces: (text, splittable).  Text that came from
-    # quotes or escapes never splits; plain characters split on whitespace.
     def run(self, stop: str = "") -> tuple[str, list[str]]:
-        result: list[str] = []
-        words: list[str] = []
-        cur: list[str] = []
-        in_word = False
+        """(the expanded text, the words it splits into) up to ``stop`` (consumed) or the end."""
+        out = _Pieces()
         while self.peek():
             ch = self.peek()
             if stop and ch == stop:
                 self.next()
-                return "".join(result), self._finish(words, cur, in_word)
+                return out.done()
             if ch in "'\"" and self.raw_quotes:
                 self.next()
-                result.append(ch)
-                cur.append(ch)
-                in_word = True
+                out.keep(ch)
             elif ch == "'":
-                piece = self.single_quote()
-                result.append(piece)
-                cur.append(piece)
-                in_word = True
+                out.keep(self.single_quote())
             elif ch == '"':
-                piece = self.double_quote()
-                result.append(piece)
-                cur.append(piece)
-                in_word = True
+                out.keep(self.double_quote())
             elif ch == "$":
-                piece = self.dollar()
-                result.append(piece)
-                # An expansion splits into words like plain text does.
-                for c in piece:
-                    if c.isspace():
-                        if in_word:
-                            words.append("".join(cur))
-                            cur, in_word = [], False
-                    else:
-                        cur.append(c)
-                        in_word = True
-            else:
-                self.next()
-                if ch == self.escape:
-                    if self.raw_quotes and self.peek() not in ("$", self.escape):
-                        cur.append(ch)  # a heredoc keeps \n, \t ... as written
-                        result.append(ch)
-                        in_word = True
-                        continue
-                    ch = self.next()
-                    if not ch:
-                        break
-                    cur.append(ch)
-                    in_word = True
-                elif ch.isspace():
-                    if in_word:
-                        words.append("".join(cur))
-                        cur, in_word = [], False
-                else:
-                    cur.append(ch)
-                    in_word = True
-                result.append(ch)
+                out.expansion(self.dollar())
+            elif not self._plain(out):
+                break
         if stop:
             raise SubstitutionError(f"unterminated: no closing {stop} before the end")
-        return "".join(result), self._finish(words, cur, in_word)
+        return out.done()
 
-    @staticmethod
-    def _finish(words: list[str], cur: list[str], in_word: bool) -> list[str]:
-        if in_word:
-            words.append("".join(cur))
-        return words
+    def _plain(self, out: _Pieces) -> bool:
+        """One character outside quotes and ``$`` (an escape takes the next one as it is);
+        False when an escape ends the text."""
+        ch = self.next()
+        if ch == self.escape:
+            if self.raw_quotes and self.peek() not in ("$", self.escape):
+                out.keep(ch)  # a heredoc keeps \n, \t ... as written
+                return True
+            ch = self.next()
+            if not ch:
+                return False
+            out.keep(ch)
+        elif ch.isspace():
+            out.blank(ch)
+        else:
+            out.keep(ch)
+        return True
 
     def single_quote(self) -> str:
         self.next()

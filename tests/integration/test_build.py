@@ -324,3 +324,37 @@ def test_env_of_a_key_the_image_has_keeps_its_place(engine, tmp_path):  # noqa: 
         assert env == [f"PATH=/x:{base[0][5:]}", *base[1:], "A=3", "B=2"]   # as Docker orders it
     finally:
         engine.images.remove("envorder", force=True)
+
+
+def test_a_same_size_same_mtime_change_still_misses(engine, tmp_path):  # noqa: F811
+    """The context is hashed by content on every build, not trusted by its stat: a rewrite that
+    keeps the size and puts the mtime back (a checkout, ``touch -r``) is still a change."""
+    ctx = _ctx(tmp_path, "FROM busybox\nCOPY app.txt /app.txt\nCMD cat /app.txt\n", {"app.txt": "aaaa\n"})
+    engine.build(ctx, tags=["samestat"])
+    before = os.stat(ctx / "app.txt")
+    (ctx / "app.txt").write_text("bbbb\n")
+    os.utime(ctx / "app.txt", ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(ctx / "app.txt")
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    events: list = []
+    engine.build(ctx, tags=["samestat"], on_event=events.append)
+    steps = _steps(events)
+    assert [c for _, c, _ in steps] == ["MISS", "MISS"] and "app.txt" in steps[0][2]
+    assert engine.run("samestat").output == b"bbbb\n"
+    engine.images.remove("samestat")
+
+
+def test_cached_steps_are_unpacked_for_the_first_step_that_reads_them(engine, tmp_path):  # noqa: F811
+    """A cache hit leaves its layers to the step that mounts them: a RUN after hits, and a
+    COPY --from a stage that was all hits, see every file the cached steps made."""
+    df = ("FROM busybox AS stage\nRUN echo made > /made\nENV X=1\n"
+          "FROM busybox\nRUN echo one > /one\nCOPY --from=stage /made /made\n")
+    ctx = _ctx(tmp_path, df)
+    engine.build(ctx, tags=["unpacked"])
+    (ctx / "Dockerfile").write_text(df + "COPY --from=stage /made /again\nRUN cat /one /made /again > /all\n"
+                                    "CMD cat /all\n")
+    events: list = []
+    engine.build(ctx, tags=["unpacked"], on_event=events.append)
+    assert [c for _, c, _ in _steps(events)] == ["HIT", "HIT", "HIT", "HIT", "MISS", "MISS", "MISS"]
+    assert engine.run("unpacked").output == b"one\nmade\nmade\n"
+    engine.images.remove("unpacked")
