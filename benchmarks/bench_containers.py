@@ -4,8 +4,15 @@
 
 Measured in one run, on one busybox image bootstrapped from the host:
 
-* warm: ``Engine.run("busybox", ["true"], remove=True)`` 50 times in one Python
-  process that has imported the engine (a notebook kernel's situation);
+* warm: ``Engine.run("busybox", ["true"], remove=True, network="none")`` 50
+  times in one Python process that has imported the engine (a notebook
+  kernel's situation), against ``runc run`` (whose spec has a network
+  namespace with loopback only: the fair comparison), and the same on the
+  default bridge beside it;
+* where a warm run's time goes: the client's two requests (create_named, and
+  start streaming until the exit), and the supervisor's share of each step,
+  sampled with py-spy when it is installed (shares of the profiled runs,
+  scaled to the unprofiled median: py-spy itself slows the supervisor);
 * cold: ``sandbox run --rm busybox true`` as a new process, 20 times (the
   supervisor already running, as it is after the first command);
 * ``runc run`` of the same rootfs (Docker's default spec), a new process each time;
@@ -30,10 +37,34 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import busybox_store, median_ms, timed  # noqa: E402
+from benchmarks.common import busybox_store, goal, median_ms, timed  # noqa: E402
 
 WARM = 50
 COLD = 20
+
+#: Where the supervisor's time goes: the first of these functions found from the
+#: sampled frame outwards names the step (so an rmtree inside the create counts as removal).
+PHASES = (
+    ("rmtree", "deferred delete of the last container's files"),
+    ("_Lines.next", "the init sets itself up (fork, namespaces, mounts, seccomp, caps)"),
+    ("make_cgroup", "cgroup made, limited, devices"),
+    ("Runtime._make_cgroup", "cgroup made, limited, devices"),        # (before the runtime's split)
+    ("spawn", "fork and seccomp program, caller side"),
+    ("Runtime._spawn", "fork and seccomp program, caller side"),
+    ("Runtime.create", "runtime create: spec check, fifo, state.json"),
+    ("Container.start", "runtime start (exec fifo)"),
+    ("mount_rootfs", "overlay mount"),
+    ("Box._prepare_bundle", "spec built and written, network attach"),
+    ("Box._record_started", "record and event at start"),
+    ("Box.start", "start, the rest (spec, bundle, record)"),
+    ("unmount_rootfs", "overlay unmount"),
+    ("Container.delete", "runtime delete: cgroup removed, state dir"),
+    ("Box.remove", "removal: record, lease, rename"),
+    ("Box.exited", "exit: drain, OOM counter, events"),
+    ("op_create_named", "create_named: image, record, dirs, lease"),
+    ("Loop.run_once", "supervisor loop, sockets, other"),
+    ("select", "supervisor idle: the client, the socket, the kernel"),
+)
 
 
 def uss(pid: int) -> int:
@@ -62,21 +93,62 @@ def runc_bundle(engine, tmp: Path) -> Path | None:
     return bundle
 
 
+def warm_runs(engine, network: str) -> dict[str, float]:
+    """Medians (ms) of WARM ``Engine.run`` of ``true``: in all, and its two requests apart."""
+    containers = engine.containers
+    total, create, start = [], [], []
+    for _ in range(WARM):
+        t0 = time.perf_counter()
+        cid = containers.create_id("busybox", ["true"], auto_remove=True, network=network)
+        t1 = time.perf_counter()
+        code = containers.start_attached(cid, lambda stream, data: None)
+        t2 = time.perf_counter()
+        assert code == 0
+        total.append(t2 - t0)
+        create.append(t1 - t0)
+        start.append(t2 - t1)
+    return {"total": median_ms(total), "create": median_ms(create), "start": median_ms(start)}
+
+
+def supervisor_phases(engine, pid: int, tmp: Path) -> list[tuple[str, float]]:
+    """Each step's share of the supervisor's samples over warm runs (py-spy; [] without it)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return []
+    out = tmp / "spy.txt"
+    proc = subprocess.Popen([spy, "record", "-p", str(pid), "-r", "500", "-f", "raw", "-o", str(out),
+                             "--idle", "-d", "6"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)   # py-spy attaches
+    deadline = time.monotonic() + 4.5
+    while time.monotonic() < deadline:
+        engine.run("busybox", ["true"], remove=True, network="none")
+    proc.wait()
+    counts: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines() if out.exists() else []:
+        stack, _, n = line.rpartition(" ")
+        frames = [f.split(" (")[0] for f in stack.split(";")]
+        if not any(f == "Loop.run" for f in frames):
+            continue                        # the process's start-up, not its loop
+        name = next((label for f in reversed(frames) for fn, label in PHASES
+                     if f == fn or (fn == "select" and f.endswith(".select"))), "other")
+        counts[name] = counts.get(name, 0) + int(n)
+        total += int(n)
+    return sorted(((k, v / total) for k, v in counts.items()), key=lambda kv: -kv[1]) if total else []
+
+
 def main() -> int:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-containers-") as tmpdir:
         tmp = Path(tmpdir)
         engine, env = busybox_store(tmp)
         try:
-            for _ in range(3):
-                engine.run("busybox", ["true"])
-            warm = []
-            for _ in range(WARM):
-                t = time.perf_counter()
-                r = engine.run("busybox", ["true"])
-                warm.append(time.perf_counter() - t)
-                assert r.exit_code == 0
-            results["warm Engine.run"] = median_ms(warm)
+            for network in ("none", "bridge", "none", "bridge"):   # warm both paths first
+                engine.run("busybox", ["true"], remove=True, network=network)
+            split = warm_runs(engine, "none")
+            results["warm Engine.run --network none"] = split["total"]
+            results["warm Engine.run --network bridge"] = warm_runs(engine, "bridge")["total"]
+            results["warm Engine.run --network none, again"] = warm_runs(engine, "none")["total"]
 
             cmd = [sys.executable, "-m", "sandbox", "run", "--rm", "busybox", "true"]
             timed(cmd, env)
@@ -86,7 +158,7 @@ def main() -> int:
             if bundle is not None:
                 runc = ["runc", "--root", str(tmp / "runc"), "run", "--bundle", str(bundle), "bench"]
                 timed(runc)
-                results["runc run"] = median_ms([timed(runc) for _ in range(COLD)])
+                results["runc run"] = median_ms([timed(runc) for _ in range(WARM)])
             for tool in ("docker", "podman"):
                 if not shutil.which(tool) or subprocess.run([tool, "info"], capture_output=True).returncode:
                     continue
@@ -103,6 +175,7 @@ def main() -> int:
                     results[f"{tool} run --rm"] = median_ms([timed(argv) for _ in range(5)])
 
             pid = engine.supervisor.call("ping")["pid"]
+            phases = supervisor_phases(engine, pid, tmp)
             base = uss(pid)
             sleepers = [engine.containers.run("busybox", ["sleep", "600"], detach=True) for _ in range(100)]
             loaded = uss(pid)
@@ -115,9 +188,21 @@ def main() -> int:
     print(f"{'measure':32} {'median ms':>10}")
     for name, ms in results.items():
         print(f"{name:32} {ms:10.1f}")
-    if "runc run" in results:
-        print(f"\nwarm Engine.run / runc run:   {results['warm Engine.run'] / results['runc run']:.2f}x")
-        print(f"cold sandbox run / runc run:  {results['cold sandbox run --rm'] / results['runc run']:.2f}x")
+    none = results["warm Engine.run --network none"]
+    print(f"\nwhere a warm run (--network none, median {none:.1f} ms) goes, from the client: "
+          f"create_named {split['create']:.1f} ms, start until the exit {split['start']:.1f} ms")
+    if phases:
+        print("in the supervisor (py-spy shares of the profiled runs x the median above):")
+        for name, share in phases:
+            print(f"  {name:66} {share * none:5.1f} ms")
+    runc_ms = results.get("runc run")
+    print(f"the bridge adds {results['warm Engine.run --network bridge'] - none:+.1f} ms (bench_network's goal: +5 ms)")
+    goal("warm Engine.run (network none) / runc run", none / runc_ms if runc_ms else None, 0.4,
+         f"{none:.1f} ms vs {runc_ms:.1f} ms, medians of {WARM}" if runc_ms else "runc not installed")
+    if runc_ms:
+        print(f"warm Engine.run --network bridge / runc run: "
+              f"{results['warm Engine.run --network bridge'] / runc_ms:.2f}x (context)")
+        print(f"cold sandbox run / runc run:  {results['cold sandbox run --rm'] / runc_ms:.2f}x")
     for tool in ("docker", "podman"):
         if f"{tool} run --rm" in results:
             print(f"{tool} run / cold sandbox run: {results[f'{tool} run --rm'] / results['cold sandbox run --rm']:.2f}x")

@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import goal  # noqa: E402
+
 ROUNDS = 50
 
 # Runs in a fresh interpreter so the measuring process is as small as the supervisor.
@@ -41,19 +43,43 @@ from sandbox.runtime import Runtime
 kernel.set_child_subreaper(True)   # the init is a grandchild: adopt it to reap it
 rt = Runtime(sys.argv[1])
 bundle, rounds = sys.argv[2], int(sys.argv[3])
-out = {"create_start": [], "cycle": [], "steps": {}}
+out = {"create_start": [], "cycle": [], "steps": {}, "parts": {}}
+spent = {}
+
+def timed(name, fn):
+    def wrapper(*a, **k):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+    return wrapper
+
+rt._make_cgroup = timed("cgroup made and limited", rt._make_cgroup)
+rt._spawn = timed("init forked and set up (until ready)", rt._spawn)
 devnull = os.open(os.devnull, os.O_RDWR)
 for i in range(rounds + 3):
+    spent.clear()
     t0 = time.perf_counter()
     c = rt.create(f"bench-{os.getpid()}-{i}", bundle, stdio=(devnull, devnull, devnull))
+    t_created = time.perf_counter()
     c.start()
     t1 = time.perf_counter()
     os.waitpid(c.pid, 0)
+    t_exited = time.perf_counter()
     c.delete()
     t2 = time.perf_counter()
     if i >= 3:   # the first rounds compile the seccomp filter and warm the caches
         out["create_start"].append(t1 - t0)
         out["cycle"].append(t2 - t0)
+        parts = dict(spent)
+        parts["create, the rest (check, state dir, fifo, state.json)"] = (
+            t_created - t0 - sum(spent.values()))
+        parts["start (exec fifo, until exec)"] = t1 - t_created
+        parts["`true` runs and is reaped"] = t_exited - t1
+        parts["delete (cgroup, state dir)"] = t2 - t_exited
+        for name, sec in parts.items():
+            out["parts"].setdefault(name, []).append(sec * 1000)
         for name, ms in rt.last_timings:
             out["steps"].setdefault(name, []).append(ms)
 print(json.dumps(out))
@@ -121,6 +147,14 @@ def main() -> None:
         cli_times = time_command([sys.executable, "-m", "sandbox.runtime", "--root", str(state),
                                   "run", "c{i}"], ROUNDS // 5, bundle)
         print(f"  python -m sandbox.runtime run    {median_ms(cli_times)} (a new interpreter each time)")
+        print("where the library's whole cycle goes (median ms):")
+        for name, values in lib["parts"].items():
+            print(f"  {name:52s} {statistics.median(values):6.2f}")
+        if runc:
+            goal("runtime library create+start+wait+delete / runc run",
+                 statistics.median(lib["cycle"]) / statistics.median(rt), 0.4,
+                 f"{statistics.median(lib['cycle']) * 1000:.1f} ms vs {statistics.median(rt) * 1000:.1f} ms, "
+                 f"medians of {ROUNDS}; the engine's warm run is bench_containers' goal")
         print("where the library's create time goes (the init's own steps, median ms):")
         steps = sorted(((statistics.median(v), k) for k, v in lib["steps"].items()), reverse=True)
         for ms, name in steps[:10]:

@@ -5,15 +5,21 @@ The engine never builds a process by hand: it writes a bundle whose
 runtime (or to ``runc``).  The pieces, top down:
 
 * :mod:`~sandbox.runtime.container` -- :class:`Runtime` and :class:`Container`:
-  create, start, state, kill, pause, resume, exec, delete; state in
-  ``/run/sandbox-runtime/<id>``.  The library the supervisor calls.
+  create, start, state, kill, pause, resume, exec, delete.  The library the
+  supervisor calls; beside it :mod:`~sandbox.runtime.spawn` (the fork and the
+  init's messages), :mod:`~sandbox.runtime.resources` (the cgroup, its limits
+  and device rules), :mod:`~sandbox.runtime.state` (``/run/sandbox-runtime/<id>``)
+  and :mod:`~sandbox.runtime.procs` (pid + start time: signals, waits).
 * :mod:`~sandbox.runtime.cli` -- the same verbs as runc's command line
   (``python -m sandbox.runtime``).
 * :mod:`~sandbox.runtime.config` -- checks a ``config.json`` before anything
   is made, naming the field that is wrong.
 * :mod:`~sandbox.runtime.init` -- what runs between fork and exec: namespaces,
-  the checklist, the exec fifo; :mod:`~sandbox.runtime.rootfs` its mounts,
-  /dev and pivot_root; :mod:`~sandbox.runtime.paths` symlink-safe joins.
+  the checklist, the exec fifo; :mod:`~sandbox.runtime.steps` what its stages
+  share (arguments, messages, timed steps), :mod:`~sandbox.runtime.process`
+  the process's half (rlimits, seccomp, user, capabilities, exec),
+  :mod:`~sandbox.runtime.rootfs` its mounts, /dev and pivot_root;
+  :mod:`~sandbox.runtime.paths` symlink-safe joins.
 * :mod:`~sandbox.runtime.spec` -- Docker's defaults (14 capabilities, masked and
   read-only ``/proc`` paths, a minimal ``/dev``, namespaces, rlimits) turned into
   a ``config.json`` dict from a :class:`~sandbox.runtime.spec.ContainerOptions`;

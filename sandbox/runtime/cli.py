@@ -28,7 +28,8 @@ from typing import Any
 
 from .. import kernel
 from ..errors import SandboxError, UsageError
-from .container import Container, Runtime, parse_signal
+from .container import Container, Runtime
+from .procs import parse_signal
 
 
 class _Parser(argparse.ArgumentParser):

@@ -21,67 +21,38 @@ container); ``python -m sandbox.runtime`` is the same API behind runc's verbs.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import cgroups, kernel
-from ..errors import (CgroupError, CommandNotExecutable, CommandNotFound, ContainerExists,
-                      ContainerNotFound, ContainerStartError, InvalidSpec, InvalidStateTransition,
-                      KernelError, UsageError)
+from ..errors import (CgroupError, ContainerExists, ContainerNotFound, ContainerStartError,
+                      InvalidStateTransition, UsageError)
 
 from . import config as config_mod
-from . import devices as devices_mod
 from . import rootfs as fs
-from . import init as init_mod
+from .procs import (kill_and_wait, parse_signal, proc_stat_fields, process_start_time,
+                    send_signal, wait_gone, wait_readable)
+from .resources import make_cgroup
+from .spawn import spawn
+from .state import (HOST_MOUNTS, default_root, now, own_mount_namespace, remove_cgroup, remove_tree,
+                    unmount_host_mounts, write_json, write_pid_file)
+
+#: Names other modules import from here (they moved to procs, state; kept working).
+__all__ = ["Container", "Runtime", "NS_FILES", "HOST_MOUNTS", "default_root", "parse_signal",
+           "proc_stat_fields", "process_start_time", "send_signal"]
 
 _ID = re.compile(r"^[\w+\-.]+$")
 #: Namespace type -> file in /proc/PID/ns.
 NS_FILES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
             "user": "user", "cgroup": "cgroup", "time": "time"}
-
-
-def default_root() -> str:
-    """Where container state lives: /run/sandbox-runtime as root, $XDG_RUNTIME_DIR otherwise."""
-    if os.geteuid() == 0:
-        return "/run/sandbox-runtime"
-    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/sandbox-runtime-{os.getuid()}"
-    return os.path.join(base, "sandbox-runtime")
-
-
-def _now() -> str:
-    t = time.time_ns()
-    stamp = _dt.datetime.fromtimestamp(t // 10**9, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{t % 10**9:09d}Z"
-
-
-def proc_stat_fields(pid: int) -> list[bytes] | None:
-    """/proc/PID/stat from field 3 (the state) on, or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses: split after the last ')'.
-    return data[data.rindex(b")") + 2:].split()
-
-
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (clock ticks since boot): a pid plus this names one process."""
-    fields = proc_stat_fields(pid)
-    if fields is None or fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
 
 
 @dataclass
@@ -170,7 +141,7 @@ class Container:
         self._need("start", "created")
         fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            _wait_readable(fd, self.pid, what=f"container {self.id} to start")
+            wait_readable(fd, self.pid, what=f"container {self.id} to start")
             if not os.read(fd, 1):
                 raise ContainerStartError("start", f"the init of container {self.id} exited before start")
         finally:
@@ -225,10 +196,10 @@ class Container:
             self._kill_all()
         cg = self.cgroup
         if cg is not None:
-            _remove_cgroup(cg)
+            remove_cgroup(cg)
         self.runtime.run_hooks(self, "poststop", fatal=False)
-        _unmount_host_mounts(self.state_dir, self.spec["root"]["path"])
-        _remove_tree(self.state_dir)
+        unmount_host_mounts(self.state_dir, self.spec["root"]["path"])
+        remove_tree(self.state_dir)
 
     def _kill_all(self) -> None:
         cg = self.cgroup
@@ -236,7 +207,7 @@ class Container:
             cg.kill()
         else:
             send_signal(self.pid, self.start_time, signal.SIGKILL)
-        _wait_gone(self.pid, self.start_time, 5.0)
+        wait_gone(self.pid, self.start_time, 5.0)
 
     def exec(self, process: Mapping[str, Any], *, stdio: tuple[int, int, int] | None = None,
              console_socket: str | socket.socket | None = None, preserve_fds: int = 0) -> int:
@@ -261,118 +232,9 @@ class Container:
         pid, _ = self.runtime._spawn(self.id, spec, dict(process), fifo_path=None,
                                      cgroup=self.cgroup, stdio=stdio, console_socket=console_socket,
                                      preserve_fds=preserve_fds, is_exec=True,
-                                     exec_root=None if _own_mount_namespace(self.spec)
+                                     exec_root=None if own_mount_namespace(self.spec)
                                      else f"/proc/{self.pid}/root")
         return pid
-
-
-def parse_signal(sig: int | str) -> int:
-    """9, "9", "KILL" or "SIGKILL" as a signal number (runc's and docker's spellings)."""
-    if isinstance(sig, int):
-        return sig
-    text = str(sig).strip().upper()
-    if text.isdigit():
-        return int(text)
-    name = text if text.startswith("SIG") else "SIG" + text
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise UsageError(f"invalid signal: {sig}", hint="use a name such as TERM or KILL, or a number") from None
-
-
-def send_signal(pid: int, start_time: int, signum: int) -> None:
-    """Signal exactly the process (pid, start time): a pidfd, so a reused pid is never hit."""
-    try:
-        pidfd = kernel.pidfd_open(pid)
-    except KernelError:
-        raise InvalidStateTransition(f"cannot signal process {pid}: it has exited", state="stopped") from None
-    try:
-        if process_start_time(pid) != start_time:
-            raise InvalidStateTransition(f"cannot signal process {pid}: it has exited", state="stopped")
-        kernel.pidfd_send_signal(pidfd, signum)
-    finally:
-        os.close(pidfd)
-
-
-def _wait_readable(fd: int, pid: int, *, what: str, timeout: float | None = None) -> None:
-    """Poll ``fd`` until readable, giving up when ``pid`` exits (it would never write)."""
-    try:
-        pidfd = kernel.pidfd_open(pid)
-    except KernelError:
-        pidfd = None
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    if pidfd is not None:
-        poller.register(pidfd, select.POLLIN)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        while True:
-            events = dict(poller.poll(100))
-            if events.get(fd):
-                return
-            if pidfd is None or events.get(pidfd):
-                raise ContainerStartError("start", f"the container's init exited while waiting for {what}")
-            if deadline is not None and time.monotonic() > deadline:
-                raise ContainerStartError("start", f"timed out waiting for {what}")
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def _kill_and_wait(pid: int) -> None:
-    """SIGKILL a container init that may already be gone, and wait until it is."""
-    start = process_start_time(pid)
-    if start is None:
-        return
-    try:
-        send_signal(pid, start, signal.SIGKILL)
-    except InvalidStateTransition:
-        return
-    _wait_gone(pid, start, 5.0)
-
-
-def _remove_cgroup(cg: cgroups.Cgroup) -> None:
-    """Remove the group; a process that slipped in (a fork racing the kill) is killed first."""
-    try:
-        cg.destroy()
-    except CgroupError:
-        cg.kill()
-        cg.destroy()
-
-
-def _wait_gone(pid: int, start_time: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while process_start_time(pid) == start_time:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
-#: In a container's state directory: the mounts below its rootfs before it
-#: was created, when it has no mount namespace of its own (see rootfs.unmount_below).
-HOST_MOUNTS = "host-mounts.json"
-
-
-def _own_mount_namespace(spec: Mapping[str, Any]) -> bool:
-    """Whether the container gets a mount namespace (new, or joined by path)."""
-    return any(ns.get("type") == "mount" for ns in (spec.get("linux") or {}).get("namespaces") or [])
-
-
-def _unmount_host_mounts(state_dir: str, rootfs: str | None) -> None:
-    """Take away the mounts a container without a mount namespace made in ours."""
-    try:
-        with open(os.path.join(state_dir, HOST_MOUNTS)) as f:
-            keep = json.load(f)
-    except (OSError, ValueError):
-        return
-    if rootfs:
-        fs.unmount_below(rootfs, keep)
-
-
-def _remove_tree(path: str) -> None:
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class Runtime:
@@ -383,6 +245,8 @@ class Runtime:
         #: (step, ms) of the last init, in checklist order: where start-up time went.
         self.last_timings: list[tuple[str, float]] = []
         self._openers: dict[str | None, Callable[[str], cgroups.Cgroup]] = {}
+        #: The caller's deferred work, done while an init sets itself up (see spawn.spawn).
+        self.while_waiting: Callable[[], bool] | None = None
         self._creating_bundle = ""
 
     def open_cgroup(self, name: str, version: str | None = None) -> cgroups.Cgroup:
@@ -445,9 +309,9 @@ class Runtime:
         cg = self.open_cgroup(path.strip("/") if path else f"sandbox/{container_id}")
         if cg.exists():
             cg.kill()
-            _remove_cgroup(cg)
-        _unmount_host_mounts(state_dir, ((spec or {}).get("root") or {}).get("path"))
-        _remove_tree(state_dir)
+            remove_cgroup(cg)
+        unmount_host_mounts(state_dir, ((spec or {}).get("root") or {}).get("path"))
+        remove_tree(state_dir)
 
     # ------------------------------------------------------------------ create
 
@@ -483,9 +347,9 @@ class Runtime:
             # Not the umask's 0600: the init opens it after switching to the
             # container's user, who may be anyone (runc's mode too).
             os.chmod(fifo, 0o622)
-            if not _own_mount_namespace(spec):
+            if not own_mount_namespace(spec):
                 # Its mounts go into our namespace: remember what was there, for delete.
-                _write_json(os.path.join(state_dir, HOST_MOUNTS),
+                write_json(os.path.join(state_dir, HOST_MOUNTS),
                             fs.mounts_below(spec["root"]["path"]))
             cg, warnings = self._make_cgroup(container_id, spec)
             warnings += config_mod.drop_unknown_capabilities(spec["process"])
@@ -495,15 +359,15 @@ class Runtime:
             start_time = process_start_time(pid)
             if start_time is None:
                 raise ContainerStartError("create", "the container's init exited during create")
-            container = Container(self, container_id, pid, start_time, bundle, _now(), spec,
+            container = Container(self, container_id, pid, start_time, bundle, now(), spec,
                                   cg.name if cg else None, cg.version if cg else None,
                                   [*warnings, *init_warnings])
-            _write_json(os.path.join(state_dir, "state.json"), {
+            write_json(os.path.join(state_dir, "state.json"), {
                 "id": container_id, "pid": pid, "startTime": start_time, "bundle": bundle,
                 "created": container.created, "config": spec, "cgroupName": container.cgroup_name,
                 "cgroupVersion": container.cgroup_version})
             if pid_file:
-                _write_pid_file(pid_file, pid)
+                write_pid_file(pid_file, pid)
             return container
         except BaseException:
             self._undo_create(pid, cg, state_dir)
@@ -511,49 +375,15 @@ class Runtime:
 
     def _undo_create(self, pid: int, cg: cgroups.Cgroup | None, state_dir: str) -> None:
         if pid:
-            _kill_and_wait(pid)
+            kill_and_wait(pid)
         if cg is not None:
-            _remove_cgroup(cg)
-        _unmount_host_mounts(state_dir, self._creating_rootfs)
-        _remove_tree(state_dir)
+            remove_cgroup(cg)
+        unmount_host_mounts(state_dir, self._creating_rootfs)
+        remove_tree(state_dir)
 
     def _make_cgroup(self, container_id: str, spec: Mapping[str, Any]
                      ) -> tuple[cgroups.Cgroup | None, list[str]]:
-        linux = spec.get("linux") or {}
-        path = linux.get("cgroupsPath")
-        if path and ":" in path:
-            raise InvalidSpec("linux.cgroupsPath", f"{path!r} is a systemd slice path, and this "
-                              "runtime drives cgroupfs directly", hint="use a path such as /sandbox/ID")
-        name = path.strip("/") if path else f"sandbox/{container_id}"
-        try:
-            resources, warnings = cgroups.resources_from_oci(linux.get("resources") or {})
-        except CgroupError as e:
-            raise InvalidSpec("linux.resources", Exception.__str__(e), hint=e.hint) from None
-        rules = devices_mod.cgroup_rules((linux.get("resources") or {}).get("devices"),
-                                         linux.get("devices"))
-        try:
-            cg = self.open_cgroup(name)
-            cg.create()
-        except (CgroupError, PermissionError) as e:
-            limits = [k for k, v in vars(resources).items() if v is not None]
-            if limits and not kernel.in_user_namespace():
-                raise
-            if limits:  # rootless without a delegated cgroup: run, and say so (Docker's rootless does too)
-                flags = ", ".join("--" + k.replace("_", "-") for k in limits)
-                return None, [f"rootless: limits not applied ({flags}): no cgroup is delegated to "
-                              "this user; on a cgroup v2 host systemd delegates one (systemd-run --user "
-                              "-p Delegate=yes, or Delegate=yes for user@.service)"]
-            if kernel.in_user_namespace():
-                return None, []  # rootless without delegation: nothing was asked for, so nothing to say
-            return None, [f"no cgroup: {e}; the container runs without limits or pause"]
-        try:
-            warnings += cg.apply(resources)
-            warnings += cg.apply_devices(rules)
-            warnings += devices_mod.shut_out(rules, linux.get("devices") or [])
-        except BaseException:
-            cg.destroy()
-            raise
-        return cg, warnings
+        return make_cgroup(self.open_cgroup, container_id, spec)
 
     # ------------------------------------------------------------------ the fork
 
@@ -562,80 +392,13 @@ class Runtime:
                stdio: tuple[int, int, int] | None, console_socket: str | socket.socket | None,
                preserve_fds: int, no_pivot: bool = False, is_exec: bool = False,
                exec_root: str | None = None) -> tuple[int, list[str]]:
-        """Fork the init (see :mod:`init`) and follow its messages until it is ready."""
-        seccomp = (spec.get("linux") or {}).get("seccomp")
-        try:
-            program = init_mod.compile_seccomp(seccomp) if seccomp else None
-        except KernelError as e:
-            raise InvalidSpec("linux.seccomp", str(e)) from None
-        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-        ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
-        console = None
-        if process.get("terminal") and isinstance(console_socket, socket.socket):
-            console = console_socket.dup()  # a connected socket (the supervisor's socketpair)
-        elif process.get("terminal") and isinstance(console_socket, str) and console_socket:
-            console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                console.connect(console_socket)
-            except OSError as e:
-                console.close()
-                for fd in (sync_r, sync_w, ack_r, ack_w):
-                    os.close(fd)
-                raise UsageError(f"cannot connect to console socket {console_socket}: {e.strerror}") from None
-        # The init moves itself into a v1 cgroup (fast, see Cgroup.self_join_files)
-        # unless it lives in a user namespace, where host cgroup files are not its own.
-        flags, joins = init_mod.namespace_flags(spec)
-        in_userns = bool(flags & kernel.CLONE_NEWUSER) or "user" in joins
-        join_files = tuple(cgroup.self_join_files()) if cgroup is not None and not in_userns else ()
-        args = init_mod.InitArgs(
-            spec=spec, sync_fd=sync_w, ack_fd=ack_r, fifo_path=fifo_path,
-            in_cgroup=cgroup is not None and not join_files, join_files=join_files,
-            seccomp_bpf=program, stdio=stdio,
-            console_fd=console.fileno() if console else None, preserve_fds=preserve_fds,
-            no_pivot=no_pivot, process=process, is_exec=is_exec, exec_root=exec_root)
-        child = os.fork()
-        if child == 0:
-            try:
-                os.close(sync_r)
-                os.close(ack_w)
-            finally:
-                init_mod.stage_one(args)
-        os.close(sync_w)
-        os.close(ack_r)
-        if console:
-            console.close()
-        init_pid = 0
-        try:
-            with os.fdopen(sync_r, "rb", buffering=0) as pipe:
-                reader = _Lines(pipe.fileno())
-                while True:
-                    msg = reader.next()
-                    if msg is None:
-                        raise ContainerStartError("create", "the container's init exited without "
-                                                  "saying why (killed, or out of memory?)")
-                    if "userns" in msg:
-                        _ack(ack_w, b"1" if _write_id_maps(msg["userns"], spec) else b"0")
-                    elif "pid" in msg:
-                        init_pid = msg["pid"]
-                        if cgroup is not None and not join_files:
-                            _join_cgroup(init_pid, cgroup, ack_w)
-                        else:
-                            _ack(ack_w, b"1")   # PID 1 waits for this (see init._await_cgroup)
-                    elif "hooks" in msg:
-                        ok = self.run_hooks_for(container_id, spec, init_pid, "createRuntime")
-                        _ack(ack_w, b"1" if ok else b"0")
-                    elif "ready" in msg:
-                        self.last_timings = [tuple(t) for t in msg.get("timings") or []]
-                        return init_pid, list(msg.get("warnings") or [])
-                    elif "error" in msg:
-                        raise _start_error(msg)
-        except BaseException:
-            if init_pid:
-                _kill_and_wait(init_pid)
-            raise
-        finally:
-            os.close(ack_w)
-            _reap(child)
+        """Fork the init (see :mod:`.spawn`); its pid and warnings once it is ready."""
+        ready = spawn(container_id, spec, process, fifo_path=fifo_path, cgroup=cgroup, stdio=stdio,
+                      console_socket=console_socket, preserve_fds=preserve_fds,
+                      run_hooks=self.run_hooks_for, no_pivot=no_pivot, is_exec=is_exec,
+                      exec_root=exec_root, while_waiting=self.while_waiting)
+        self.last_timings = ready.timings
+        return ready.pid, ready.warnings
 
     # ------------------------------------------------------------------ hooks
 
@@ -663,98 +426,3 @@ class Runtime:
                     return False
                 os.write(2, f"warning: {stage} hook {hook['path']} failed: {e}\n".encode())
         return True
-
-
-class _Lines:
-    """JSON lines from a pipe, read without Python's buffering games."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.buf = b""
-
-    def next(self) -> dict[str, Any] | None:
-        while b"\n" not in self.buf:
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        data: dict[str, Any] = json.loads(line)
-        return data
-
-
-def _start_error(msg: Mapping[str, Any]) -> ContainerStartError:
-    cls = {"notfound": CommandNotFound, "notexec": CommandNotExecutable}.get(
-        msg.get("kind") or "", ContainerStartError)
-    message = msg["error"]
-    prefix = f"{msg['step']}: "
-    if message.startswith(prefix):
-        message = message[len(prefix):]
-    return cls(msg["step"], message, errno=msg.get("errno"), hint=msg.get("hint"))
-
-
-def _join_cgroup(pid: int, cg: cgroups.Cgroup, ack_w: int) -> None:
-    """Move the init into its cgroup while it mounts (see init._await_cgroup), then ack."""
-    try:
-        cg.add(pid)
-    except (CgroupError, OSError) as e:
-        _ack(ack_w, b"0")
-        raise ContainerStartError("join cgroup", f"cannot move the init into cgroup {cg.name}: {e}") from None
-    _ack(ack_w, b"1")
-
-
-def _ack(fd: int, answer: bytes) -> None:
-    """Answer the init; if it has died already, its error message follows on the sync pipe."""
-    try:
-        os.write(fd, answer)
-    except BrokenPipeError:
-        pass
-
-
-def _write_id_maps(pid: int, spec: Mapping[str, Any]) -> bool:
-    """uid_map and gid_map of the new user namespace; only the parent namespace may write them."""
-    linux = spec.get("linux") or {}
-    try:
-        for kind in ("uid", "gid"):
-            maps = linux.get(f"{kind}Mappings") or []
-            text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
-            if text:
-                fd = os.open(f"/proc/{pid}/{kind}_map", os.O_WRONLY | os.O_CLOEXEC)
-                try:
-                    os.write(fd, text.encode())
-                finally:
-                    os.close(fd)
-        return True
-    except OSError as e:
-        os.write(2, f"writing the id maps of pid {pid}: {e}\n".encode())
-        return False
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-def _write_pid_file(path: str, pid: int) -> None:
-    _write_atomic(path, str(pid).encode())
-
-
-def _write_json(path: str, data: Any) -> None:
-    _write_atomic(path, json.dumps(data, separators=(",", ":")).encode())
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Temp file + rename: a reader sees the old file or the new one, never half of one.
-
-    No fsync: runtime state lives on tmpfs (/run) and dies with the boot anyway.
-    """
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..cgroups.devices import device_allowed
+from ..cgroups.devices import DeviceRule, device_allowed
 from ..errors import InvalidResources
 from .rootfs import DEFAULT_DEVICES
 
@@ -51,7 +51,7 @@ def cgroup_rules(spec_rules: Sequence[Mapping[str, Any]] | None,
     return [dict(r) for r in spec_rules or ()] + runtime_rules(devices or ())
 
 
-def shut_out(rules: Sequence[Mapping[str, Any]], devices: Sequence[Mapping[str, Any]]) -> list[str]:
+def shut_out(rules: Sequence[Mapping[str, Any] | DeviceRule], devices: Sequence[Mapping[str, Any]]) -> list[str]:
     """Warnings for ``linux.devices`` entries that ``rules`` (the full list) deny."""
     out = []
     for i, device in enumerate(devices):

@@ -25,108 +25,27 @@ away with it.
 from __future__ import annotations
 
 import json
-import fcntl  # here, not in _setup_console: after pivot_root the host's stdlib is out of reach
 import os
-import termios
-import resource
 import signal
-import socket
-import stat
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from .. import kernel
 # load_bpf runs after pivot_root, where the host's files (this package's among them) are
 # out of reach: seccomp, which sandbox.kernel loads on first use, is imported here, before the fork.
 from ..kernel import seccomp as _seccomp_topic  # noqa: F401
-from ..errors import KernelError
 from . import rootfs as fs
 from .config import namespace_flags
+# The process's half of the checklist; imported before the fork like everything PID 1 runs.
+from .process import exec_process, set_rlimits, setup_console
+from .steps import InitArgs, StepFailed, fail_and_exit, send, step, write_file
 
-#: Signals Python or the init changed; execve resets handlers but not SIG_IGN.
-_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
-                  signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+#: Names that moved to .steps and .process, kept importable from here.
+__all__ = ["InitArgs", "StepFailed", "NAMESPACE_CLONE", "compile_seccomp", "namespace_flags",
+           "send", "stage_one", "stage_two", "step"]
 
 #: Namespace types in the order stage 1 joins them: the user namespace first,
 #: so the others are joined with the privileges it gives (runc's nsexec order).
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "mount", "cgroup", "time")
-
-_RLIM_INFINITY_SPEC = 2**64 - 1
-
-
-@dataclass
-class InitArgs:
-    """What the caller hands the forked init (no serialisation: fork copies it)."""
-
-    spec: dict[str, Any]
-    sync_fd: int                      # write end of the pipe to the caller
-    ack_fd: int                       # read end of the pipe from the caller
-    fifo_path: str | None             # the exec fifo; None: exec as soon as ready
-    fifo_fd: int | None = None        # stage 1 opens it (O_PATH) for stage 2
-    in_cgroup: bool = False           # the caller moves PID 1 into a cgroup before it acks the pid
-    join_files: tuple[str, ...] = ()  # or PID 1 writes 0 to these to move itself (v1 ``tasks``)
-    join_fds: tuple[int, ...] = ()    # ... opened by stage 1 while the host's paths are in view
-    seccomp_bpf: bytes | None = None  # the compiled filter (compiling is the caller's job)
-    stdio: tuple[int, int, int] | None = None
-    console_fd: int | None = None     # connected unix socket to send the pty master to
-    preserve_fds: int = 0
-    no_pivot: bool = False
-    process: dict[str, Any] | None = None   # exec: the process to run instead of spec's
-    exec_root: str | None = None      # exec: None, or the root to chroot to (a container
-                                      # without a mount namespace of its own: /proc/PID/root)
-    is_exec: bool = False             # exec: the namespaces are joined, the rootfs is ready
-
-
-class StepFailed(Exception):
-    def __init__(self, step: str, message: str, err: int | None, kind: str = "error",
-                 hint: str | None = None) -> None:
-        super().__init__(message)
-        self.step, self.err, self.kind, self.hint = step, err, kind, hint
-
-
-def send(fd: int, **message: Any) -> None:
-    os.write(fd, (json.dumps(message) + "\n").encode())
-
-
-#: (step, milliseconds) of this init, sent with "ready": where start-up time goes.
-TIMINGS: list[tuple[str, float]] = []
-
-
-@contextmanager
-def step(name: str) -> Iterator[None]:
-    """Name the checklist step for the error the caller will see, and time it."""
-    started = time.perf_counter()
-    try:
-        yield
-        TIMINGS.append((name, round((time.perf_counter() - started) * 1000, 3)))
-    except StepFailed:
-        raise
-    except KernelError as e:
-        raise StepFailed(name, Exception.__str__(e), e.errno, hint=e.hint) from None
-    except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        raise StepFailed(name, f"{e.strerror or e}{where}", e.errno) from None
-    except Exception as e:  # a bug or a bad value: still one clean report
-        raise StepFailed(name, f"{type(e).__name__}: {e}", None) from None
-
-
-def _fail_and_exit(sync_fd: int, e: BaseException) -> NoReturn:
-    """Report ``e`` to the caller and exit; after ``start`` nobody listens, so say it on stderr."""
-    try:
-        if isinstance(e, StepFailed):
-            message = dict(error=str(e), step=e.step, errno=e.err, kind=e.kind, hint=e.hint)
-        else:
-            message = dict(error=f"{type(e).__name__}: {e}", step="init", errno=None, kind="error")
-        try:
-            send(sync_fd, **message)
-        except OSError:
-            os.write(2, f"sandbox-runtime: {message['step']}: {message['error']}\n".encode())
-        code = {"notfound": 127, "notexec": 126}.get(str(message["kind"]), 1)
-    finally:
-        os._exit(locals().get("code", 1))
 
 
 # --------------------------------------------------------------------------- stage 1
@@ -154,7 +73,7 @@ def stage_one(args: InitArgs) -> NoReturn:
         if process.get("oomScoreAdj") is not None:
             with step("oom_score_adj"):
                 # Before the user namespace: inside it the file is not ours to write.
-                _write_file("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))
+                write_file("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))
         flags, joins = namespace_flags(spec)
         # Open every namespace file first: once in the new mount namespace,
         # /proc is the container's and the paths would name other processes.
@@ -188,7 +107,7 @@ def stage_one(args: InitArgs) -> NoReturn:
             stage_two(args)
         send(args.sync_fd, pid=pid)
     except BaseException as e:
-        _fail_and_exit(args.sync_fd, e)
+        fail_and_exit(args.sync_fd, e)
     os._exit(0)
 
 
@@ -218,12 +137,10 @@ def stage_two(args: InitArgs) -> NoReturn:
         with step("setsid"):
             os.setsid()  # its own session: a terminal can become the controlling one
         _catch_stop_signals()
-        fifo_fd = args.fifo_fd
         # runc's three cases: a new mount namespace (pivot_root), one joined by
         # path (set up and pivot_root there too), none (the mounts are made in
         # the caller's namespace and the process is chrooted; delete unmounts them).
-        own_mounts = not args.is_exec
-        if own_mounts:
+        if not args.is_exec:
             _prepare_rootfs(args, spec, flags, in_userns,
                             host_ns=not (flags & kernel.CLONE_NEWNS) and "mount" not in joins)
         elif args.exec_root:
@@ -231,38 +148,49 @@ def stage_two(args: InitArgs) -> NoReturn:
                 os.chroot(args.exec_root)
                 os.chdir("/")
         _await_cgroup(args, flags)
-        if flags & kernel.CLONE_NEWNET:
-            with step("bring up loopback"):
-                kernel.interface_up("lo")
-        if process.get("terminal"):
-            with step("console"):
-                _setup_console(args.console_fd)
-        with step("hostname"):
-            if spec.get("hostname"):
-                kernel.sethostname(spec["hostname"])
-            if spec.get("domainname"):
-                kernel.setdomainname(spec["domainname"])
-        linux = spec.get("linux", {})
-        for key, value in (linux.get("sysctl") or {}).items():
-            with step(f"sysctl {key}"):
-                _write_file("/proc/sys/" + key.replace(".", "/"), value)
-        # Before masking: readonly paths and masks may cover each other's parents.
-        if own_mounts:
-            for path in linux.get("readonlyPaths") or []:
-                with step(f"read-only path {path}"):
-                    fs.readonly_path(path)
-            with fs.empty_file() as empty:
-                for path in linux.get("maskedPaths") or []:
-                    with step(f"masked path {path}"):
-                        fs.mask_path(path, empty)
-            if spec.get("root", {}).get("readonly"):
-                with step("read-only rootfs"):
-                    fs.readonly_root()
+        _set_up_namespaces(args, spec, process, flags)
+        if not args.is_exec:
+            _protect_paths(spec)
         with step("rlimits"):
-            _set_rlimits(process.get("rlimits") or [], warnings)
-        _exec_process(args, spec, process, fifo_fd, warnings)
+            set_rlimits(process.get("rlimits") or [], warnings)
+        exec_process(args, spec, process, args.fifo_fd, warnings)
     except BaseException as e:
-        _fail_and_exit(args.sync_fd, e)
+        fail_and_exit(args.sync_fd, e)
+
+
+def _set_up_namespaces(args: InitArgs, spec: dict[str, Any], process: dict[str, Any],
+                       flags: int) -> None:
+    """After pivot_root: loopback, the console, hostname and sysctls of the new namespaces."""
+    if flags & kernel.CLONE_NEWNET:
+        with step("bring up loopback"):
+            kernel.interface_up("lo")
+    if process.get("terminal"):
+        with step("console"):
+            setup_console(args.console_fd)
+    with step("hostname"):
+        if spec.get("hostname"):
+            kernel.sethostname(spec["hostname"])
+        if spec.get("domainname"):
+            kernel.setdomainname(spec["domainname"])
+    for key, value in (spec.get("linux", {}).get("sysctl") or {}).items():
+        with step(f"sysctl {key}"):
+            write_file("/proc/sys/" + key.replace(".", "/"), value)
+
+
+def _protect_paths(spec: dict[str, Any]) -> None:
+    """Read-only paths, then masked paths, then a read-only root (not for exec: they are made)."""
+    linux = spec.get("linux", {})
+    # Before masking: readonly paths and masks may cover each other's parents.
+    for path in linux.get("readonlyPaths") or []:
+        with step(f"read-only path {path}"):
+            fs.readonly_path(path)
+    with fs.empty_file() as empty:
+        for path in linux.get("maskedPaths") or []:
+            with step(f"masked path {path}"):
+                fs.mask_path(path, empty)
+    if spec.get("root", {}).get("readonly"):
+        with step("read-only rootfs"):
+            fs.readonly_root()
 
 
 def _prepare_rootfs(args: InitArgs, spec: dict[str, Any], flags: int, in_userns: bool, *,
@@ -372,150 +300,6 @@ def _catch_stop_signals() -> None:
         signal.signal(sig, lambda signum, _frame: os._exit(128 + signum))
 
 
-def _write_file(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
-
-
-def _setup_console(console_fd: int | None) -> None:
-    """A pty whose master goes to the console socket and whose slave becomes stdio.
-
-    Opened after pivot_root, so it is a pty of the container's own devpts
-    instance; /dev/console is the slave, bind-mounted, as runc does.
-    """
-    if console_fd is None:
-        raise StepFailed("console", "process.terminal is true but no console socket was given",
-                         None, hint="pass --console-socket, or set process.terminal to false")
-    master, slave = os.openpty()
-    name = os.ttyname(slave)
-    sock = socket.socket(fileno=os.dup(console_fd))
-    try:
-        socket.send_fds(sock, [name.encode()], [master])
-    finally:
-        sock.close()
-    os.close(master)
-    if os.path.exists("/dev") and not os.path.lexists("/dev/console"):
-        os.close(os.open("/dev/console", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-    if os.path.lexists("/dev/console"):
-        kernel.mount(name, "/dev/console", None, kernel.MS_BIND)
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-    for target in (0, 1, 2):
-        os.dup2(slave, target)
-    if slave > 2:
-        os.close(slave)
-
-
-def _set_rlimits(limits: list[dict[str, Any]], warnings: list[str]) -> None:
-    for limit in limits:
-        which = getattr(resource, limit["type"])
-        soft, hard = (_rlim(limit["soft"]), _rlim(limit["hard"]))
-        try:
-            resource.setrlimit(which, (soft, hard))
-        except (ValueError, OSError):
-            # Raising a hard limit needs CAP_SYS_RESOURCE, which some hosts
-            # never grant: clamp to what we have and say so.
-            _, have = resource.getrlimit(which)
-            if have != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > have):
-                warnings.append(f"{limit['type']} hard limit {limit['hard']} is above this host's "
-                                f"{have}; clamped to {have}")
-                hard = have
-            if have != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft > hard):
-                soft = hard
-            resource.setrlimit(which, (soft, hard))
-
-
-def _rlim(value: int) -> int:
-    return resource.RLIM_INFINITY if value >= _RLIM_INFINITY_SPEC or value < 0 else value
-
-
-# --------------------------------------------------------------------------- the process
-
-def _exec_process(args: InitArgs, spec: dict[str, Any], process: dict[str, Any],
-                  fifo_fd: int | None, warnings: list[str]) -> NoReturn:
-    """no_new_privs, seccomp, user and capabilities, cwd, then wait for start and exec."""
-    env = list(process.get("env") or [])
-    seccomp = spec.get("linux", {}).get("seccomp")
-    no_new_privs = bool(process.get("noNewPrivileges"))
-    if no_new_privs:
-        with step("no_new_privs"):
-            kernel.set_no_new_privs()
-    program = args.seccomp_bpf if seccomp else None
-    if program is not None and not no_new_privs:
-        with step("seccomp"):
-            # Without no_new_privs loading a filter needs CAP_SYS_ADMIN:
-            # load it while we still have it (runc does the same).
-            kernel.load_bpf(program)
-            program = None
-    with step("user and capabilities"):
-        _set_user_and_caps(process, warnings)
-    with step("cwd"):
-        cwd = process.get("cwd") or "/"
-        try:
-            os.chdir(cwd)
-        except FileNotFoundError:
-            os.makedirs(cwd, 0o755, exist_ok=True)
-            os.chdir(cwd)
-    path = _find_executable(process["args"][0], env, cwd)
-    if program is not None:
-        with step("seccomp"):
-            kernel.load_bpf(program)  # as late as possible: the filter may forbid the steps above
-    with step("close fds"):
-        keep = set(range(3, 3 + args.preserve_fds))
-        for fd in keep:
-            os.set_inheritable(fd, True)
-        kernel.mark_cloexec_from(3, keep | {args.sync_fd, args.ack_fd} | ({fifo_fd} if fifo_fd else set()))
-        if fifo_fd is not None:
-            _let_go_of_inherited_fds(keep | {args.sync_fd, args.ack_fd, fifo_fd})
-    send(args.sync_fd, ready=True, warnings=warnings, timings=TIMINGS)
-    if fifo_fd is not None:
-        with step("wait for start"):
-            # Blocks until `start` opens the fifo for reading (runc's exec fifo).
-            fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-            os.write(fd, b"0")
-            os.close(fd)
-            os.close(fifo_fd)
-    with step("exec"):
-        for sig in _RESET_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.umask(process.get("user", {}).get("umask", 0o022))
-        try:
-            os.execve(path, process["args"], dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
-        except OSError as e:
-            kind = "notfound" if e.errno == 2 else "notexec"
-            raise StepFailed("exec", f'exec: "{process["args"][0]}": {e.strerror}', e.errno, kind)
-    raise AssertionError("unreachable")
-
-
-def _let_go_of_inherited_fds(keep: set[int]) -> None:
-    """Point every fd >= 3 but ``keep`` at /dev/null before blocking for start.
-
-    The init is a fork of the runtime's caller, the engine's supervisor, and
-    holds a copy of each of its descriptors until execve closes them.  Blocked
-    on the exec fifo it kept the supervisor's socket, its clients' connections
-    and its store lock alive after a ``kill -9`` between create and start: the
-    client of the start hung, and no new supervisor could take the store.
-    /dev/null rather than close(): the numbers stay taken, so nothing that
-    still holds one (a Python object, the signal wakeup fd) can write into a
-    file opened later.  A seccomp profile that forbids this keeps the old way.
-    """
-    try:
-        null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd >= 3 and fd != null and fd not in keep:
-            try:
-                os.dup2(null, fd, inheritable=False)
-            except OSError:
-                pass   # the fd of the listing itself, closed by now
-    os.close(null)
-
-
 _compiled: dict[str, bytes] = {}
 
 
@@ -539,82 +323,3 @@ def _seccomp_filter(seccomp: dict[str, Any]) -> kernel.SeccompFilter:
     return filt
 
 
-def _set_user_and_caps(process: dict[str, Any], warnings: list[str]) -> None:
-    """runc's finalizeNamespace: bounding set, keepcaps, groups, ids, capset, ambient."""
-    caps = process.get("capabilities")
-    user = process.get("user") or {}
-    uid, gid = user.get("uid", 0), user.get("gid", 0)
-    last = kernel.last_cap()
-    if caps is not None:
-        bounding = set(caps.get("bounding") or [])
-        for name, bit in kernel.CAPS.items():
-            if bit <= last and name not in bounding and kernel.capbset_read(bit):
-                kernel.capbset_drop(bit)  # needs CAP_SETPCAP: before capset drops it
-    kernel.set_keepcaps(True)  # keep the permitted set across the switch to a non-zero uid
-    groups = user.get("additionalGids")
-    # A user namespace with "deny" in /proc/self/setgroups (one uid mapped, no newgidmap) refuses
-    # setgroups(2) even to clear the list; runc skips it there unless groups are asked for.
-    if groups or not _setgroups_denied():
-        kernel.setgroups(list(groups or []))
-    kernel.setresgid(gid, gid, gid)
-    kernel.setresuid(uid, uid, uid)
-    kernel.set_keepcaps(False)
-    # Changing uid made us non-dumpable, so /proc/self/fd (the exec fifo) would
-    # be closed to us; execve recomputes the flag from the program anyway.
-    kernel.set_dumpable(True)
-    if caps is None:
-        return
-    _, have, _ = kernel.capget()
-    masks = {}
-    for name in ("effective", "permitted", "inheritable"):
-        wanted = kernel.caps_to_mask(c for c in caps.get(name) or [] if kernel.CAPS[c] <= kernel.last_cap())
-        missing = wanted & ~have
-        if missing and name == "permitted":
-            warnings.append("capabilities not available on this host, left out: "
-                            + ", ".join(sorted(kernel.caps_from_mask(missing))))
-        masks[name] = wanted & have
-    kernel.capset(masks["effective"] & masks["permitted"], masks["permitted"],
-                  masks["inheritable"])
-    kernel.cap_ambient_clear_all()
-    for cap in caps.get("ambient") or []:
-        bit = kernel.CAPS[cap]
-        if masks["permitted"] >> bit & 1 and masks["inheritable"] >> bit & 1:
-            kernel.cap_ambient_raise(bit)
-
-
-def _setgroups_denied() -> bool:
-    try:
-        with open("/proc/self/setgroups") as f:
-            return f.read().strip() == "deny"
-    except OSError:
-        return False
-
-
-def _find_executable(command: str, env: list[str], cwd: str) -> str:
-    """The path execve will run, found before `start` so a typo fails `create` (as in runc)."""
-    if "/" in command:
-        candidates = [command if command.startswith("/") else os.path.join(cwd, command)]
-    else:
-        search = next((e[5:] for e in env if e.startswith("PATH=")), None)
-        if search is None:
-            search = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        candidates = [os.path.join(d or ".", command) for d in search.split(":")]
-    denied = None
-    for path in candidates:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            denied = f'exec: "{command}": is a directory'
-            continue
-        if not os.access(path, os.X_OK):
-            denied = f'exec: "{command}": permission denied'
-            continue
-        return path
-    if denied:
-        raise StepFailed("exec", denied, 13, "notexec",
-                         hint="the file must be executable for the container's user")
-    where = "executable file not found in $PATH" if "/" not in command else "no such file or directory"
-    raise StepFailed("exec", f'exec: "{command}": {where}', 2, "notfound",
-                     hint="check the command's spelling and that the image contains it")

@@ -46,6 +46,9 @@ def recover(core: Core) -> None:
             _finish_removal(core, Path(entry.path))
         elif len(entry.name) == 64 and not os.path.exists(os.path.join(entry.path, "container.json")):
             remove_unfinished_create(core, entry.name)
+    for entry in os.scandir(core.root):
+        if entry.name.startswith(f".{setup.SHARED_INIT}-"):
+            shutil.rmtree(entry.path, ignore_errors=True)   # a shared init layer half-made when killed
     core.volumes.remove_leftovers()
     for rec in core.containers.all():
         box = Box(core, rec)

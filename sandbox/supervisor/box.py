@@ -29,7 +29,8 @@ from ..containers import setup
 from ..containers.records import boot_id, write_json
 from ..errors import (CgroupError, CommandNotExecutable, CommandNotFound, Conflict,
                       InvalidStateTransition, SandboxError, UsageError)
-from ..runtime.container import Container as RuntimeContainer, parse_signal
+from ..runtime.container import Container as RuntimeContainer
+from ..runtime.procs import parse_signal
 from . import execs, protocol
 from .boxio import BoxIO
 from .conn import Stream
@@ -96,48 +97,22 @@ class Box:
 
     def start(self) -> None:
         """Mount, build the spec, create and start the container; raise on failure."""
-        if self.running:
-            if self.state.get("Paused"):
-                raise InvalidStateTransition(
-                    f"cannot start a paused container {self.id[:12]}", state="paused",
-                    hint="try unpause instead")
-            raise InvalidStateTransition(f"container {self.name} is already running", state="running",
-                                         hint="stop it first, or use `restart`")
-        if self.removing:
-            raise Conflict(f"container {self.id[:12]} is being removed")
+        self._check_startable()
         if self.restart_timer is not None:
             self.restart_timer.cancel()
             self.restart_timer = None
-        config = self.rec["Config"]
-        sandbox = self.rec["Sandbox"]
         fds_to_close: list[int] = []
         console_pair: tuple[socket.socket, socket.socket] | None = None
         try:
-            setup.mount_rootfs(self.host.store, self.dir, sandbox["Layers"], self.rec.get("Driver") or "overlay")
-            rootfs = self.dir / "rootfs"
-            volume_mounts = oci_mounts(self.rec, str(rootfs), self.host.volumes)
-            netns = self.host.network.attach(self.rec) if self.networked else None
-            joins = setup.joined_namespaces(self.rec["HostConfig"], self._running_pid)
-            spec, warnings = setup.build_spec(self.rec, self.dir, self.host.facts, volume_mounts,
-                                              netns_path=netns, namespace_paths=joins)
-            user = spec["process"]["user"]
-            setup.ensure_workdir(rootfs, config.get("WorkingDir") or "/", user["uid"], user["gid"])
-            write_json(self.dir / "bundle" / "config.json", spec)
+            spec, warnings = self._prepare_bundle()
             if self.log is None:
                 self.log = self.open_log()
             stdio: tuple[int, int, int] | None = None
-            if config.get("Tty"):
+            if self.rec["Config"].get("Tty"):
                 console_pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             else:
-                stdio = self.io.container_stdio(bool(config.get("OpenStdin")), fds_to_close)
-            self.rc = self.host.runtime_for(self.rec).create(
-                self.id, str(self.dir / "bundle"), stdio=stdio, spec=spec,
-                console_socket=console_pair[1] if console_pair else None)
-            if console_pair is not None:
-                sandbox["TtyKeeper"] = self.io.take_console(console_pair[0], bool(config.get("OpenStdin")))
-            if self.rec["HostConfig"].get("NetworkMode") == "slirp4netns":
-                self._start_slirp()
-            self.rc.start()
+                stdio = self.io.container_stdio(bool(self.rec["Config"].get("OpenStdin")), fds_to_close)
+            self._create_and_start(spec, stdio, console_pair)
         except BaseException as e:
             self._undo_start()
             if isinstance(e, SandboxError):
@@ -149,11 +124,59 @@ class Box:
             if console_pair is not None:
                 for s in console_pair:
                     s.close()
+        self._record_started(warnings)
+
+    def _check_startable(self) -> None:
+        if self.running:
+            if self.state.get("Paused"):
+                raise InvalidStateTransition(
+                    f"cannot start a paused container {self.id[:12]}", state="paused",
+                    hint="try unpause instead")
+            raise InvalidStateTransition(f"container {self.name} is already running", state="running",
+                                         hint="stop it first, or use `restart`")
+        if self.removing:
+            raise Conflict(f"container {self.id[:12]} is being removed")
+
+    def _prepare_bundle(self) -> tuple[dict[str, Any], list[str]]:
+        """The rootfs mounted, the network wired, the spec written: (spec, warnings)."""
+        config = self.rec["Config"]
+        setup.mount_rootfs(self.host.store, self.dir, self.rec["Sandbox"]["Layers"],
+                           self.rec.get("Driver") or "overlay",
+                           volatile=bool(self.rec["HostConfig"].get("AutoRemove")))
+        rootfs = self.dir / "rootfs"
+        volume_mounts = oci_mounts(self.rec, str(rootfs), self.host.volumes)
+        netns = self.host.network.attach(self.rec) if self.networked else None
+        joins = setup.joined_namespaces(self.rec["HostConfig"], self._running_pid)
+        spec, warnings = setup.build_spec(self.rec, self.dir, self.host.facts, volume_mounts,
+                                          netns_path=netns, namespace_paths=joins)
+        user = spec["process"]["user"]
+        setup.ensure_workdir(rootfs, config.get("WorkingDir") or "/", user["uid"], user["gid"])
+        write_json(self.dir / "bundle" / "config.json", spec)
+        return spec, warnings
+
+    def _create_and_start(self, spec: dict[str, Any], stdio: tuple[int, int, int] | None,
+                          console_pair: tuple[socket.socket, socket.socket] | None) -> None:
+        """The runtime's create (the init set up, blocked on its fifo), then its start."""
+        config = self.rec["Config"]
+        self.rc = self.host.runtime_for(self.rec).create(
+            self.id, str(self.dir / "bundle"), stdio=stdio, spec=spec,
+            console_socket=console_pair[1] if console_pair else None)
+        if console_pair is not None:
+            self.rec["Sandbox"]["TtyKeeper"] = self.io.take_console(console_pair[0],
+                                                                   bool(config.get("OpenStdin")))
+        if self.rec["HostConfig"].get("NetworkMode") == "slirp4netns":
+            self._start_slirp()
+        self.rc.start()
+
+    def _record_started(self, warnings: list[str]) -> None:
+        """Running: the record saved, the exit watched, the event sent, health checks scheduled."""
+        assert self.rc is not None
         st = self.state
         st.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
                   Dead=False, Pid=self.rc.pid, ExitCode=0, Error="", StartedAt=now_text())
-        sandbox.update(StartTime=self.rc.start_time, BootId=boot_id(), HasBeenStarted=True,
-                       ManualStop=False, LastStart=time.monotonic(), Warnings=warnings + self.rc.warnings)
+        self.rec["Sandbox"].update(StartTime=self.rc.start_time, BootId=boot_id(), HasBeenStarted=True,
+                                   ManualStop=False, LastStart=time.monotonic(),
+                                   Warnings=warnings + self.rc.warnings)
         if "Health" in st or health_config(self.rec) is not None:
             self.health.reset()
         self.save()

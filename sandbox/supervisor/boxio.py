@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from .. import kernel
 from ..errors import ContainerStartError, SandboxError
-from ..runtime.container import process_start_time
+from ..runtime.procs import process_start_time
 from . import protocol
 from .loop import Loop
 from .reaping import alive

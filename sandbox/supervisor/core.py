@@ -43,6 +43,8 @@ class Core:
         self.proot = ProotRuntime(str(self.run_dir / "proot"))
         self.facts = setup.HostFacts()
         self.loop = Loop()
+        # A removed container's files go while the next container's init sets itself up.
+        self.runtime.while_waiting = self.loop.run_one_idle
         self.boxes: dict[str, Box] = {}
         self.execs: set[Any] = set()
         self.events = EventLog(root / "events.jsonl")

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from .. import kernel
-from ..runtime.container import proc_stat_fields, process_start_time
+from ..runtime.procs import proc_stat_fields, process_start_time
 
 
 def exit_code_of(status: int) -> int:

@@ -100,7 +100,7 @@ class NoImports:
 
 sys.meta_path.insert(0, NoImports())
 names = set()
-for source in ("runtime/init.py", "runtime/rootfs.py"):
+for source in ("runtime/init.py", "runtime/process.py", "runtime/steps.py", "runtime/rootfs.py"):
     names |= set(re.findall(r"\\bkernel\\.(\\w+)", Path({str(SANDBOX)!r}, source).read_text()))
 used = sorted(names & set(kernel.__all__))
 for name in used:

@@ -11,7 +11,7 @@ import signal
 from typing import Any
 
 from ...errors import SandboxError
-from ...runtime.container import parse_signal
+from ...runtime.procs import parse_signal
 from .. import protocol
 from ..box import Box
 from ..conn import STREAMING, Conn, Stream
