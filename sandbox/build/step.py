@@ -272,7 +272,8 @@ class StepBase:
             else:
                 empty = tmp / "empty"
                 empty.mkdir()
-                kernel.mount("overlay", merged, "overlay", 0, f"lowerdir={empty},upperdir={upper},workdir={work}")
+                from ..image.layers import mount_overlay   # userxattr in a user namespace
+                mount_overlay(merged, f"lowerdir={empty},upperdir={upper},workdir={work}")
             try:
                 yield StepRoot(merged, upper=upper)
             finally:

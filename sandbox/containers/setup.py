@@ -36,6 +36,7 @@ from ..errors import KernelError, UsageError
 from ..runtime import spec as spec_mod
 from ..runtime.spec.mounts import gid_mapped_here
 from ..runtime.paths import secure_join
+from ..image.layers import mount_overlay  # userxattr in a user namespace; containers.merged uses it from here
 
 #: Files the runtime bind-mounts or covers, created empty in the init layer.
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
@@ -219,33 +220,6 @@ def mount_rootfs(store: Any, cdir: Path, chain_ids: list[str], driver: str = "ov
         raise KernelError("mount overlay on", str(target), e.errno or errno.EIO,
                           hint="is this running without root, or on a file system overlayfs "
                                "cannot use as upper layer?") from None
-
-
-def mount_overlay(target: Path, options: str, flags: int = 0) -> None:
-    """Mount an overlay of a container's layers; in a user namespace (rootless) with ``userxattr``.
-
-    There overlayfs may not use trusted.* xattrs: without ``userxattr`` (Linux 5.11)
-    it ignores the layers' opaque marks (the applier writes ``user.overlay.opaque``
-    in a user namespace) and removing or replacing an image's directory fails with
-    EIO.  See Documentation/filesystems/overlayfs.rst, "Permission model".
-    """
-    attempts = [options + ",userxattr", options] if _in_user_namespace() else [options]
-    for n, opts in enumerate(attempts, 1):
-        try:
-            kernel.mount("overlay", target, "overlay", flags, opts)
-            return
-        except KernelError as e:
-            if n == len(attempts) or e.errno != errno.EINVAL:
-                raise
-            # a kernel before 5.11 knows no userxattr: mount as before
-
-
-def _in_user_namespace() -> bool:
-    try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() != ["0", "0", "4294967295"]
-    except OSError:
-        return False
 
 
 def is_mounted(path: Path) -> bool:

@@ -226,10 +226,10 @@ class LayerStore:
         extra = f",upperdir={upper},workdir={work}" if upper is not None else ""
         absolute = "lowerdir=" + ":".join(str(self.store.links_dir / l) for l in links) + extra
         if len(absolute) < kernel.PAGE_SIZE - 64:
-            kernel.mount("overlay", target, "overlay", 0, absolute)
+            mount_overlay(target, absolute)
             return
         with _cwd(self.store.links_dir):
-            kernel.mount("overlay", target, "overlay", 0, "lowerdir=" + ":".join(links) + extra)
+            mount_overlay(target, "lowerdir=" + ":".join(links) + extra)
 
     def flatten(self, chain_ids: list[str], target: Path) -> int:
         """Apply every layer's blob in order onto ``target`` (the vfs driver's way)."""
@@ -306,3 +306,33 @@ def check_diff_id(store: Store, blob: str, diff_id: str) -> None:
     if actual != diff_id:
         raise BlobCorrupt(diff_id, "layer", actual=actual,
                           hint="the layer does not match the diff_id in its image config")
+
+
+def mount_overlay(target: Path, options: str, flags: int = 0) -> None:
+    """Mount an overlay; in a user namespace (rootless) with ``userxattr``.
+
+    There overlayfs may not use trusted.* xattrs: without ``userxattr`` (Linux 5.11)
+    it ignores the layers' opaque marks (the applier writes ``user.overlay.opaque``
+    in a user namespace) and removing or replacing an image's directory fails with
+    EIO.  See Documentation/filesystems/overlayfs.rst, "Permission model".  A kernel
+    before 5.11 knows no ``userxattr`` (EINVAL): then the mount is tried as before.
+    """
+    import errno
+    from .. import kernel
+    from ..errors import KernelError
+    attempts = [options + ",userxattr", options] if _in_user_namespace() else [options]
+    for n, opts in enumerate(attempts, 1):
+        try:
+            kernel.mount("overlay", target, "overlay", flags, opts)
+            return
+        except KernelError as e:
+            if n == len(attempts) or e.errno != errno.EINVAL:
+                raise
+
+
+def _in_user_namespace() -> bool:
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
