@@ -19,7 +19,7 @@ APT_PACKAGES := busybox-static gcc libc6-dev skopeo umoci oci-image-tool docker-
                 debootstrap zstd runc apache2-utils tini iproute2 uidmap \
                 libseccomp2 openssl libnftables1 nftables iputils-ping docker.io docker-compose proot slirp4netns
 
-.PHONY: help setup system-deps test cgroup2 lint graph lab daemon interop browser bench clean
+.PHONY: help setup system-deps test cgroup2 rootless lint graph lab daemon interop browser bench clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -93,12 +93,16 @@ $(CHP): | $(VPY)
 	    echo "setup: no npm, so no configurable-http-proxy; tests/integration/test_classroom.py will skip"; \
 	fi
 
-test: setup ## run unit, integration and lab tests, then the cgroup v2 tier (the CI gate)
+test: setup ## run unit, integration and lab tests, then the cgroup v2 and rootless tiers (the CI gate)
 	$(VPY) -m pytest tests/unit tests/integration tests/conformance tests/labs -q -ra $(PYTEST_ARGS)
 	$(VPY) tools/cgroup2_tier.py
+	$(VPY) tools/rootless_tier.py
 
 cgroup2: setup ## the cgroup v2 tier alone: tests and labs on a pure cgroup2 /sys/fs/cgroup (root)
 	$(VPY) tools/cgroup2_tier.py $(PYTEST_ARGS)
+
+rootless: setup ## the rootless tier alone: the container and build tests as a user made for it (root)
+	$(VPY) tools/rootless_tier.py $(PYTEST_ARGS)
 
 lint: setup ## type-check the engine and the magics (mypy), then ruff (rules in pyproject.toml)
 	$(VPY) -m mypy sandbox magics --ignore-missing-imports

@@ -38,6 +38,31 @@ APT_PACKAGE = {
 requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="requires root")
 
 
+def _container_mode() -> str:
+    """'' when containers can run here with isolation (root, or rootless in a user namespace), else why not."""
+    if os.geteuid() == 0:
+        return ""
+    from sandbox.hostinfo import mode
+    found = mode()
+    return "" if found.name == "rootless" else f"containers need root or user namespaces: {found.reason}"
+
+
+#: Containers in namespaces: as root, or as a user in rootless mode (the rootless tier runs
+#: the container and build tests as a user made for it: tools/rootless_tier.py).
+requires_containers = pytest.mark.skipif(bool(_container_mode()), reason=_container_mode() or "-")
+
+
+def rootless_mode() -> bool:
+    """Is this a rootless run?  (A user; or, once the session joined, "root" in the user's namespace.)"""
+    from sandbox import rootless
+    return os.geteuid() != 0 or rootless.inside()
+
+
+def requires_root_for(what: str) -> pytest.MarkDecorator:
+    """Skip in rootless mode, saying which root-only part the test needs (and what rootless does instead)."""
+    return pytest.mark.skipif(rootless_mode(), reason=f"rootless mode: {what}")
+
+
 def cgroup_controller_missing(*names: str) -> str:
     """'' when the cgroup layout the engine sees here has every controller named, else why not.
 
@@ -46,16 +71,35 @@ def cgroup_controller_missing(*names: str) -> str:
     """
     from sandbox.cgroups import detect
     from sandbox.cgroups.fs import read_mountinfo
+    if rootless_mode():
+        return _delegation_missing(*names)
     mounts = read_mountinfo()
     if detect() == "v2":
         root = next((m.mount_point for m in mounts if m.fstype == "cgroup2"), None)
         have = set(open(f"{root}/cgroup.controllers").read().split()) if root else set()
         v1 = {"cpuacct": "cpu", "blkio": "io"}
-        missing = [n for n in names if v1.get(n, n) not in have]
+        missing = [n for n in names if n != "freezer" and v1.get(n, n) not in have]  # v2: cgroup.freeze is core
         return f"the cgroup v2 hierarchy here lacks {', '.join(missing)}" if missing else ""
     have = {o for m in mounts if m.fstype == "cgroup" for o in m.super_options}
     missing = [n for n in names if n not in have]
     return f"no cgroup v1 hierarchy here holds {', '.join(missing)}" if missing else ""
+
+
+def _delegation_missing(*names: str) -> str:
+    """As a user: '' when the cgroup v2 group this process is in is delegated to it with the controllers."""
+    from sandbox.cgroups.fs import read_mountinfo
+    with open("/proc/self/cgroup") as f:
+        unified = next((line.split(":", 2)[2].strip() for line in f if line.startswith("0::")), None)
+    base = next((m.mount_point for m in read_mountinfo() if m.fstype == "cgroup2"), None)
+    if unified is None or base is None:
+        return "rootless mode: no cgroup v2 hierarchy here, so none can be delegated to this user"
+    group = f"{base}{unified}"
+    if not os.access(group, os.W_OK):
+        return f"rootless mode: the cgroup {unified} is not delegated to this user (systemd's Delegate=yes)"
+    have = set(open(f"{group}/cgroup.controllers").read().split())
+    v1 = {"cpuacct": "cpu", "blkio": "io"}
+    missing = [n for n in names if n != "freezer" and v1.get(n, n) not in have]  # v2: cgroup.freeze is core
+    return f"rootless mode: the delegated cgroup lacks {', '.join(missing)}" if missing else ""
 
 
 def requires_cgroup(*names: str) -> pytest.MarkDecorator:
@@ -97,6 +141,12 @@ def _session_roots(config) -> tuple[str, ...]:
 
 
 def pytest_sessionstart(session):
+    # As a user (the rootless tier, tools/rootless_tier.py), the engine's commands join the
+    # user's namespace; joining first makes the snapshots compare the same mount table.
+    from sandbox import rootless
+    _LEAK_STATE["holder_before"] = rootless.holder_pid() if os.geteuid() != 0 else None
+    if rootless.join_if_wanted() is not None:
+        pass   # threads already (a plugin's): the engine says why when a test needs the namespace
     _LEAK_STATE["roots"] = _session_roots(session.config)
     _LEAK_STATE["before"] = leaks.snapshot(_LEAK_STATE["roots"])
 
@@ -105,6 +155,9 @@ def pytest_sessionfinish(session, exitstatus):
     before = _LEAK_STATE.get("before")
     if before is None or session.config.option.collectonly:
         return
+    if os.geteuid() != 0 and _LEAK_STATE.get("holder_before") is None:
+        from sandbox import rootless
+        rootless.stop()   # the namespace holder this session's first command made (Podman's pause process)
     after = leaks.snapshot(_LEAK_STATE["roots"])
     found = leaks.diff(before, after)
     _LEAK_STATE["found"] = found

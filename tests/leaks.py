@@ -181,8 +181,12 @@ def _processes(roots: tuple[str, ...]) -> frozenset[Process]:
             pass
         return any(r.encode() in b for r in roots for b in blobs)
 
+    # The rootless tier's namespace holder is the session's own (Podman's pause process): the
+    # session stops it at its end, where the session-wide check then looks (tests/conftest.py).
+    holder = os.environ.get("SANDBOX_ROOTLESS", "")
+    keep = {me} | ({int(holder)} if holder.isdigit() else set())
     chosen = {pid for pid, (ppid, _, _) in stat.items()
-              if pid != me and (ppid == me or mentions_root(pid))}
+              if pid not in keep and (ppid == me or mentions_root(pid))}
     # ... and everything below them.
     children = collections.defaultdict(list)
     for pid, (ppid, _, _) in stat.items():
@@ -224,6 +228,8 @@ def _our_interfaces() -> frozenset[str]:
 
 def _nft_tables() -> frozenset[str]:
     """Tables named sandbox_* (through the engine's own libnftables binding; none when it is missing)."""
+    if os.geteuid() != 0 or os.environ.get("SANDBOX_ROOTLESS"):
+        return frozenset()   # a user (the rootless tier) can make none in the host's namespace
     try:
         from sandbox.network.firewall import _FAMILY
         from sandbox.kernel import nftables

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import NotFound, UsageError
+from ..errors import ArchiveError, NotFound, UsageError
 from ..image import tarlayer
 from ..kernel.resolve import fd_path, open_in_root
 
@@ -349,7 +349,29 @@ def copy_out_path(rootfs: Path, src: str, host_dest: str, *, follow_link: bool =
         if contents_only and rename is not None:
             os.makedirs(dest, exist_ok=True)
             out_dir = dest
-        tar.extractall(out_dir, members=members, filter="tar")
+        if hasattr(tarfile, "tar_filter"):
+            tar.extractall(out_dir, members=members, filter="tar")
+        else:
+            tar.extractall(out_dir, members=(_tar_filter(m, out_dir) for m in members))  # each checked as it comes
+
+
+def _tar_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's "tar" filter, for Pythons before 3.11.4 (Debian 12's 3.11.2) that have none.
+
+    The same rules: a leading "/" is dropped, a member that would land outside
+    ``dest`` (through "..", or through a symlink extracted before it) is
+    refused, and setuid, setgid, sticky and group/other write bits are
+    cleared.  Like the "tar" filter (and unlike "data"), link targets are kept
+    as they are: a container's absolute symlinks are copied out as symlinks.
+    """
+    dest = os.path.realpath(dest)
+    name = member.name.lstrip("/")
+    target = os.path.realpath(os.path.join(dest, name))
+    if os.path.commonpath([dest, target]) != dest:
+        raise ArchiveError(f"refusing {member.name!r}: it would be extracted outside {dest}")
+    member.name = name
+    member.mode &= 0o755
+    return member
 
 
 def export(rootfs: Path, out: BinaryIO, *, skip: Iterable[str] = ("/proc", "/sys", "/dev")) -> None:

@@ -20,6 +20,7 @@ import sys
 import pytest
 
 from sandbox import cli
+from tests.conftest import requires_root_for
 from tests.integration.container_env import engine  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -108,6 +109,7 @@ def cold_modules(engine, *argv: str) -> tuple[str, set[str]]:  # noqa: F811
     return text, set(modules.split())
 
 
+@requires_root_for("a user's command first joins the user namespace (sandbox.rootless: pathlib, shutil)")
 @pytest.mark.parametrize("argv", [["ps", "-a"], ["ps", "-q"], ["images"], ["inspect", "busybox"],
                                   ["inspect", "cold-exited"], ["version"]])
 def test_a_cold_verb_imports_only_what_it_uses(listed, argv):

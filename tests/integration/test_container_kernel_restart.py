@@ -8,16 +8,15 @@ later lines reach ``logs -f`` in the new kernel, and its exit code is recorded.
 
 from __future__ import annotations
 
-import os
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 from nbclient.util import run_sync
 
 from tests.integration.container_env import engine  # noqa: F401
+from tests.conftest import requires_containers
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+pytestmark = requires_containers   # root, or rootless (tools/rootless_tier.py)
 
 
 def test_detached_container_survives_kernel_restart(engine):

@@ -18,10 +18,10 @@ import time
 import pytest
 
 from sandbox.errors import NotFound, SandboxError
-from tests.conftest import requires_root
+from tests.conftest import requires_containers
 from tests.integration.container_env import engine  # noqa: F401
 
-pytestmark = requires_root
+pytestmark = requires_containers   # root, or rootless (tools/rootless_tier.py)
 SECRET = b"HOST SECRET"
 
 
