@@ -43,6 +43,7 @@ class BoxIO:
         self.tty_master: int | None = None
         self.tty_resize: int | None = None   # a duplicate of the terminal's master, to set its size
         self.keeper: int | None = None        # the process holding the master (ttykeeper)
+        self.keeper_start = 0                 # its start time: an adopted keeper is not our child
         self.stdin_w: int | None = None
         self.stdin_buf = bytearray()
         self._stdin_eof = False
@@ -106,14 +107,15 @@ class BoxIO:
             if in_r is not None:
                 os.close(in_r)
         self.tty_resize = master
-        return [self.keeper, process_start_time(self.keeper) or 0]
+        self.keeper_start = process_start_time(self.keeper) or 0
+        return [self.keeper, self.keeper_start]
 
     def adopt_tty(self, keeper: int, start_time: int, open_stdin: bool) -> None:
         """A new supervisor: take the terminal back from its keeper (to resize it, and for -i)."""
         from . import ttykeeper
         if not alive(keeper, start_time):
             return   # the keeper is gone: the terminal has ended
-        self.keeper = keeper
+        self.keeper, self.keeper_start = keeper, start_time
         with contextlib.suppress(SandboxError, OSError):
             pidfd = kernel.pidfd_open(keeper)
             try:
@@ -133,12 +135,15 @@ class BoxIO:
         while time.monotonic() < deadline:
             self.drain()   # keep the fifo flowing: a full fifo would block the keeper
             try:
-                pid, _ = os.waitpid(self.keeper, os.WNOHANG)
+                gone = os.waitpid(self.keeper, os.WNOHANG)[0] != 0
             except ChildProcessError:
-                break       # reaped already, or not our child (adopted): alive() says when it is gone
-            if pid:
+                # not our child (adopted after a supervisor restart), or reaped already:
+                # it may still be passing on the last output, so wait until it is gone
+                gone = not alive(self.keeper, self.keeper_start)
+            if gone:
                 break
             time.sleep(0.01)
+        self.drain()       # what it passed on just before it left
         self.keeper = None
 
     # ------------------------------------------------------------------ output
