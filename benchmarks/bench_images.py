@@ -7,6 +7,7 @@ unpacked, saved, loaded and imported; each step is timed next to the tool a pers
 would use for the same job, in the same run and interleaved round by round (GNU tar +
 gzip, skopeo, and ``docker save``/``docker load`` of the same archive when a Docker
 daemon can be had, see ``common.docker_daemon``).  Ratios > 1 mean we are slower.
+The unpack and load rows start each side on a settled disk (:func:`settle_disk`).
 Nothing here asserts a time: the figures are for reading and for the issue notes.
 """
 
@@ -77,6 +78,29 @@ def side_by_side(ours: Callable[[], object], theirs: Callable[[], object] | None
     return a, (b if theirs is not None else None)
 
 
+def settle_disk(*warm: Path) -> None:
+    """Before a timed side: write back what earlier rounds left dirty, drop the caches, re-read ``warm``.
+
+    Every round's reset deletes the tree the last one unpacked just before the next
+    one unpacks 2,000 files.  ext4 without a journal (this machine's root) skips
+    inodes freed in the last 60-300 s while their inode-table block is cached
+    (``recently_deleted()`` in fs/ext4/ialloc.c), one buffer lookup each, so a create
+    right after a big delete costs up to 1 ms instead of 0.05 ms, by how many
+    were freed nearby: that, not Python, made load and pull + unpack swing 1.2-2.6x
+    between runs.  ``sync`` and ``drop_caches`` (root only) clear it for both sides
+    alike; the inputs named in ``warm`` are read back so neither side pays a cold read.
+    """
+    os.sync()
+    if os.geteuid() == 0:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+    for path in warm:
+        for file in ([path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]):
+            with open(file, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
 def sh(*cmd: str, env: dict[str, str] | None = None) -> None:
     subprocess.run(cmd, check=True, capture_output=True, env=env)
 
@@ -123,7 +147,10 @@ def measure(work: Path, rows: list[Row], docker: dict[str, str] | None) -> None:
     blob = write_layer_blob(store, lambda out: tarlayer.write_tree(tree, out))
     blob_path = store.blob_path(blob.digest)
     target = work / "apply"
-    reset = lambda: fresh(target)  # noqa: E731
+
+    def reset() -> None:
+        fresh(target)
+        settle_disk(blob_path)
     untar = lambda: sh("tar", "-C", str(target), "-xzf", str(blob_path))  # noqa: E731
     ours, theirs = side_by_side(lambda: tarlayer.apply_layer(blob_path, target, mode="overlay"), untar,
                                 reset=reset)
@@ -161,7 +188,10 @@ def measure(work: Path, rows: list[Row], docker: dict[str, str] | None) -> None:
     def load() -> None:
         with open(out, "rb") as f:
             Engine(work / "other").images.load(f)
-    reset = lambda: shutil.rmtree(work / "other", ignore_errors=True)  # noqa: E731
+
+    def reset() -> None:
+        shutil.rmtree(work / "other", ignore_errors=True)
+        settle_disk(out)
 
     def skopeo_load() -> None:
         shutil.rmtree(work / "sk-oci", ignore_errors=True)
@@ -188,8 +218,9 @@ def docker_rows(docker: dict[str, str], work: Path, archive: Path, save: Callabl
     Docker loads into an empty image store each time, as we do (``docker rmi``, untimed).
     """
     def reset_both() -> None:
-        reset()
         subprocess.run(["docker", "rmi", "-f", NAME], capture_output=True, env=docker)
+        reset()  # settles the disk after both deletions
+        sh("docker", "version", env=docker)  # the client binary back in the cache
     ours, theirs = side_by_side(load, lambda: sh("docker", "load", "-q", "-i", str(archive), env=docker),
                                 reset=reset_both)
     rows.append(("load (verify + unpack)", ours, "docker load", theirs, "<= 1.0x"))

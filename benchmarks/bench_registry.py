@@ -20,7 +20,10 @@ falls on both sides alike:
   ("pull (zlib)"): the code before isal, in the same rounds, the two taking
   turns at going first.
 
-The goals are judged on the medians of ``ROUNDS`` rounds (``BENCH_ROUNDS``).
+The goals are judged on the medians of ``ROUNDS`` rounds (``BENCH_ROUNDS``).  Each
+timed pull, untar and ``docker pull`` starts on a settled disk
+(``bench_images.settle_disk``: ext4 without a journal makes creates right after a
+big delete slow, which made the ratios swing between runs).
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ from collections.abc import Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sandbox import Engine  # noqa: E402
-from sandbox.image import streams  # noqa: E402
+from sandbox.image import fsutil, streams  # noqa: E402
 from sandbox.registry import pull, push  # noqa: E402
-from bench_images import make_tree  # noqa: E402
+from bench_images import make_tree, settle_disk  # noqa: E402
 from common import best, docker_daemon, goal  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -89,10 +92,18 @@ def run(*argv: str, env: dict[str, str] | None = None) -> None:
 
 
 def untar_layers(blobs: list[Path], work: Path) -> float:
-    """``tar -xzf`` of each layer blob into a fresh directory, one after the other, as unpack does."""
-    targets = [work / f"untar-{i}" for i in range(len(blobs))]
+    """``tar -xzf`` of each layer blob into a fresh directory, one after the other, as unpack does.
+
+    The directories sit under a ``+T`` parent, as our layer directories do
+    (``fsutil.spread_subdirs``), so both sides get the same inode placement.
+    """
+    parent = work / "untar"
+    parent.mkdir(exist_ok=True)
+    fsutil.spread_subdirs(parent)
+    targets = [parent / f"untar-{i}" for i in range(len(blobs))]
     for target in targets:
         target.mkdir()
+    settle_disk(*blobs)
     start = time.perf_counter()
     for blob, target in zip(blobs, targets):
         run("tar", "-C", str(target), "-xzf", str(blob))
@@ -141,6 +152,7 @@ def one_round(engine: Engine, work: Path, docker: dict[str, str] | None, rows: d
             def mark(event: dict[str, Any], marks: list[float] = marks) -> None:
                 if event.get("status") == "Download complete":
                     marks.append(time.perf_counter())
+            settle_disk(reg.dir)
             with zlib_inflate() if kind == "zlib" else contextlib.nullcontext():
                 start = time.perf_counter()
                 pulled = pull(other.image_store, name, progress=mark)
@@ -152,11 +164,14 @@ def one_round(engine: Engine, work: Path, docker: dict[str, str] | None, rows: d
                 rows["tar -xzf"].append(untar_layers([other.store.blob_path(l.digest)
                                                       for l in pulled.image.layers], work))
             shutil.rmtree(work / "pull-root")
+        settle_disk(reg.dir)
         rows["skopeo pull"].append(timed(lambda: run(
             "skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
             f"docker://{name}", f"oci:{work / 'sk-oci'}:img")))
         shutil.rmtree(work / "sk-oci")
         if docker is not None:
+            settle_disk(reg.dir)
+            run("docker", "version", env=docker)  # the client binary back in the cache
             rows["docker pull"].append(timed(lambda: run("docker", "pull", "-q", name, env=docker)))
             run("docker", "rmi", "-f", name, env=docker)
         engine.images.remove(name)

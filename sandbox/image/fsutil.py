@@ -19,6 +19,7 @@ import errno
 import fcntl
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,41 @@ def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+#: ``FS_IOC_GETFLAGS`` / ``FS_IOC_SETFLAGS`` (``_IOR/_IOW('f', 1|2, long)`` on 64-bit Linux) and
+#: ``FS_TOPDIR_FL``, chattr's ``+T``: see ioctl_iflags(2).
+_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS, _FS_TOPDIR_FL = 0x80086601, 0x40086602, 0x00020000
+
+
+def spread_subdirs(path: Path) -> bool:
+    """Mark ``path`` as a top of unrelated trees (chattr ``+T``); return whether it is marked.
+
+    ext4 (and ext2/3) put a new inode in its parent directory's block group and
+    search on from there; a directory made under a ``+T`` directory is instead
+    placed by the Orlov allocator in a roomy group (as ``/home``'s children are).
+    Every unpacked layer is such an unrelated tree, and its parent's group is the
+    one where the last removed layer freed its inodes: ext4 without a journal
+    skips inodes freed in the last 60-300 s (``recently_deleted()`` in
+    fs/ext4/ialloc.c), one lookup each, so creates there cost 0.6-1.4 ms against
+    0.05 ms in a fresh group (measured on this project's VM).  A 100 MB,
+    2,000-file ``load`` went from 1.02 s to 0.83 s (medians, interleaved).  Best
+    effort: other file systems (tmpfs, overlay, xfs) refuse the ioctl or ignore
+    the flag, and nothing depends on it but speed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flags = int.from_bytes(fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(8))[:4], sys.byteorder)
+        if not flags & _FS_TOPDIR_FL:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, (flags | _FS_TOPDIR_FL).to_bytes(4, sys.byteorder) + bytes(4))
+        return True
+    except OSError:   # ENOTTY, EOPNOTSUPP, EINVAL, EPERM (not the owner): the default placement
+        return False
     finally:
         os.close(fd)
 

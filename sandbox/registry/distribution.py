@@ -102,6 +102,7 @@ def pull(images: ImageStore, name: str, *, platform: str | None = None, progress
     wanted = _parse_platform(platform)
     try:
         with images.tidy_on_failure(), images.store.transaction():
+            fsutil.spread_subdirs(images.store.layers_dir)  # each layer in a roomy block group
             data, media_type, digest = _fetch_manifest(t, ref, ref.digest or ref.tag or "latest", scope)
             if media_type in INDEXES:  # RepoDigests keep the index digest, as Docker's do
                 child = _choose_platform(json.loads(data), wanted, ref)

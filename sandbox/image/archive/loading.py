@@ -27,7 +27,7 @@ from ... import reference as _ref
 from ...errors import ArchiveError, BlobCorrupt, InvalidReference, LayerError, UnsafeLayerEntry
 from ..images import Image, ImageStore, host_platform
 from ..layers import LayerBlob, check_diff_id
-from .. import streams
+from .. import fsutil, streams
 from ..mediatypes import (FULL_NAME, INDEXES, LAYERS, MANIFESTS, OCI_CONFIG, OCI_LAYER,
                           OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST, REF_NAME, chain_ids,
                           sha256_digest)
@@ -71,6 +71,7 @@ def load(images: ImageStore, stream: BinaryIO, *, quiet: bool = False, progress:
     report = (lambda line: None) if quiet or progress is None else progress
     store = images.store
     with images.tidy_on_failure(), store.transaction(), open_archive(stream, store, source) as archive:
+        fsutil.spread_subdirs(store.layers_dir)  # each layer in a roomy block group: creates stay cheap
         if archive.has("manifest.json"):
             plans = _load_docker(archive, store, report)
         elif archive.has("index.json"):
