@@ -56,7 +56,7 @@ def userns_allowed() -> bool:
 #: The three modes, and what each lets a user do (``sandbox info``, the labs' banner).
 MODES = {
     "root": "containers with namespaces, overlayfs, cgroup limits and networking",
-    "rootless": "images, builds and containers in a user namespace; no cgroup limits unless delegated",
+    "rootless": "images, builds and containers in a user namespace",   # + rootless_limits()
     "no-namespaces": "images and builds; containers run without isolation (namespaces are refused here)",
 }
 
@@ -80,7 +80,17 @@ class Mode:
 
     @property
     def allows(self) -> str:
-        return MODES[self.name]
+        return MODES[self.name] + ("; " + rootless_limits() if self.name == "rootless" else "")
+
+
+def rootless_limits() -> str:
+    """Whether a rootless container gets cgroup limits here, and why (sandbox.cgroups.delegation)."""
+    from .cgroups import delegated
+    own = delegated()
+    if not own.available:
+        return f"no cgroup limits: {own.reason}"
+    return (f"cgroup limits in the delegated cgroup /{own.group} "
+            f"(controllers: {' '.join(own.controllers()) or 'none'})")
 
 
 ONE_UID = "one uid is mapped (root in the container is you, and files of other users become yours)"

@@ -41,7 +41,7 @@ CONTROLLERS = {"memory": ("memory",), "cpu": ("cpu",), "cpuset": ("cpuset",),
                "io": ("blkio",), "pids": ("pids",)}
 DEFAULT_SELECTION = ["tests/integration/test_cgroups.py", "tests/integration/test_containers.py",
                      "tests/integration/test_runtime_lifecycle.py", "tests/integration/test_monitor.py",
-                     "tests/labs/test_labs.py::test_lab"]
+                     "tests/integration/test_rootless_cgroup2.py", "tests/labs/test_labs.py::test_lab"]
 ENV_FLAG = "SANDBOX_TEST_CGROUP2_TIER"
 
 
@@ -80,9 +80,10 @@ def v1_mounts() -> list[V1Mount]:
 
 
 def groups_in_use(mount_point: str) -> list[str]:
-    """The groups below a v1 mount, after removing the empty ones our engines keep as parents."""
+    """The groups below a v1 mount, after removing the empty ones our engines keep as parents
+    (and dockerd's /docker, which the dockerd comparisons leave the same way)."""
     for entry in os.scandir(mount_point):
-        if entry.is_dir() and entry.name.startswith("sandbox"):
+        if entry.is_dir() and (entry.name.startswith("sandbox") or entry.name == "docker"):
             for sub in sorted((p for p in Path(entry.path).rglob("*") if p.is_dir()),
                               key=lambda p: len(p.parts), reverse=True):
                 try:
@@ -93,7 +94,25 @@ def groups_in_use(mount_point: str) -> list[str]:
                 os.rmdir(entry.path)
             except OSError:
                 pass
-    return [e.name for e in os.scandir(mount_point) if e.is_dir()]
+    left = [e.name for e in os.scandir(mount_point) if e.is_dir()]
+    if not left:
+        _wait_for_dying_groups(mount_point)
+    return left
+
+
+def _wait_for_dying_groups(mount_point: str, seconds: float = 3.0) -> None:
+    """Wait until the groups just removed are freed: a hierarchy whose root still has a
+    dying child is not destroyed by its unmount (cgroup_kill_sb), so its controllers
+    could not move and the next mount would pick the old hierarchy up again."""
+    names = [o for o in next(opts for point, _, opts in mountinfo() if point == mount_point).split(",")
+             if o not in ("rw", "ro") and "=" not in o]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open("/proc/cgroups") as f:
+            counts = [int(row.split()[2]) for row in f if row.split()[0] in names]
+        if all(n <= 1 for n in counts):
+            return
+        time.sleep(0.05)
 
 
 def plan() -> tuple[list[str], list[V1Mount], dict[str, str]]:
@@ -147,7 +166,9 @@ def move(movable: list[str], release: list[V1Mount], unified: Path, why: dict[st
                 error = e
                 time.sleep(0.05)
         else:
-            why[name] = f"could not enable it in the unified hierarchy: {error}"
+            why[name] = f"could not enable it in the unified hierarchy: {error}" + (
+                " (its v1 hierarchy lives on: a mount namespace made while it was mounted, a container's "
+                "or a dockerd's, still holds a copy of the mount)" if getattr(error, "errno", None) == 2 else "")
             movable.remove(name)
     return released
 

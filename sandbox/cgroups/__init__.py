@@ -14,7 +14,8 @@ Layout follows youki's ``libcgroups`` (STYLE.md): ``base`` holds the shared
 interface and the docker-flag semantics of :class:`Resources`, ``fs`` the
 unbuffered file access and ``mountinfo`` reading, ``parse`` the kernel's file
 formats, ``oci`` the OCI ``linux.resources`` reader, ``devices`` the device
-rules (and ``ebpf`` their v2 program), ``oom`` the OOM notifiers.
+rules (and ``ebpf`` their v2 program), ``oom`` the OOM notifiers,
+``delegation`` the v2 subtree a user may manage (rootless mode's limits).
 
 ::
 
@@ -33,7 +34,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CgroupError, CgroupUnavailable, InvalidResources
+from . import delegation
 from .base import Cgroup, Resources, Stats, cpus_to_quota, shares_to_weight
+from .delegation import Delegation
 from .devices import DeviceRule, DeviceRuleSet, device_allowed, parse_device_rules
 from .fs import DEFAULT_ROOT, MountInfo, read_mountinfo
 from .oci import resources_from_oci
@@ -85,12 +88,13 @@ def cgroup_name(name: str, parent: str | None = "sandbox") -> str:
 
 
 def cgroup_opener(*, version: str | None = None, root: str | os.PathLike[str] | None = None,
-                  parent: str | None = "sandbox") -> Callable[[str], Cgroup]:
+                  parent: str | None = "sandbox", rootless: bool | None = None) -> Callable[[str], Cgroup]:
     """:func:`open_cgroup` with the hierarchy looked up once, for a long-lived caller.
 
     Finding the version and the controller mounts reads /proc/self/mountinfo,
     which costs about a millisecond on a host with many mounts; the runtime
-    opens a group for every create, start and status check.
+    opens a group for every create, start and status check.  ``rootless``
+    as for :func:`open_cgroup`.
     """
     from . import v1, v2
 
@@ -98,17 +102,55 @@ def cgroup_opener(*, version: str | None = None, root: str | os.PathLike[str] | 
     found = version or detect(base)
     if found == "v2":
         unified = v2.unified_root(base, explicit=root is not None)
-        return lambda name: v2.V2Cgroup(cgroup_name(name, parent), unified)
+        below = _delegated_group(unified, root, rootless)
+        return lambda name: v2.V2Cgroup(cgroup_name(name, parent), unified, below)
     if found == "v1":
         dirs = v1.controller_dirs(base)
         return lambda name: v1.V1Cgroup(cgroup_name(name, parent), dict(dirs))
-    return lambda name: open_cgroup(name, version=version, root=root, parent=parent)
+    return lambda name: open_cgroup(name, version=version, root=root, parent=parent, rootless=rootless)
+
+
+def _delegated_group(unified: Path, root: str | os.PathLike[str] | None, rootless: bool | None) -> str:
+    """Where a v2 group's name starts: "" (the root), or the user's delegated group.
+
+    ``rootless`` None means "in a user namespace, on the real hierarchy" (a
+    fake ``root`` in tests is used as it is).  Rootless without a delegation
+    the names stay below the root, where creating them is refused, and the
+    caller runs without limits.
+    """
+    if rootless is None:
+        from ..kernel import in_user_namespace
+        rootless = root is None and in_user_namespace()
+    if not rootless:
+        return ""
+    own = delegation.current(unified)
+    return own.group if own.available else ""
+
+
+def delegated(root: str | os.PathLike[str] | None = None) -> Delegation:
+    """This process's delegated cgroup v2 group, or why it has none: where rootless limits go.
+
+    Only a cgroup2 hierarchy at ``root`` counts: on a v1 or hybrid host the
+    limits live in v1 groups, which are not handed to users (the hybrid
+    unified mount has no controllers to give).
+    """
+    from . import v2
+
+    base = Path(root) if root is not None else Path(DEFAULT_ROOT)
+    if detect(base) != "v2":
+        return Delegation(base, reason=f"{base} is cgroup v1 here, whose limits are not delegated to users; "
+                                       "a cgroup v2 host delegates them (systemd's Delegate=yes)")
+    return delegation.current(v2.unified_root(base, explicit=root is not None))
 
 
 def open_cgroup(name: str, *, version: str | None = None,
                 root: str | os.PathLike[str] | None = None,
-                parent: str | None = "sandbox") -> Cgroup:
+                parent: str | None = "sandbox", rootless: bool | None = None) -> Cgroup:
     """A handle on the group ``name`` (see :func:`cgroup_name`); nothing is created.
+
+    Rootless (``rootless`` None: this process is in a user namespace), a v2
+    group is below the user's delegated group when they have one
+    (:mod:`.delegation`): nothing else of the tree is theirs.
 
     ``version`` None detects it; "v2" on a hybrid host picks the cgroup2 mount
     found in mountinfo (``/sys/fs/cgroup/unified``), which can freeze and kill
@@ -123,7 +165,8 @@ def open_cgroup(name: str, *, version: str | None = None,
     base = Path(root) if root is not None else Path(DEFAULT_ROOT)
     found = version or detect(base)
     if found == "v2":
-        return v2.V2Cgroup(path, v2.unified_root(base, explicit=root is not None))
+        unified = v2.unified_root(base, explicit=root is not None)
+        return v2.V2Cgroup(path, unified, _delegated_group(unified, root, rootless))
     if found == "v1":
         return v1.V1Cgroup(path, v1.controller_dirs(base))
     if found == "none":
@@ -134,8 +177,8 @@ def open_cgroup(name: str, *, version: str | None = None,
 
 
 __all__ = [
-    "Cgroup", "CgroupError", "CgroupUnavailable", "DeviceRule", "DeviceRuleSet",
+    "Cgroup", "CgroupError", "CgroupUnavailable", "Delegation", "DeviceRule", "DeviceRuleSet",
     "InvalidResources", "MountInfo", "OomNotifier", "Resources", "Stats", "cgroup_name",
-    "cgroup_opener", "cpus_to_quota", "detect", "device_allowed", "open_cgroup", "parse_device_rules",
+    "cgroup_opener", "cpus_to_quota", "delegated", "detect", "device_allowed", "open_cgroup", "parse_device_rules",
     "resources_from_oci", "shares_to_weight",
 ]

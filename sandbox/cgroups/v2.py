@@ -3,7 +3,10 @@
 A controller works in a group only when the parent lists it in
 ``cgroup.subtree_control`` ("Enabling and Disabling"), and only leaves may hold
 processes ("No Internal Process Constraint"), so create() enables controllers
-on every level above the group and never in the group itself.  On a v1 hybrid
+on every level above the group and never in the group itself.  In rootless
+mode the levels above the user's delegated group are not theirs: create()
+starts there, after moving the user's own processes out of it into a leaf
+(:mod:`.delegation`).  On a v1 hybrid
 host each controller is bound to its v1 mount, the unified mount offers none,
 and only the core files work there: cgroup.procs, cgroup.freeze,
 cgroup.events, cgroup.kill and cpu.stat.
@@ -29,7 +32,7 @@ import os
 from pathlib import Path
 
 from ..errors import CgroupError, CgroupUnavailable, KernelError
-from . import fs
+from . import delegation, fs
 from .base import DEFAULT_PERIOD, Cgroup, Resources, Stats, shares_to_weight, wait_until
 from .devices import DeviceRule, DeviceRuleSet
 from .limits import plan_v2
@@ -76,10 +79,14 @@ class V2Cgroup(Cgroup):
 
     version = "v2"
 
-    def __init__(self, name: str, mount: Path) -> None:
+    def __init__(self, name: str, mount: Path, delegated: str = "") -> None:
+        """``delegated``: the group below ``mount`` that is this user's (rootless mode,
+        :mod:`.delegation`); ``name`` is then below it, and create() and destroy()
+        touch nothing above it."""
         super().__init__(name)
         self.mount = mount
-        self.path = mount / name
+        self.delegated = delegated
+        self.path = mount / delegated / name
 
     @property
     def paths(self) -> dict[str, Path]:
@@ -108,7 +115,9 @@ class V2Cgroup(Cgroup):
     # -------------------------------------------------------------- life cycle
 
     def create(self) -> None:
-        level = self.mount
+        level = self.mount / self.delegated
+        if self.delegated and self._to_enable(level):
+            delegation.evacuate(level)      # "no internal processes": ours move to a leaf first
         self._enable(level)
         for part in Path(self.name).parts[:-1]:
             level = level / part
@@ -123,9 +132,7 @@ class V2Cgroup(Cgroup):
         A controller that cannot be enabled (bound to v1, processes in ``level``)
         is left out; apply() then names it if a limit needs it.
         """
-        available = set((fs.read(level / "cgroup.controllers") or "").split())
-        enabled = set((fs.read(level / "cgroup.subtree_control") or "").split())
-        for controller in sorted(available & set(WANTED) - enabled):
+        for controller in V2Cgroup._to_enable(level):
             try:
                 fs.write(level / "cgroup.subtree_control", f"+{controller}")
             except CgroupError:
@@ -134,8 +141,26 @@ class V2Cgroup(Cgroup):
     def exists(self) -> bool:
         return self.path.is_dir()
 
+    @staticmethod
+    def _to_enable(level: Path) -> list[str]:
+        """The wanted controllers ``level`` has but does not yet enable for its children."""
+        available = set((fs.read(level / "cgroup.controllers") or "").split())
+        enabled = set((fs.read(level / "cgroup.subtree_control") or "").split())
+        return sorted(available & set(WANTED) - enabled)
+
     def destroy(self) -> None:
         fs.remove_tree(self.path)
+        if self.delegated:
+            # The user's subtree is theirs to keep tidy: the empty parents made by
+            # create() ("sandbox") go too.  One that holds another group stays.
+            top = self.mount / self.delegated
+            for parent in self.path.parents:
+                if parent == top or top not in parent.parents:
+                    break
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    break
 
     def add(self, pid: int) -> None:
         fs.write(self.path / "cgroup.procs", pid)

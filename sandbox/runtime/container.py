@@ -176,7 +176,7 @@ class Container:
             raise CgroupError(f"cannot {action} container {self.id}: it has no cgroup",
                               hint="pausing needs the freezer of a cgroup the runtime created"
                               + ("; rootless, that takes a cgroup delegated to this user (systemd's Delegate=yes)"
-                                 if kernel.in_user_namespace() else ""))
+                                 if kernel.in_user_namespace() and not cgroups.delegated().available else ""))
         return cg
 
     def pids(self) -> list[int]:

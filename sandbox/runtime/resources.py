@@ -59,9 +59,14 @@ def make_cgroup(open_cgroup: Callable[[str], cgroups.Cgroup], container_id: str,
         return None, _no_cgroup(e, [k for k, v in vars(resources).items() if v is not None])
     try:
         warnings += cg.apply(resources)
-        rules, shut_out = device_plan(linux)
-        warnings += cg.apply_devices(rules)
-        warnings += shut_out
+        if not kernel.in_user_namespace():
+            # Rootless, device rules are not ours to set (v2's are an eBPF program,
+            # which needs CAP_BPF on the host) nor needed: a user namespace may not
+            # mknod, so a container opens only the nodes bound into it (runc and
+            # crun skip them there too).
+            rules, shut_out = device_plan(linux)
+            warnings += cg.apply_devices(rules)
+            warnings += shut_out
     except BaseException:
         cg.destroy()
         raise
@@ -74,6 +79,10 @@ def _no_cgroup(e: Exception, limits: list[str]) -> list[str]:
         raise e
     if limits:  # rootless without a delegated cgroup: run, and say so (Docker's rootless does too)
         flags = ", ".join("--" + k.replace("_", "-") for k in limits)
+        own = cgroups.delegated()
+        if own.available:   # delegated, yet the group could not be made: say what failed
+            return [f"rootless: limits not applied ({flags}): cannot make a group in the delegated "
+                    f"cgroup /{own.group}: {e}"]
         return [f"rootless: limits not applied ({flags}): no cgroup is delegated to "
                 "this user; on a cgroup v2 host systemd delegates one (systemd-run --user "
                 "-p Delegate=yes, or Delegate=yes for user@.service)"]

@@ -234,8 +234,16 @@ def _mount_sysfs(dest: str, flags: int, in_userns: bool) -> None:
 def _mount_cgroup_v2(dest: str, flags: int, new_cgroupns: bool) -> None:
     if new_cgroupns:
         # In its own cgroup namespace the container sees its group as the root.
-        kernel.mount("cgroup2", dest, "cgroup2", flags)
-        return
+        try:
+            kernel.mount("cgroup2", dest, "cgroup2", flags)
+            return
+        except KernelError as e:
+            # A user namespace that does not own the network namespace (rootless on
+            # the host's network) has /sys bound from the host, and the kernel refuses
+            # a cgroup2 mount there (EBUSY, or EPERM): bind the container's own group,
+            # which shows the same tree a cgroup namespace would (runc's mountCgroupV2).
+            if e.errno not in (errno.EBUSY, errno.EPERM):
+                raise
     # Sharing the host's cgroup namespace a fresh cgroup2 mount would show the
     # whole host tree: bind the container's own group instead.
     source = "/sys/fs/cgroup" + _own_cgroup_v2()

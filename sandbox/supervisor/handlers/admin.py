@@ -62,10 +62,12 @@ def op_update(core: Core, conn: Conn, msg: dict[str, Any]) -> Any:
     if box.running and box.rc is not None and box.rc.cgroup is not None:
         warnings = box.rc.cgroup.apply(res)
     elif box.running and any(v is not None for v in vars(res).values()):
-        from ...kernel import in_user_namespace  # rootless without a delegated cgroup (see runtime.container)
+        from ...cgroups import delegated
+        from ...kernel import in_user_namespace  # rootless: the container got no cgroup (see runtime.resources)
         if in_user_namespace():
-            warnings = ["rootless: the new limits are kept for the next start but not applied: no cgroup is "
-                        "delegated to this user"]
+            why = ("no cgroup is delegated to this user" if not delegated().available
+                   else "the container was started without a cgroup")
+            warnings = [f"rootless: the new limits are kept for the next start but not applied: {why}"]
     for key in UPDATABLE:
         if changes.get(key) is not None:
             host[key] = changes[key]
