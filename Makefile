@@ -15,7 +15,7 @@ CHP         := $(VENV)/chp/node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
 # System packages; docs/dependencies.md says why each one is here.
-APT_PACKAGES := busybox-static gcc libc6-dev skopeo umoci oci-image-tool docker-registry \
+APT_PACKAGES := busybox-static fuse-overlayfs gcc libc6-dev skopeo umoci oci-image-tool docker-registry \
                 debootstrap zstd runc apache2-utils tini iproute2 uidmap \
                 libseccomp2 openssl libnftables1 nftables iputils-ping docker.io docker-compose proot slirp4netns
 

@@ -147,7 +147,8 @@ def overlay_works(scratch: str) -> bool:
 
 
 def storage_driver(scratch: Path) -> str:
-    """overlay or vfs: what a container made now gets (``$SANDBOX_STORAGE_DRIVER`` forces it)."""
+    """overlay, fuse-overlayfs or vfs: what a container made now gets (``$SANDBOX_STORAGE_DRIVER``
+    forces it).  fuse-overlayfs is named as a driver of its own so ``info`` shows it (see ``image.vfs``)."""
     from .image import vfs
     return vfs.storage_driver(scratch)
 

@@ -107,9 +107,9 @@ def build_parser(prog: str = "sandbox", only: str | None = None) -> Parser:
     """The whole command line parser; with ``only``, just the module of that verb."""
     parser = Parser(prog=prog, description="A small container engine for teaching, with docker's verbs.")
     parser.add_argument("--root", help="store directory (default: $SANDBOX_ROOT or /var/lib/sandbox)")
-    parser.add_argument("--storage-driver", choices=["overlay", "vfs"],
+    parser.add_argument("--storage-driver", choices=["overlay", "fuse-overlayfs", "vfs"],
                         help="storage driver of the containers and builds this command makes "
-                             "(default: $SANDBOX_STORAGE_DRIVER, else overlay where it can be mounted, else vfs)")
+                             "(default: $SANDBOX_STORAGE_DRIVER, else overlay where the kernel mounts it, else fuse-overlayfs where it can, else vfs)")
     # prog given: argparse would format the usage to work it out (the same "sandbox"), and so look up the width
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser, prog=prog)
     sub.required = True

@@ -16,6 +16,7 @@ an flock; a killed unpack is removed by ``Store.recover`` at the next start.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -32,6 +33,10 @@ from .store import Store, remove_tree
 
 SHORT_ALPHABET = string.ascii_uppercase + string.digits
 SHORT_LEN = 20
+#: How the kernel refuses an overlay it cannot mount here: not in this user namespace
+#: (EPERM, before 5.11), no overlay module (ENODEV), an upper file system it cannot use
+#: (EINVAL, EOPNOTSUPP).  mount_overlay then tries fuse-overlayfs.
+_KERNEL_REFUSES = (errno.EPERM, errno.EACCES, errno.ENODEV, errno.EINVAL, errno.EOPNOTSUPP)
 
 
 @dataclass(frozen=True)
@@ -308,7 +313,7 @@ def check_diff_id(store: Store, blob: str, diff_id: str) -> None:
                           hint="the layer does not match the diff_id in its image config")
 
 
-def mount_overlay(target: Path, options: str, flags: int = 0) -> None:
+def mount_overlay(target: Path, options: str, flags: int = 0, *, fuse: bool | None = None) -> None:
     """Mount an overlay; in a user namespace (rootless) with ``userxattr``.
 
     There overlayfs may not use trusted.* xattrs: without ``userxattr`` (Linux 5.11)
@@ -316,18 +321,127 @@ def mount_overlay(target: Path, options: str, flags: int = 0) -> None:
     in a user namespace) and removing or replacing an image's directory fails with
     EIO.  See Documentation/filesystems/overlayfs.rst, "Permission model".  A kernel
     before 5.11 knows no ``userxattr`` (EINVAL): then the mount is tried as before.
+
+    The same layout is mounted by fuse-overlayfs (the ``fuse-overlayfs`` driver,
+    see :mod:`.vfs`) when ``fuse`` says so, when this process forces that driver
+    (``$SANDBOX_STORAGE_DRIVER``), when fuse-overlayfs wrote the upper dir before
+    (:func:`_written_by_fuse`), or when the kernel refuses the overlay (an older
+    kernel in a user namespace, an upper file system it cannot use) and
+    fuse-overlayfs can mount here.  Either way the mount is undone the same
+    way, ``umount2`` by its owner; fuse-overlayfs then exits by itself.
     """
-    import errno
     from .. import kernel
     from ..errors import KernelError
+    if fuse is None:
+        fuse = (os.environ.get("SANDBOX_STORAGE_DRIVER", "").strip().lower() in ("fuse-overlayfs", "fuse")
+                or _written_by_fuse(options))
+    if fuse:
+        _mount_fuse_overlay(target, options, flags)
+        return
     attempts = [options + ",userxattr", options] if _in_user_namespace() else [options]
     for n, opts in enumerate(attempts, 1):
         try:
             kernel.mount("overlay", target, "overlay", flags, opts)
             return
         except KernelError as e:
-            if n == len(attempts) or e.errno != errno.EINVAL:
+            if n < len(attempts) and e.errno == errno.EINVAL:
+                continue
+            # EINVAL of "volatile" goes back to the caller, which mounts again without it.
+            refused = e.errno in _KERNEL_REFUSES and not (e.errno == errno.EINVAL and _has_option(
+                options, "volatile"))
+            from .vfs import fuse_overlayfs
+            if not refused or fuse_overlayfs() is None:
                 raise
+            break
+    _mount_fuse_overlay(target, options, flags)
+
+
+def _has_option(options: str, name: str) -> bool:
+    return name in options.split(",")
+
+
+#: Left in the work dir of an upper dir that fuse-overlayfs has mounted (see _written_by_fuse).
+FUSE_MARK = ".sandbox-fuse-overlayfs"
+
+
+def _overlay_option(options: str, name: str) -> str | None:
+    for opt in options.split(","):
+        key, _, value = opt.partition("=")
+        if key == name:
+            return value
+    return None
+
+
+def _written_by_fuse(options: str) -> bool:
+    """Whether fuse-overlayfs mounted this upper dir before, so it must mount it again.
+
+    The two do not write an upper dir the same way: fuse-overlayfs adds a
+    ``.wh..wh..opq`` file to each opaque directory and, in a user namespace,
+    marks it with ``user.fuseoverlayfs.opaque``, which the kernel's overlay
+    shows as a file and ignores.  So the mount program stays with the upper
+    dir, whichever process mounts it later (the supervisor after a restart
+    without ``$SANDBOX_STORAGE_DRIVER``, a ``cp`` from a stopped container):
+    :func:`_mount_fuse_overlay` leaves :data:`FUSE_MARK` in the work dir, and
+    a read-only view (the upper dir as the top lower dir, no work dir) looks
+    in the work dir beside it.
+    """
+    work = _overlay_option(options, "workdir")
+    if work is None:
+        lowers = _overlay_option(options, "lowerdir")
+        if not lowers:
+            return False
+        work = os.path.join(os.path.dirname(os.path.abspath(lowers.split(":")[0])), "work")
+    return os.path.lexists(os.path.join(work, FUSE_MARK))
+
+
+def _mount_fuse_overlay(target: Path, options: str, flags: int) -> None:
+    """Mount the overlay options ``options`` on ``target`` with the fuse-overlayfs program.
+
+    Its own options are the kernel's (lowerdir, upperdir, workdir, volatile);
+    ``userxattr`` is the kernel's alone (fuse-overlayfs picks its xattrs by
+    itself), relative lower dirs (past the page limit, see
+    :meth:`LayerStore.mount`) are made absolute since the program is another
+    process, and ``allow_other`` lets the container's users, not only the
+    mounting one, in.  The program mounts, forks its daemon and returns once
+    the mount is in place; the daemon lives until the mount is undone.  Its
+    messages go to a file, not a pipe: the daemon would hold a pipe open.
+    """
+    import subprocess
+    import tempfile
+    from .. import kernel
+    from ..errors import KernelError
+    from .vfs import fuse_overlayfs
+    program = fuse_overlayfs()
+    if program is None:
+        raise KernelError("mount fuse-overlayfs on", str(target), errno.EPERM,
+                          hint="install fuse-overlayfs and make /dev/fuse readable and writable, "
+                               "or use the vfs storage driver")
+    opts = []
+    for opt in options.split(","):
+        key, _, value = opt.partition("=")
+        if key == "userxattr":
+            continue
+        if key == "lowerdir":
+            value = ":".join(os.path.abspath(d) for d in value.split(":"))
+        elif key in ("upperdir", "workdir"):
+            value = os.path.abspath(value)
+        opts.append(f"{key}={value}" if value else key)
+    opts.append("allow_other")
+    if flags & kernel.MS_RDONLY:
+        opts.append("ro")
+    work = _overlay_option(options, "workdir")
+    if work is not None:      # before the mount: a process killed right after it leaves the mark
+        with open(os.path.join(os.path.abspath(work), FUSE_MARK), "a"):
+            pass
+    with tempfile.TemporaryFile() as err:
+        rc = subprocess.run([program, "-o", ",".join(opts), os.path.abspath(target)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                            close_fds=True).returncode
+        if rc != 0:
+            err.seek(0)
+            said = " ".join(err.read().decode(errors="replace").split())[-500:]
+            raise KernelError("mount fuse-overlayfs on", str(target), errno.EIO,
+                              hint=f"fuse-overlayfs exited with {rc}: {said}" if said else None)
 
 
 def _in_user_namespace() -> bool:

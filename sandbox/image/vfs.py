@@ -50,11 +50,15 @@ from . import fsutil
 from .tarlayer import TreeDiff, tree_diff
 from .tarlayer.format import xattr_allowed
 
-DRIVERS = ("overlay", "vfs")
-#: Forces the driver of what this process creates: "overlay" or "vfs".
+DRIVERS = ("overlay", "fuse-overlayfs", "vfs")
+#: Forces the driver of what this process creates: "overlay", "fuse-overlayfs" or "vfs".
 DRIVER_ENV = "SANDBOX_STORAGE_DRIVER"
 #: Beside a vfs container's rootfs: the identity of each directory it started with.
 DIRS_FILE = "vfs-dirs.json"
+#: The overlay probe's answer, in the store's run dir (``<root>/run``, removed at each boot).
+PROBE_FILE = "overlay-probe.json"
+#: The program that mounts the overlay layout where the kernel's overlay cannot be mounted.
+FUSE_OVERLAYFS = "fuse-overlayfs"
 
 #: linux/fs.h: _IOW(0x94, 9, int), "share the source file's extents" (a reflink).
 FICLONE = 0x40049409
@@ -69,28 +73,122 @@ _CANNOT = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOS
 
 
 # --------------------------------------------------------------------------- choosing
+#
+# Three drivers, two layouts.  ``overlay`` and ``fuse-overlayfs`` share the
+# overlay layout (lower layers under ``layers/``, a container's ``upper``/``work``
+# dirs, the same diff and commit code); they differ in what mounts it: the
+# kernel's overlayfs, or the ``fuse-overlayfs`` program (a FUSE daemon that
+# lives as long as the mount).  The second gets a driver name of its own, as
+# Docker's rootless mode names it, not Podman's "overlay with a mount_program":
+# ``sandbox info`` and the API's ``Driver`` then say what this host really uses
+# without a second field, ``--storage-driver fuse-overlayfs`` forces it with
+# the word that is shown, and every caller that only asks "vfs or not" (build
+# steps, ``cp``, ``diff``, commit) already treats it as the overlay layout it is.
+#
+# Who mounts with fuse-overlayfs is decided per mount by
+# :func:`~sandbox.image.layers.mount_overlay`: when the process forces it
+# (``$SANDBOX_STORAGE_DRIVER``; for containers that is the supervisor's
+# environment, for build steps the building client's), and whenever the
+# kernel refuses an overlay mount and fuse-overlayfs is usable.  The upper
+# dirs both write are read by the same code (whiteouts as 0/0 devices, opaque
+# marks as xattrs; see :mod:`sandbox.image.tarlayer`), so a layer made under
+# one can be mounted by the other.
 
 
 def forced_driver(value: str | None = None) -> str | None:
     """The driver ``value`` (default: ``$SANDBOX_STORAGE_DRIVER``) forces; None when unset.
 
-    ``overlay2`` (Docker's name) is taken for ``overlay``.
+    ``overlay2`` (Docker's name) is taken for ``overlay``, ``fuse`` for ``fuse-overlayfs``.
     """
     raw = (os.environ.get(DRIVER_ENV, "") if value is None else value).strip().lower()
     if not raw:
         return None
-    raw = "overlay" if raw == "overlay2" else raw
+    raw = {"overlay2": "overlay", "fuse": FUSE_OVERLAYFS}.get(raw, raw)
     if raw not in DRIVERS:
         raise UsageError(f"unknown storage driver {raw!r} (from {DRIVER_ENV} or --storage-driver)",
-                         hint="use overlay or vfs")
+                         hint="use overlay, fuse-overlayfs or vfs")
     return raw
+
+
+def forces_fuse() -> bool:
+    """Whether this process mounts every overlay with fuse-overlayfs (``$SANDBOX_STORAGE_DRIVER``)."""
+    try:
+        return forced_driver() == FUSE_OVERLAYFS
+    except UsageError:
+        return False     # reported where the driver is chosen, not at every mount
+
+
+@functools.cache
+def fuse_overlayfs() -> str | None:
+    """The fuse-overlayfs program when it can mount here, else None (asked once per process).
+
+    It needs to be on ``$PATH`` and ``/dev/fuse`` to open for reading and
+    writing: Debian makes it 0666, some hosts keep it 0600 (root only), and
+    a container may not have it at all.
+    """
+    import shutil
+    program = shutil.which(FUSE_OVERLAYFS)
+    if program is None:
+        return None
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC))
+    except OSError:
+        return None
+    return program
+
+
+def _probe_key(scratch: str) -> str:
+    """What could change the probe's answer: kernel, boot, user and user namespace, file system.
+
+    The boot id covers a module loaded or a sysctl changed since (both need
+    no reboot, but the run dir it lives in is kept only within a boot: a
+    reboot is the common way they change); the namespace's inode and uid map
+    tell a rootless holder from root and one holder from the next; the
+    device of ``scratch`` tells the store's file system from another one
+    mounted there since.
+    """
+    parts = [os.uname().release, str(os.geteuid())]
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/uid_map"):
+        try:
+            parts.append(" ".join(Path(path).read_text().split()))
+        except OSError:
+            parts.append("?")
+    try:
+        parts.append(str(os.stat("/proc/self/ns/user").st_ino))
+    except OSError:
+        parts.append("?")
+    parts.append(str(os.stat(scratch).st_dev))
+    return "|".join(parts)
 
 
 @functools.cache
 def overlay_works(scratch: str) -> bool:
-    """Try a real overlay mount under ``scratch`` (the store's tmp dir), once per process."""
+    """Whether the kernel's overlay mounts under ``scratch`` (the store's tmp dir).
+
+    Found by a real mount, once per host situation: the answer is kept in the
+    store's run dir (:data:`PROBE_FILE`) under :func:`_probe_key`, so a cold
+    client reads a small file instead of mounting and unmounting (~6 ms).
+    """
     if os.geteuid() != 0:
         return False
+    cache = Path(scratch).parent / "run" / PROBE_FILE
+    try:
+        key = _probe_key(scratch)
+    except OSError:
+        return _probe_overlay(scratch)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        saved = json.loads(cache.read_bytes())
+        if saved["key"] == key:
+            return bool(saved["overlay"])
+    works = _probe_overlay(scratch)
+    with contextlib.suppress(OSError):   # a read-only run dir: the answer is found again next time
+        cache.parent.mkdir(mode=0o700, exist_ok=True)
+        fsutil.atomic_write_json(cache, {"key": key, "overlay": works})
+    return works
+
+
+def _probe_overlay(scratch: str) -> bool:
+    """Try a real overlay mount under ``scratch``."""
     from .. import kernel  # the store works without ctypes when this is never asked
     with contextlib.suppress(OSError):
         if "overlay" not in Path("/proc/filesystems").read_text():
@@ -110,8 +208,18 @@ def overlay_works(scratch: str) -> bool:
 
 def storage_driver(scratch: Path, forced: str | None = None) -> str:
     """The driver for what is made now: ``forced`` or ``$SANDBOX_STORAGE_DRIVER``, else
-    overlay when a real overlay mount works under ``scratch``, else vfs (Docker's order)."""
-    return forced_driver(forced) or ("overlay" if overlay_works(str(scratch)) else "vfs")
+    overlay when a real overlay mount works under ``scratch``, else fuse-overlayfs where
+    it can mount, else vfs (the order of Docker's rootless mode)."""
+    driver = forced_driver(forced)
+    if driver == FUSE_OVERLAYFS and fuse_overlayfs() is None:
+        raise UsageError("the fuse-overlayfs storage driver is forced, but it cannot mount here",
+                         hint="install fuse-overlayfs and make /dev/fuse readable and writable "
+                              "(Debian: mode 0666), or use overlay or vfs")
+    if driver:
+        return driver
+    if overlay_works(str(scratch)):
+        return "overlay"
+    return FUSE_OVERLAYFS if fuse_overlayfs() is not None else "vfs"
 
 
 # --------------------------------------------------------------------------- copying

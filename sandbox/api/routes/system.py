@@ -51,7 +51,7 @@ def info(d: Any, ex: Exchange) -> None:
     ex.json({
         "ID": facts.get("ID") or "", "Containers": len(records), "ContainersRunning": running,
         "ContainersPaused": paused, "ContainersStopped": len(records) - running - paused,
-        "Images": facts["Images"], "Driver": "vfs" if facts.get("Driver") == "vfs" else "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]],
+        "Images": facts["Images"], "Driver": facts["Driver"] if facts.get("Driver") in ("vfs", "fuse-overlayfs") else "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
                     "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": True, "KernelMemory": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
