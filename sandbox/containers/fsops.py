@@ -32,7 +32,13 @@ from ..errors import ArchiveError, NotFound, UsageError
 from ..image import tarlayer
 from ..kernel.resolve import fd_path, open_in_root
 
-_OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
+_OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque")
+#: fuse-overlayfs (the fuse-overlayfs driver) writes an upper dir in the OCI layer's own
+#: spelling where it cannot or need not use the kernel's: a regular ``.wh..wh..opq`` in an
+#: opaque directory (beside the xattr, and a 0/0 ``.wh..opq`` it leaves too), and a regular
+#: ``.wh.NAME`` for a deleted NAME where it may not mknod the 0/0 device.
+_WH = ".wh."
+_FUSE_OPAQUE = ".wh..wh..opq"
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
@@ -41,6 +47,8 @@ def _is_whiteout(st: os.stat_result) -> bool:
 
 def _opaque(path: str, *, follow: bool = False) -> bool:
     """Whether the directory ``path`` hides the layers below (``follow`` for a ``/proc/self/fd/N`` name)."""
+    if os.path.isfile(os.path.join(path, _FUSE_OPAQUE)):
+        return True
     for name in _OPAQUE:
         try:
             if os.getxattr(path, name, follow_symlinks=follow) == b"y":
@@ -90,6 +98,12 @@ def changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
                 st = os.lstat(name, dir_fd=dfd)
             except FileNotFoundError:
                 continue
+            if name == _FUSE_OPAQUE or (name == ".wh..opq" and _FUSE_OPAQUE in names):
+                continue                   # fuse-overlayfs's opaque marks, not the container's files
+            if name.startswith(_WH) and stat.S_ISREG(st.st_mode):   # fuse-overlayfs's whiteout file
+                hidden = name[len(_WH):]
+                out.append(("D", "/" + (f"{rel}/{hidden}" if rel else hidden)))
+                continue
             if _is_whiteout(st):
                 out.append(("D", "/" + child))
                 continue
@@ -104,7 +118,7 @@ def changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
             try:
                 if existed and _opaque(fd_path(sub), follow=True):
                     # Everything the image had here is hidden: each such entry is deleted.
-                    present = set(os.listdir(sub))
+                    present = {n for n in os.listdir(sub) if not n.startswith(_WH)}
                     gone: set[str] = set()
                     for lower in lower_paths:
                         with_dir = os.path.join(lower, child)

@@ -84,6 +84,13 @@ def fuse_processes(needle: str) -> list[int]:
     return found
 
 
+def gone_or_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:       # gone (ENOENT), or reaped between the open and the read (ESRCH)
+        return True
+
+
 def fuse_mounts(mountinfo: str, needle: str) -> list[str]:
     return [line for line in mountinfo.splitlines() if "fuse.fuse-overlayfs" in line and needle in line]
 
@@ -99,11 +106,7 @@ def check_layer_view(changes: list[tuple[str, str]], ls_usr: str, true_gone: boo
 
 #: fuse-overlayfs marks an opaque directory with an xattr (``trusted.overlay.opaque`` as root,
 #: ``user.fuseoverlayfs.opaque`` in a user namespace) *and* a ``.wh..wh..opq`` file, and leaves a
-#: 0/0 ``.wh..opq`` beside it; ``diff`` (containers/fsops.changes) lists both files as entries.
-MARKS_IN_DIFF = pytest.mark.xfail(strict=True, reason="containers/fsops.changes lists fuse-overlayfs's "
-                                  "own .wh..wh..opq and .wh..opq marks (a fix outside this driver's files)")
-
-
+#: 0/0 ``.wh..opq`` beside it; ``diff`` (containers/fsops.changes) reads them as the marks they are.
 def diff_reads_the_marks(changes: list[tuple[str, str]]) -> None:
     assert ("D", "/usr/sbin") in changes, changes                     # hidden by the opaque /usr
     assert not any(".wh." in p for _, p in changes), changes
@@ -155,12 +158,21 @@ def test_whiteout_and_opaque_show_in_diff_and_survive_commit(engine):
         assert engine.run("fusecommit:v1", ["cat", "/hello"]).output == b"hi\n"
         assert engine.run("fusecommit:v1", ["ls", "-A", "/usr"]).output == b"new\n"   # no mark as a file
         assert engine.run("fusecommit:v1", ["ls", "/etc/gone"]).exit_code != 0
+        # The layer itself: fuse-overlayfs's bookkeeping stays out, each mark once.
+        import gzip, tarfile
+        blob = engine.store.blob_path(image.layers[-1].digest)
+        with tarfile.open(fileobj=gzip.open(blob) if blob.read_bytes()[:2] == b"\x1f\x8b" else blob.open("rb")) as tar:
+            members = tar.getmembers()
+        names = [m.name for m in members]
+        assert not [n for m in members for n in m.pax_headers if "fuseoverlayfs" in n], names
+        assert names.count("usr/.wh..wh..opq") == 1 and "usr/.wh..opq" not in names, names
+        assert len(names) == len(set(names)), names
     finally:
         c.remove(force=True)
         engine.images.remove("fusecommit:v1", force=True)
 
 
-@MARKS_IN_DIFF
+
 def test_diff_lists_no_mark_of_fuse_overlayfs(engine):
     c = engine.containers.run("busybox", ["sh", "-c", CHANGES], detach=True)
     try:
@@ -276,8 +288,7 @@ def test_the_mount_outlives_a_killed_supervisor_and_goes_with_rm(engine):
     try:
         pid = engine.supervisor.call("ping")["pid"]
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                 Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"))
+        wait_for(lambda: gone_or_zombie(pid))
         assert fuse_mounts(Path("/proc/self/mountinfo").read_text(), cdir + "/rootfs")
         assert fuse_processes(cdir)              # fuse-overlayfs is not the supervisor's to take along
         c = engine.containers.get(c.id)          # a new supervisor adopts the running container

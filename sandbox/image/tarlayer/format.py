@@ -18,8 +18,10 @@ OPAQUE_MARKER = ".wh..wh..opq"
 #: own xattrs (trusted.overlay.*, user.overlay.*) describe one mount's upper dir
 #: and must never travel in a tar; security.selinux is a host labelling matter.
 XATTR_ALLOWLIST: tuple[str, ...] = ("security.capability", "user.")
-XATTR_DENYLIST: tuple[str, ...] = ("user.overlay.",)
-OVERLAY_OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
+#: overlay's own bookkeeping, the kernel's and fuse-overlayfs's (``user.fuseoverlayfs.origin``,
+#: ``.opaque``): never part of a layer.
+XATTR_DENYLIST: tuple[str, ...] = ("user.overlay.", "user.fuseoverlayfs.")
+OVERLAY_OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque")
 #: overlay features whose upper dir does not hold the whole change on its own.
 OVERLAY_INDIRECT = ("trusted.overlay.redirect", "trusted.overlay.metacopy",
                     "user.overlay.redirect", "user.overlay.metacopy")

@@ -276,12 +276,20 @@ def _tarinfo(rel: str, st: os.stat_result, fd: int, epoch: int | None) -> tarfil
     return info
 
 
+#: The 0/0 device fuse-overlayfs leaves beside the ``.wh..wh..opq`` file it writes.
+_FUSE_OPQ_WHITEOUT = ".wh..opq"
+
+
 def write_overlay_upper(upper: Path, out: BinaryIO, *, epoch: int | None = None) -> None:
     """Write an overlayfs upper directory as an OCI layer.
 
     overlayfs marks a deletion with a 0/0 character device and a directory that
     hides the lower ones with the ``*.overlay.opaque`` xattr; both become OCI
     whiteouts.  See Documentation/filesystems/overlayfs.rst in the kernel.
+    fuse-overlayfs (the fuse-overlayfs driver) may write the OCI spelling itself:
+    a regular ``.wh..wh..opq`` in an opaque directory (and a 0/0 ``.wh..opq``
+    beside it), a regular ``.wh.NAME`` where it could not mknod; those are read
+    as the markers they are, so each appears once in the layer.
     """
     upper = Path(upper)
     paths: list[str] = []
@@ -296,6 +304,15 @@ def write_overlay_upper(upper: Path, out: BinaryIO, *, epoch: int | None = None)
                 st = os.lstat(name, dir_fd=dirfd)
             except FileNotFoundError:
                 continue        # removed since listed (a container still running)
+            if name.startswith(WHITEOUT_PREFIX):      # fuse-overlayfs's own markers
+                if name == OPAQUE_MARKER:
+                    opaque.append(prefix.rstrip("/"))
+                    continue
+                if name == _FUSE_OPQ_WHITEOUT and OPAQUE_MARKER in filenames:
+                    continue                           # left beside the marker: not a deletion
+                if stat.S_ISREG(st.st_mode):
+                    deleted.append(prefix + name[len(WHITEOUT_PREFIX):])
+                    continue
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 deleted.append(rel)
                 continue
