@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import os
 import posixpath
 import threading
@@ -406,6 +405,7 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         state.image["history"] = list(state.image.get("history") or []) + [history]
         state.key = key
         state.missed = True
+        import dataclasses      # here: a cache hit records nothing
         from ..image import fsutil
         from ..image.store import sha256_digest
         config_digest = sha256_digest(fsutil.canonical_json(state.image))

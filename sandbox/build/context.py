@@ -42,20 +42,22 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BuildError
+from .record import Record
 
 WILDCARD_CHARS = "*?["
 
 
-@dataclass(frozen=True)
-class _Pattern:
+class _Pattern(Record):
     """One ``.dockerignore`` line, cleaned, and its regex."""
-    text: str
-    exclusion: bool
-    regex: re.Pattern[str]
+    _fields = ("text", "exclusion", "regex")
+
+    def __init__(self, text: str, exclusion: bool, regex: re.Pattern[str]) -> None:
+        self.text = text
+        self.exclusion = exclusion
+        self.regex = regex
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -194,13 +196,15 @@ def read_in_root(root: Path | int, name: str) -> bytes:
         return f.read()
 
 
-@dataclass
-class Source:
+class Source(Record):
     """One matched source: ``rel`` as the Dockerfile names it (a wildcard: the match), ``real`` the
     path it has in its root once its symlinks are followed, and whether that is a directory."""
-    rel: str
-    real: str
-    is_dir: bool
+    _fields = ("rel", "real", "is_dir")
+
+    def __init__(self, rel: str, real: str, is_dir: bool) -> None:
+        self.rel = rel
+        self.real = real
+        self.is_dir = is_dir
 
     @property
     def name(self) -> str:

@@ -10,36 +10,53 @@ a tutorial's output; ``event.to_dict()`` is what programs and widgets read.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 from collections.abc import Callable
 
 from ..humanize import size as human_size
+from .record import Record
 
 
-@dataclass
-class BuildEvent:
+class BuildEvent(Record):
     """One thing that happened in a build (see the module doc); fields a kind does not use stay empty."""
 
     kind: str                 #: step | output | step-done | warning | error | result
-    step: int = 0
-    total: int = 0
-    stage: str = ""
-    instruction: str = ""
-    filename: str = ""
-    line: int = 0
-    cache: str = ""           #: HIT or MISS (step events)
-    reason: str = ""          #: why a step missed the cache
-    stream: int = 1           #: 1 stdout, 2 stderr (output events)
-    text: str = ""            #: output text, warning or error message
-    size: int | None = None   #: the step's layer, uncompressed bytes; None for no layer
-    duration: float = 0.0     #: seconds (step-done, result)
-    image_id: str = ""
-    tags: list[str] = field(default_factory=list)
-    exit_code: int | None = None
+    step: int
+    total: int
+    stage: str
+    instruction: str
+    filename: str
+    line: int
+    cache: str                #: HIT or MISS (step events)
+    reason: str               #: why a step missed the cache
+    stream: int               #: 1 stdout, 2 stderr (output events)
+    text: str                 #: output text, warning or error message
+    size: int | None          #: the step's layer, uncompressed bytes; None for no layer
+    duration: float           #: seconds (step-done, result)
+    image_id: str
+    tags: list[str]
+    exit_code: int | None
+
+    #: every field but ``kind``, with its default (``tags``: a new empty list each time)
+    _defaults: dict[str, Any] = {"step": 0, "total": 0, "stage": "", "instruction": "", "filename": "", "line": 0,
+                                 "cache": "", "reason": "", "stream": 1, "text": "", "size": None,
+                                 "duration": 0.0, "image_id": "", "tags": None, "exit_code": None}
+    _fields = ("kind", *_defaults)
+
+    def __init__(self, kind: str, **fields: Any) -> None:
+        unknown = set(fields) - set(self._defaults)
+        if unknown:
+            raise TypeError(f"BuildEvent got unexpected fields: {', '.join(sorted(unknown))}")
+        self.kind = kind
+        self.__dict__.update(self._defaults, **fields)
+        if self.tags is None:
+            self.tags = []
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in ("", None, [], 0) or k == "kind"}
+        out = {k: v for k, v in self.as_dict().items() if v not in ("", None, [], 0) or k == "kind"}
+        if "tags" in out:
+            out["tags"] = list(out["tags"])   # a copy, as dataclasses.asdict made
+        return out
 
     def __str__(self) -> str:
         if self.kind == "step":

@@ -26,7 +26,6 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +34,31 @@ from . import copyfs, words
 from .cache import digest_of
 from .context import Source, SourceTree, fd_path
 from .parser import Heredoc, Instruction
+from .record import Record
 from .stages import copy_args
 from .step import Prepared, State, StepBase
 
 
-@dataclass
-class _Copy:
+class _Copy(Record):
     """One COPY or ADD, expanded and checked: what its step writes when the cache misses."""
 
-    keyword: str
-    dest: str
-    chown: str | None
-    chmod: int | None
-    from_ref: str | None
-    plain: list[str]                       # the sources given by path
-    tree_chain: list[str] | None           # --from: the layers they are in; None: the context
-    resolved: list[Source]                 # from the context: the sources found
-    contents: list[tuple[str, str]]        # heredocs: (name, the text the file will hold)
-    downloads: list[tuple[str, str, str]]  # ADD URL: (url, downloaded file, digest)
-    count: int                             # how many things go to dest (more than one: dest is a directory)
+    _fields = ("keyword", "dest", "chown", "chmod", "from_ref", "plain", "tree_chain", "resolved", "contents",
+               "downloads", "count")
+
+    def __init__(self, keyword: str, dest: str, chown: str | None, chmod: int | None, from_ref: str | None,
+                 plain: list[str], tree_chain: list[str] | None, resolved: list[Source],
+                 contents: list[tuple[str, str]], downloads: list[tuple[str, str, str]], count: int) -> None:
+        self.keyword = keyword
+        self.dest = dest
+        self.chown = chown
+        self.chmod = chmod
+        self.from_ref = from_ref
+        self.plain = plain              # the sources given by path
+        self.tree_chain = tree_chain    # --from: the layers they are in; None: the context
+        self.resolved = resolved        # from the context: the sources found
+        self.contents = contents        # heredocs: (name, the text the file will hold)
+        self.downloads = downloads      # ADD URL: (url, downloaded file, digest)
+        self.count = count              # how many things go to dest (more than one: dest is a directory)
 
 
 class FileSteps(StepBase):

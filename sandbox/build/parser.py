@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 
 from ..errors import DockerfileSyntaxError
+from .record import Record
 
 #: Every instruction the builder knows.
 KEYWORDS = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "LABEL", "EXPOSE", "ADD", "COPY",
@@ -41,27 +41,33 @@ _HEREDOC_RE = re.compile(r"^(\d*)<<(-?)(.+)$")
 _LOOKS_JSON_RE = re.compile(r"""^\[\s*["'\u201c\u2018]""")
 
 
-@dataclass
-class Heredoc:
+class Heredoc(Record):
     """One ``<<NAME`` body: ``content`` ends with a newline; ``expand`` is False when quoted."""
-    name: str
-    content: str
-    expand: bool = True
-    chomp: bool = False
-    fd: int | None = None
+    _fields = ("name", "content", "expand", "chomp", "fd")
+
+    def __init__(self, name: str, content: str, expand: bool = True, chomp: bool = False,
+                 fd: int | None = None) -> None:
+        self.name = name
+        self.content = content
+        self.expand = expand
+        self.chomp = chomp
+        self.fd = fd
 
 
-@dataclass
-class Instruction:
+class Instruction(Record):
     """One instruction as written, continuations joined."""
-    keyword: str                 #: upper case: "RUN"
-    rest: str                    #: what follows the keyword and the flags
-    flags: dict[str, str | None]  #: --name=value (None for a bare --name)
-    line: int                    #: first line (1-based)
-    end_line: int                #: last line, heredoc bodies included
-    filename: str = "Dockerfile"
-    heredocs: list[Heredoc] = field(default_factory=list)
-    original: str = ""           #: the instruction line as the user wrote it (joined)
+    _fields = ("keyword", "rest", "flags", "line", "end_line", "filename", "heredocs", "original")
+
+    def __init__(self, keyword: str, rest: str, flags: dict[str, str | None], line: int, end_line: int,
+                 filename: str = "Dockerfile", heredocs: list[Heredoc] | None = None, original: str = "") -> None:
+        self.keyword = keyword          #: upper case: "RUN"
+        self.rest = rest                #: what follows the keyword and the flags
+        self.flags = flags              #: --name=value (None for a bare --name)
+        self.line = line                #: first line (1-based)
+        self.end_line = end_line        #: last line, heredoc bodies included
+        self.filename = filename
+        self.heredocs: list[Heredoc] = [] if heredocs is None else heredocs
+        self.original = original        #: the instruction line as the user wrote it (joined)
 
     @property
     def where(self) -> str:
@@ -78,14 +84,17 @@ class Instruction:
         return self.original or f"{self.keyword} {self.rest}".strip()
 
 
-@dataclass
-class Dockerfile:
+class Dockerfile(Record):
     """A parsed Dockerfile: its instructions, parser directives and warnings."""
-    instructions: list[Instruction]
-    filename: str = "Dockerfile"
-    escape: str = "\\"
-    directives: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    _fields = ("instructions", "filename", "escape", "directives", "warnings")
+
+    def __init__(self, instructions: list[Instruction], filename: str = "Dockerfile", escape: str = "\\",
+                 directives: dict[str, str] | None = None, warnings: list[str] | None = None) -> None:
+        self.instructions = instructions
+        self.filename = filename
+        self.escape = escape
+        self.directives: dict[str, str] = {} if directives is None else directives
+        self.warnings: list[str] = [] if warnings is None else warnings
 
 
 def json_form(rest: str, where: Instruction) -> list[str] | None:

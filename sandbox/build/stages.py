@@ -10,9 +10,9 @@ variables (``$VAR`` in COPY or ENV) is expanded later, by the builder.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from .parser import Dockerfile, Instruction, json_form, parse, split_words
+from .record import Record
 
 #: Flags each instruction accepts (Docker's; anything else is an error).
 FLAGS = {
@@ -30,28 +30,33 @@ PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PRO
 _STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9._-]*$")
 
 
-@dataclass
-class Stage:
+class Stage(Record):
     """One ``FROM`` and the instructions up to the next."""
-    index: int
-    base: str                     #: as written (may hold $VARS of global ARGs)
-    name: str | None              #: lower case
-    platform: str | None
-    line: int
-    from_ins: Instruction
-    instructions: list[Instruction] = field(default_factory=list)
+    _fields = ("index", "base", "name", "platform", "line", "from_ins", "instructions")
+
+    def __init__(self, index: int, base: str, name: str | None, platform: str | None, line: int,
+                 from_ins: Instruction, instructions: list[Instruction] | None = None) -> None:
+        self.index = index
+        self.base = base                #: as written (may hold $VARS of global ARGs)
+        self.name = name                #: lower case
+        self.platform = platform
+        self.line = line
+        self.from_ins = from_ins
+        self.instructions: list[Instruction] = [] if instructions is None else instructions
 
     @property
     def label(self) -> str:
         return self.name or str(self.index)
 
 
-@dataclass
-class Plan:
+class Plan(Record):
     """A Dockerfile as stages: the ARGs before the first FROM, then each stage."""
-    dockerfile: Dockerfile
-    global_args: list[Instruction]
-    stages: list[Stage]
+    _fields = ("dockerfile", "global_args", "stages")
+
+    def __init__(self, dockerfile: Dockerfile, global_args: list[Instruction], stages: list[Stage]) -> None:
+        self.dockerfile = dockerfile
+        self.global_args = global_args
+        self.stages = stages
 
     @property
     def filename(self) -> str:

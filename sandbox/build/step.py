@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +24,7 @@ from .cache import BuildCache
 from .context import DockerIgnore, SourceTree
 from .events import BuildEvent, EventFn
 from .parser import Instruction
+from .record import Record
 from .stages import Plan, Stage
 
 if TYPE_CHECKING:
@@ -57,21 +57,26 @@ class BuildServices(Protocol):
     def containers(self) -> ContainerCollection: ...
 
 
-@dataclass
-class State:
+class State(Record):
     """The image a stage has built so far, and what the stage's steps remember."""
-    image: dict[str, Any]
-    layers: list[LayerBlob]
-    key: str
-    base_id: str
-    base_name: str
-    stage: Stage
-    args: dict[str, str | None] = field(default_factory=dict)
-    cmd_set: bool = False
-    missed: bool = False
-    #: whether ``layers`` are known to be unpacked; a cache hit or a FROM leaves that to the
-    #: first step that mounts them (or to the image's creation), so a full hit unpacks once
-    unpacked: bool = True
+    _fields = ("image", "layers", "key", "base_id", "base_name", "stage", "args", "cmd_set", "missed",
+               "unpacked")
+
+    def __init__(self, image: dict[str, Any], layers: list[LayerBlob], key: str, base_id: str, base_name: str,
+                 stage: Stage, args: dict[str, str | None] | None = None, cmd_set: bool = False,
+                 missed: bool = False, unpacked: bool = True) -> None:
+        self.image = image
+        self.layers = layers
+        self.key = key
+        self.base_id = base_id
+        self.base_name = base_name
+        self.stage = stage
+        self.args: dict[str, str | None] = {} if args is None else args
+        self.cmd_set = cmd_set
+        self.missed = missed
+        #: whether ``layers`` are known to be unpacked; a cache hit or a FROM leaves that to the
+        #: first step that mounts them (or to the image's creation), so a full hit unpacks once
+        self.unpacked = unpacked
 
     @property
     def config(self) -> dict[str, Any]:
@@ -99,29 +104,36 @@ class State:
         return list(self.config.get("Shell") or DEFAULT_SHELL)
 
 
-@dataclass
-class StepRoot:
+class StepRoot(Record):
     """The image so far, writable, for a COPY, ADD or WORKDIR step: files go into ``merged``.
 
     overlay: ``merged`` is a mount and ``upper`` its upper directory, the layer.
     vfs: ``merged`` is a copy of ``base`` (the image's base tree), whose
     directories had the identities ``dirs`` when copied.
     """
-    merged: Path
-    upper: Path | None = None
-    base: Path | None = None
-    dirs: dict[str, list[int]] = field(default_factory=dict)
+    _fields = ("merged", "upper", "base", "dirs")
+
+    def __init__(self, merged: Path, upper: Path | None = None, base: Path | None = None,
+                 dirs: dict[str, list[int]] | None = None) -> None:
+        self.merged = merged
+        self.upper = upper
+        self.base = base
+        self.dirs: dict[str, list[int]] = {} if dirs is None else dirs
 
 
-@dataclass
-class Prepared:
+class Prepared(Record):
     """A step's cache inputs, and the work to do on a miss."""
-    step_id: str
-    expanded: Any
-    files: dict[str, str] | None = None
-    files_digest: str | None = None
-    args: dict[str, str] = field(default_factory=dict)
-    run: Callable[[], tuple[dict[str, Any], Any]] | None = None
+    _fields = ("step_id", "expanded", "files", "files_digest", "args", "run")
+
+    def __init__(self, step_id: str, expanded: Any, files: dict[str, str] | None = None,
+                 files_digest: str | None = None, args: dict[str, str] | None = None,
+                 run: Callable[[], tuple[dict[str, Any], Any]] | None = None) -> None:
+        self.step_id = step_id
+        self.expanded = expanded
+        self.files = files
+        self.files_digest = files_digest
+        self.args: dict[str, str] = {} if args is None else args
+        self.run = run
 
 
 class StepBase:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import builtins
 
 import contextlib
-import datetime as _dt
 import json
 import os
-import platform as _platform
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +31,7 @@ from .store import Descriptor, Store
 
 def host_platform() -> tuple[str, str, str | None]:
     """(os, architecture, variant) of this machine in OCI's words (GOOS/GOARCH)."""
-    machine = _platform.machine().lower()
+    machine = os.uname().machine.lower()   # what platform.machine() reads, without importing platform
     table = {"x86_64": ("amd64", None), "amd64": ("amd64", None), "aarch64": ("arm64", "v8"),
              "arm64": ("arm64", "v8"), "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"),
              "i686": ("386", None), "i386": ("386", None), "ppc64le": ("ppc64le", None),
@@ -44,6 +42,7 @@ def host_platform() -> tuple[str, str, str | None]:
 
 def now_rfc3339() -> str:
     """The time to record as ``created``: ``SOURCE_DATE_EPOCH`` when set (reproducible builds)."""
+    import datetime as _dt     # here: a full cache hit creates nothing and needs no datetime
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and epoch.isdigit():
         return _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -139,6 +138,9 @@ class ImageStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.layers = LayerStore(store)
+        #: manifest digest -> config digest, for manifests read once: a manifest is content-addressed,
+        #: so what it names never changes (finding an image's tags reads each other manifest once)
+        self._configs: dict[str, str] = {}
 
     # -- reading ---------------------------------------------------------------
 
@@ -150,6 +152,7 @@ class ImageStore:
         config_digest = (m.get("config") or {}).get("digest")
         if not config_digest:
             raise StoreCorrupt(f"manifest {manifest.digest} names no config")
+        self._configs[manifest.digest] = config_digest
         config = self.store.read_json_blob(config_digest, "image config")
         meta = self.store.read_image_meta(config_digest)
         return Image(config_digest, manifest.digest, m, config, [],
@@ -176,27 +179,34 @@ class ImageStore:
 
     def get(self, name: str) -> Image:
         """Find an image by tag, full name, digest reference, id or id prefix."""
-        desc = self._find(name)
+        manifests = self.store.manifests()
+        desc = self._find(name, manifests)
         image = self._load(desc)
-        image.tags = sorted(d.annotations[REF_NAME] for d in self.store.manifests()
-                            if REF_NAME in d.annotations and self._same_image(d, image))
+        image.tags = self._names(image, manifests)
         return image
+
+    def _names(self, image: Image, manifests: builtins.list[Descriptor]) -> builtins.list[str]:
+        """The tags in ``manifests`` (the index) that name ``image``, sorted."""
+        return sorted(d.annotations[REF_NAME] for d in manifests
+                      if REF_NAME in d.annotations and self._same_image(d, image))
 
     def _same_image(self, desc: Descriptor, image: Image) -> bool:
         if desc.digest == image.manifest_digest:
             return True
         try:
-            return self._load(desc).id == image.id
-        except (SandboxError, OSError):
+            return self._config_digest(desc) == image.id
+        except (SandboxError, OSError, KeyError, TypeError):
             return False
 
-    def _find(self, name: str) -> Descriptor:
+    def _find(self, name: str, manifests: builtins.list[Descriptor] | None = None) -> Descriptor:
         """Resolve like Docker: a name (``repo[:tag]``, ``@digest``) first, then an id prefix.
 
         The order matters for names that are also hex (``cafe``, ``bee``): a tag by
         that name wins over an image whose id happens to start with those letters.
+        ``manifests``: the index's entries when the caller has just read them.
         """
-        manifests = self.store.manifests()
+        if manifests is None:
+            manifests = self.store.manifests()
         try:
             ref: _ref.Reference | None = _ref.parse(name)
         except InvalidReference:
@@ -249,8 +259,13 @@ class ImageStore:
         return next(iter(hits.values()), None)
 
     def _config_digest(self, desc: Descriptor) -> str:
+        known = self._configs.get(desc.digest)
+        if known is not None:
+            return known
         m = self.store.read_json_blob(desc.digest, "manifest")
-        return str((m.get("config") or {})["digest"])
+        config_digest = str((m.get("config") or {})["digest"])
+        self._configs[desc.digest] = config_digest
+        return config_digest
 
     # -- creating --------------------------------------------------------------
 
@@ -266,7 +281,8 @@ class ImageStore:
             raise SandboxError(f"image config lists {len(diff_ids)} layers but {len(layers)} were given")
         with self.store.transaction():
             size = self.unpack(diff_ids, [l.digest for l in layers])
-            config_digest = self.store.put_blob(fsutil.canonical_json(config))
+            config_bytes = fsutil.canonical_json(config)
+            config_digest = self.store.put_blob(config_bytes)
             manifest: dict[str, Any] = {
                 "schemaVersion": 2, "mediaType": OCI_MANIFEST,
                 "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
@@ -275,21 +291,26 @@ class ImageStore:
             }
             if annotations:
                 manifest["annotations"] = annotations
-            return self.add_manifest(manifest, tags=tags, repo_digests=repo_digests, size=size)
+            return self.add_manifest(manifest, tags=tags, repo_digests=repo_digests, size=size,
+                                     config=json.loads(config_bytes))
 
     def add_manifest(self, manifest: dict[str, Any], *, tags: Iterable[str] = (),
-                     repo_digests: Iterable[str] = (), size: int | None = None) -> Image:
+                     repo_digests: Iterable[str] = (), size: int | None = None,
+                     config: dict[str, Any] | None = None) -> Image:
         """Store ``manifest`` (its config and layers already stored) and point ``tags`` at it."""
         return self.add_manifest_bytes(fsutil.canonical_json(manifest), tags=tags,
-                                       repo_digests=repo_digests, size=size)
+                                       repo_digests=repo_digests, size=size, config=config)
 
     def add_manifest_bytes(self, data: bytes, *, tags: Iterable[str] = (), repo_digests: Iterable[str] = (),
-                           size: int | None = None, verify_diff_ids: bool = False) -> Image:
+                           size: int | None = None, verify_diff_ids: bool = False,
+                           config: dict[str, Any] | None = None) -> Image:
         """Store a manifest exactly as given (a pulled manifest keeps its digest) and name it.
 
         The config and layer blobs must be in the store.  Layers are unpacked (with
         ``verify_diff_ids``, each new one is first checked against the config's
-        diff_id) before any tag is written.
+        diff_id) before any tag is written.  ``config``: the config blob's JSON when
+        the caller has it (as it reads from the store), so it is not read again.
+        All the tags go in one index write, none when they already name this manifest.
         """
         try:
             manifest = json.loads(data)
@@ -297,10 +318,11 @@ class ImageStore:
             blobs = [l["digest"] for l in manifest["layers"]]
         except (ValueError, KeyError, TypeError) as e:
             raise StoreCorrupt(f"not an image manifest: {e}") from None
+        refs = [self._tag_ref(tag) for tag in tags]     # a bad name before anything is stored
         digest = self.store.put_blob(data)
         desc = Descriptor(manifest.get("mediaType") or OCI_MANIFEST, digest, len(data))
         if size is None:
-            config = self.store.read_json_blob(config_digest, "image config")
+            config = config or self.store.read_json_blob(config_digest, "image config")
             diff_ids = list(config["rootfs"]["diff_ids"])
             if len(diff_ids) != len(blobs):
                 raise StoreCorrupt(f"manifest {digest} lists {len(blobs)} layers but its config {len(diff_ids)}")
@@ -309,21 +331,26 @@ class ImageStore:
                     if not self.layers.exists(chain_id):
                         check_diff_id(self.store, blob, diff_id)
             size = self.unpack(diff_ids, blobs)
-        meta = self.store.update_image_meta(config_digest, size=size, repo_digests=list(repo_digests),
-                                            stored=time.time())
-        tags = list(tags)
-        if not tags and not self._is_named(config_digest):
-            self.store.add_untagged(desc)
-        for tag in tags:
-            self._set_tag(tag, desc)
-        image = self.get(config_digest)
-        image.meta = meta
+        self._configs[digest] = config_digest
+        now = time.time()
+        # One metadata write (with the tag time Docker's LastTagTime shows), then one index write:
+        # a crash between them leaves metadata of an unnamed image, which collection removes.
+        fields: dict[str, Any] = {"size": size, "repo_digests": list(repo_digests), "stored": now}
+        if refs:
+            fields["last_tag_time"] = now
+        meta = self.store.update_image_meta(config_digest, **fields)
+        if config is None:
+            config = self.store.read_json_blob(config_digest, "image config")
+        image = Image(config_digest, digest, manifest, config, [], list(meta.get("repo_digests", [])),
+                      int(meta.get("size", 0)), meta)
+        if refs:
+            manifests = self.store.set_refs(refs, desc)[1]
+        else:
+            manifests = self.store.manifests()
+            if not self._names(image, manifests):
+                manifests = self.store.add_untagged(desc)
+        image.tags = self._names(image, manifests)
         return image
-
-    def _is_named(self, image_id: str) -> bool:
-        with contextlib.suppress(SandboxError):
-            return bool(self.get(image_id).tags)
-        return False
 
     def unpack(self, diff_ids: builtins.list[str], blobs: builtins.list[str]) -> int:
         """Unpack each layer (once per chain id); return the image's unpacked size."""
@@ -333,20 +360,24 @@ class ImageStore:
             parent = chain_id
         return total
 
-    def _set_tag(self, name: str, desc: Descriptor) -> None:
+    @staticmethod
+    def _tag_ref(name: str) -> tuple[str, str]:
+        """(familiar, full) name for a tag ``name``; a name with a digest is refused."""
         ref = _ref.parse(name)
         if ref.tag is None:
             raise InvalidReference(f"cannot tag with {name!r}: a tag name cannot contain a digest",
                                    hint="use NAME[:TAG]")
-        self.store.set_ref(ref.familiar, ref.full_name, desc)
-        self.store.update_image_meta(self._config_digest(desc), last_tag_time=time.time())
+        return ref.familiar, ref.full_name
 
     def tag(self, source: str, target: str) -> Image:
-        """``docker tag SOURCE TARGET``."""
+        """``docker tag SOURCE TARGET``: one index write (none when TARGET already names it)."""
         with self.store.transaction():
             desc = self._find(source)
-            self._set_tag(target, desc)
-            return self.get(target)
+            manifests = self.store.set_refs([self._tag_ref(target)], desc)[1]
+            self.store.update_image_meta(self._config_digest(desc), last_tag_time=time.time())
+            image = self._load(desc)
+            image.tags = self._names(image, manifests)
+            return image
 
     # -- removing --------------------------------------------------------------
 

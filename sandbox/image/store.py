@@ -421,16 +421,25 @@ class Store:
         """Every manifest descriptor in index.json (tagged ones carry REF_NAME)."""
         return [Descriptor.from_json(m) for m in self.read_index().get("manifests", [])]
 
-    def update_index(self, change: IndexChange) -> None:
-        """Apply ``change`` (a function of the manifest list) atomically, under the store lock."""
+    def update_index(self, change: IndexChange) -> list[Descriptor]:
+        """Apply ``change`` (a function of the manifest list) atomically, under the store lock.
+
+        Returns the manifest list as it now is.  A change that changes nothing
+        writes nothing (re-tagging an image with the name it has, as every full
+        cache hit of ``build -t`` does): the index and its backup stay as they are.
+        """
         with self.index_lock.hold():
             index = self.read_index()
-            manifests = [Descriptor.from_json(m) for m in index.get("manifests", [])]
-            manifests = change(manifests)
-            index["manifests"] = [m.to_json() for m in manifests]
+            before = index.get("manifests", [])
+            manifests = change([Descriptor.from_json(m) for m in before])
+            after = [m.to_json() for m in manifests]
+            if after == before and "schemaVersion" in index and "mediaType" in index:
+                return manifests
+            index["manifests"] = after
             index.setdefault("schemaVersion", 2)
             index.setdefault("mediaType", OCI_INDEX)
             self._write_index(index)
+            return manifests
 
     def set_ref(self, name: str, full_name: str, manifest: Descriptor) -> str | None:
         """Point ``name`` at ``manifest``; return the manifest digest it pointed at before.
@@ -439,34 +448,48 @@ class Store:
         The image that loses the name stays, as ``<none>:<none>``, in the same index
         write, so no collection and no crash can come between the two.
         """
-        previous: list[str | None] = [None]
+        return self.set_refs([(name, full_name)], manifest)[0][name]
+
+    def set_refs(self, names: list[tuple[str, str]], manifest: Descriptor
+                 ) -> tuple[dict[str, str | None], list[Descriptor]]:
+        """Point every ``(name, full_name)`` at ``manifest`` in one index write (``build -t a -t b``).
+
+        Returns the manifest digest each name pointed at before (None: a new
+        name) and the manifest list written.  As :meth:`set_ref` for each name.
+        """
+        names = list(dict.fromkeys(names))     # ``-t a -t a`` is one name
+        previous: dict[str, str | None] = {name: None for name, _ in names}
 
         def change(ms: list[Descriptor]) -> list[Descriptor]:
-            out, old = [], None
-            for m in ms:
-                if m.annotations.get(REF_NAME) == name:
-                    previous[0], old = m.digest, m
-                    continue
-                if m.digest == manifest.digest and REF_NAME not in m.annotations:
-                    continue
-                out.append(m)
-            out.append(Descriptor(manifest.media_type, manifest.digest, manifest.size,
-                                  {REF_NAME: name, FULL_NAME: full_name}, manifest.platform))
-            if old is not None and not any(m.digest == old.digest for m in out):
-                out.append(Descriptor(old.media_type, old.digest, old.size, {}, old.platform))
-            return sorted(out, key=_index_order)
+            for name, full_name in names:
+                out, old = [], None
+                for m in ms:
+                    if m.annotations.get(REF_NAME) == name:
+                        previous[name], old = m.digest, m
+                        continue
+                    if m.digest == manifest.digest and REF_NAME not in m.annotations:
+                        continue
+                    out.append(m)
+                out.append(Descriptor(manifest.media_type, manifest.digest, manifest.size,
+                                      {REF_NAME: name, FULL_NAME: full_name}, manifest.platform))
+                if old is not None and not any(m.digest == old.digest for m in out):
+                    out.append(Descriptor(old.media_type, old.digest, old.size, {}, old.platform))
+                ms = sorted(out, key=_index_order)
+            return ms
 
-        self.update_index(change)
-        return previous[0]
+        return previous, self.update_index(change)
 
-    def add_untagged(self, manifest: Descriptor) -> None:
-        """Record an image without a name (docker's ``<none>:<none>``), unless it has one."""
+    def add_untagged(self, manifest: Descriptor) -> list[Descriptor]:
+        """Record an image without a name (docker's ``<none>:<none>``), unless it has one.
+
+        Returns the manifest list as it now is.
+        """
         def change(ms: list[Descriptor]) -> list[Descriptor]:
             if any(m.digest == manifest.digest for m in ms):
                 return ms
             bare = Descriptor(manifest.media_type, manifest.digest, manifest.size, {}, manifest.platform)
             return sorted(ms + [bare], key=_index_order)
-        self.update_index(change)
+        return self.update_index(change)
 
     # -- per-image metadata ----------------------------------------------------
 
