@@ -9,10 +9,12 @@ Measured in one run, on one busybox image bootstrapped from the host:
   kernel's situation), against ``runc run`` (whose spec has a network
   namespace with loopback only: the fair comparison), and the same on the
   default bridge beside it;
-* where a warm run's time goes: the client's two requests (create_named, and
-  start streaming until the exit), and the supervisor's share of each step,
-  sampled with py-spy when it is installed (shares of the profiled runs,
-  scaled to the unprofiled median: py-spy itself slows the supervisor);
+* where a warm run's time goes: ``Engine.run`` is one request (``run_named``:
+  create, start, stream until the exit); the same as two requests
+  (``create_named``, then ``start``), interleaved with it, shows what the
+  round trip saves and each half apart; and the supervisor's share of each
+  step, sampled with py-spy when it is installed (shares of the profiled
+  runs, scaled to the unprofiled median: py-spy itself slows the supervisor);
 * cold: ``sandbox run --rm busybox true`` as a new process, 20 times (the
   supervisor already running, as it is after the first command);
 * ``runc run`` of the same rootfs (Docker's default spec), a new process each time;
@@ -46,6 +48,8 @@ COLD = 20
 #: sampled frame outwards names the step (so an rmtree inside the create counts as removal).
 PHASES = (
     ("rmtree", "deferred delete of the last container's files"),
+    ("Loop.delete_when_idle.<locals>.first.<locals>.piece", "deferred delete of the last container's files"),
+    ("Loop.delete_when_idle.<locals>.first", "deferred delete of the last container's files"),
     ("_Lines.next", "the init sets itself up (fork, namespaces, mounts, seccomp, caps)"),
     ("make_cgroup", "cgroup made, limited, devices"),
     ("Runtime._make_cgroup", "cgroup made, limited, devices"),        # (before the runtime's split)
@@ -61,9 +65,9 @@ PHASES = (
     ("Container.delete", "runtime delete: cgroup removed, state dir"),
     ("Box.remove", "removal: record, lease, rename"),
     ("Box.exited", "exit: drain, OOM counter, events"),
-    ("op_create_named", "create_named: image, record, dirs, lease"),
+    ("op_create_named", "create: image, record, dirs, lease"),
     ("Loop.run_once", "supervisor loop, sockets, other"),
-    ("select", "supervisor idle: the client, the socket, the kernel"),
+    ("select", "supervisor idle: the container's exit, the client"),
 )
 
 
@@ -94,20 +98,24 @@ def runc_bundle(engine, tmp: Path) -> Path | None:
 
 
 def warm_runs(engine, network: str) -> dict[str, float]:
-    """Medians (ms) of WARM ``Engine.run`` of ``true``: in all, and its two requests apart."""
+    """Medians (ms) of WARM ``Engine.run`` of ``true`` (one request, ``run_named``), and,
+    interleaved with them, of the same as two requests (``create_named``, then ``start``)."""
     containers = engine.containers
-    total, create, start = [], [], []
+    total, two, create, start = [], [], [], []
     for _ in range(WARM):
         t0 = time.perf_counter()
-        cid = containers.create_id("busybox", ["true"], auto_remove=True, network=network)
+        assert engine.run("busybox", ["true"], remove=True, network=network).exit_code == 0
         t1 = time.perf_counter()
-        code = containers.start_attached(cid, lambda stream, data: None)
+        cid = containers.create_id("busybox", ["true"], auto_remove=True, network=network)
         t2 = time.perf_counter()
-        assert code == 0
-        total.append(t2 - t0)
-        create.append(t1 - t0)
-        start.append(t2 - t1)
-    return {"total": median_ms(total), "create": median_ms(create), "start": median_ms(start)}
+        assert containers.start_attached(cid, lambda stream, data: None) == 0
+        t3 = time.perf_counter()
+        total.append(t1 - t0)
+        two.append(t3 - t1)
+        create.append(t2 - t1)
+        start.append(t3 - t2)
+    return {"total": median_ms(total), "two": median_ms(two), "create": median_ms(create),
+            "start": median_ms(start)}
 
 
 def supervisor_phases(engine, pid: int, tmp: Path) -> list[tuple[str, float]]:
@@ -117,12 +125,12 @@ def supervisor_phases(engine, pid: int, tmp: Path) -> list[tuple[str, float]]:
         return []
     out = tmp / "spy.txt"
     proc = subprocess.Popen([spy, "record", "-p", str(pid), "-r", "500", "-f", "raw", "-o", str(out),
-                             "--idle", "-d", "6"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)   # py-spy attaches
-    deadline = time.monotonic() + 4.5
-    while time.monotonic() < deadline:
+                             "--idle", "-d", "5"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Runs from before py-spy attaches until it has finished: every sample falls inside the
+    # loop.  (Sleeping while it attached, and after the loop, had sampled seconds of an idle
+    # supervisor, and "supervisor idle" came out as 11 ms of a run that waits under 2.)
+    while proc.poll() is None:
         engine.run("busybox", ["true"], remove=True, network="none")
-    proc.wait()
     counts: dict[str, int] = {}
     total = 0
     for line in out.read_text().splitlines() if out.exists() else []:
@@ -189,8 +197,9 @@ def main() -> int:
     for name, ms in results.items():
         print(f"{name:32} {ms:10.1f}")
     none = results["warm Engine.run --network none"]
-    print(f"\nwhere a warm run (--network none, median {none:.1f} ms) goes, from the client: "
-          f"create_named {split['create']:.1f} ms, start until the exit {split['start']:.1f} ms")
+    print(f"\nwhere a warm run (--network none, median {none:.1f} ms, one request) goes; as two requests "
+          f"instead (interleaved): {split['two']:.1f} ms = create_named {split['create']:.1f} ms "
+          f"+ start until the exit {split['start']:.1f} ms")
     if phases:
         print("in the supervisor (py-spy shares of the profiled runs x the median above):")
         for name, share in phases:

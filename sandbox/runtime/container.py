@@ -403,6 +403,9 @@ class Runtime:
     # ------------------------------------------------------------------ hooks
 
     def run_hooks(self, container: Container, stage: str, *, fatal: bool) -> bool:
+        hooks = container.spec.get("hooks") or {}
+        if not hooks.get(stage) and not (stage == "createRuntime" and hooks.get("prestart")):
+            return True   # none: no state to build (its status reads the kernel twice per start)
         return self.run_hooks_for(container.id, container.spec, container.pid, stage, fatal=fatal,
                                   status=container.status, bundle=container.bundle)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import time
@@ -470,7 +469,7 @@ class Box:
             remove_anonymous_volumes(self.host.volumes, self.rec)
         self.event("destroy")
         self.removed()  # answer `run --rm` and `wait` now; the files go when no client waits
-        self.host.loop.when_idle(lambda: shutil.rmtree(doomed, ignore_errors=True))
+        self.host.loop.delete_when_idle(doomed)
 
     def _kill_now(self) -> None:
         """SIGKILL everything in the container and handle its exit before returning."""

@@ -8,10 +8,12 @@ is all it needs, and every callback runs to completion before the next.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import os
 import selectors
+import shutil
 import signal
 import time
 from typing import Any
@@ -43,6 +45,8 @@ class Loop:
         self.children: dict[int, Callable[[int], None]] = {}
         #: Work that can wait until no client does (deleting a removed container's files).
         self.idle: list[Callable[[], None]] = []
+        #: The last wait for an event ended without one: idle work needs no new quiet wait.
+        self._quiet = False
         self.running = True
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
@@ -98,6 +102,38 @@ class Loop:
         """Run ``fn`` once nothing else is ready: off the path of the request that made it."""
         self.idle.append(fn)
 
+    def delete_when_idle(self, path: str | os.PathLike[str]) -> None:
+        """Delete the tree ``path`` as idle work, one entry of its top directory per piece.
+
+        The pieces mostly run while the next container's init sets itself up
+        (see :meth:`run_one_idle`), and the runtime answers the init between
+        two pieces: one ``rmtree`` of a whole container directory (several ms
+        here, most of it the kernel's) kept an init that had just asked for
+        its ``pid`` ack waiting that long.  Whatever a piece fails on goes in
+        the last one.
+        """
+        root = os.fspath(path)
+
+        def first() -> None:
+            try:
+                left = [os.path.join(root, name) for name in os.listdir(root)]
+            except OSError:
+                left = []
+
+            def piece() -> None:
+                if not left:
+                    shutil.rmtree(root, ignore_errors=True)   # the directory, and whatever a piece left
+                    return
+                entry = left.pop()
+                if os.path.isdir(entry) and not os.path.islink(entry):
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry)
+                self.idle.append(piece)
+            piece()
+        self.idle.append(first)
+
     def run_idle(self) -> None:
         """Everything queued by :meth:`when_idle` (also on the way out)."""
         while self.idle:
@@ -152,7 +188,11 @@ class Loop:
             timeout = wait if timeout is None else min(timeout, wait)
         # Idle work waits for QUIET seconds without an event: a client that sends its
         # next request right after an answer (a loop of `run`s) is not made to wait for it.
-        ready = self.sel.select((QUIET if timeout is None else min(timeout, QUIET)) if self.idle else timeout)
+        # Once it is quiet, the pieces follow one another until the next event (a removed
+        # container's directory is a dozen pieces: see delete_when_idle).
+        quiet = 0.0 if self._quiet else QUIET
+        ready = self.sel.select((quiet if timeout is None else min(timeout, quiet)) if self.idle else timeout)
+        self._quiet = not ready
         if not ready and self.idle:
             safely(self.idle.pop(0))   # one piece, then look again
             return

@@ -50,8 +50,8 @@ def capability_set(cap_add: Iterable[str], cap_drop: Iterable[str], privileged: 
     """
     adds = [normalize_capability(c) for c in cap_add]
     drops = [normalize_capability(c) for c in cap_drop]
-    available = [c for c in ALL_CAPABILITIES
-                 if host_bounding_set is None or c in _cap_names(host_bounding_set)]
+    host = None if host_bounding_set is None else _cap_names(host_bounding_set)   # once, not per name
+    available = [c for c in ALL_CAPABILITIES if host is None or c in host]
     if privileged:
         return sorted(available)
     if "ALL" in adds:
