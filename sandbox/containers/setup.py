@@ -209,13 +209,16 @@ def mount_rootfs(store: Any, cdir: Path, chain_ids: list[str], driver: str = "ov
     if len(options) >= kernel.PAGE_SIZE - 64:
         raise UsageError(f"the image has too many layers ({len(chain_ids)}) for one overlay mount",
                          hint="squash the image (export and import it)")
+    # The record's driver decides, not this process's environment (None: the
+    # kernel, else what wrote the upper dir; see image.layers.mount_overlay).
+    fuse = True if driver == "fuse-overlayfs" else None
     try:
         try:
-            mount_overlay(target, options + ",volatile" if volatile else options)
+            mount_overlay(target, options + ",volatile" if volatile else options, fuse=fuse)
         except KernelError as e:
             if not volatile or e.errno != errno.EINVAL:
                 raise
-            mount_overlay(target, options)
+            mount_overlay(target, options, fuse=fuse)
     except KernelError as e:
         raise KernelError("mount overlay on", str(target), e.errno or errno.EIO,
                           hint="is this running without root, or on a file system overlayfs "

@@ -145,6 +145,28 @@ def test_a_container_runs_on_a_fuse_mount_that_rm_takes_away(engine):
     wait_for(lambda: not fuse_processes(cdir))    # the daemon exits once its mount is gone
 
 
+def test_a_client_that_forces_the_driver_gets_it_from_a_supervisor_that_does_not(tmp_path, busybox_binary,
+                                                                                monkeypatch):
+    """The record's driver decides the mount, not the supervisor's environment."""
+    monkeypatch.delenv(ENV, raising=False)
+    with fuse_mode(0o666):
+        eng = Engine(tmp_path / "root")
+        eng.images.bootstrap("busybox", binary=busybox_binary)
+        try:
+            eng.supervisor.call("ping")              # started without the variable
+            monkeypatch.setenv(ENV, "fuse-overlayfs")
+            c = eng.containers.run("busybox", ["sleep", "30"], detach=True)
+            cdir = str(c.dir)
+            try:
+                assert c.attrs["Driver"] == "fuse-overlayfs"
+                assert fuse_mounts(Path("/proc/self/mountinfo").read_text(), cdir + "/rootfs")
+            finally:
+                c.remove(force=True)
+            wait_for(lambda: not fuse_processes(cdir))
+        finally:
+            assert not clean_engine(eng), "mounts left below the store"
+
+
 def test_whiteout_and_opaque_show_in_diff_and_survive_commit(engine):
     c = engine.containers.run("busybox", ["sh", "-c", CHANGES], detach=True)
     try:
