@@ -76,6 +76,19 @@ def _in_lowers(rel: str, lowers: list[Path]) -> bool:
     return False
 
 
+def _hidden_by_opaque(child: str, dfd: int, lowers: list[Path]) -> list[tuple[str, str]]:
+    """Everything the image had in the opaque directory ``child`` (open as ``dfd``) and the
+    container has not made again: each such entry is deleted."""
+    present = {n for n in os.listdir(dfd) if not n.startswith(_WH)}
+    gone: set[str] = set()
+    for lower in lowers:
+        with_dir = os.path.join(lower, child)
+        if os.path.isdir(with_dir) and not os.path.islink(with_dir):
+            gone.update(n for n in os.listdir(with_dir)
+                        if not _is_whiteout(os.lstat(os.path.join(with_dir, n))))
+    return [("D", f"/{child}/{n}") for n in sorted(gone - present)]
+
+
 def changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
     """``docker diff``: ("A" | "C" | "D", "/path"), sorted by path.
 
@@ -117,15 +130,7 @@ def changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
                 continue        # replaced since the lstat (by a symlink, say): not followed
             try:
                 if existed and _opaque(fd_path(sub), follow=True):
-                    # Everything the image had here is hidden: each such entry is deleted.
-                    present = {n for n in os.listdir(sub) if not n.startswith(_WH)}
-                    gone: set[str] = set()
-                    for lower in lower_paths:
-                        with_dir = os.path.join(lower, child)
-                        if os.path.isdir(with_dir) and not os.path.islink(with_dir):
-                            gone.update(n for n in os.listdir(with_dir)
-                                        if not _is_whiteout(os.lstat(os.path.join(with_dir, n))))
-                    out.extend(("D", f"/{child}/{n}") for n in sorted(gone - present))
+                    out.extend(_hidden_by_opaque(child, sub, lower_paths))
                 walk(child, sub)
             finally:
                 os.close(sub)
