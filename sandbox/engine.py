@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .containers.api import ContainerCollection
     from .image.images import Image, ImageStore
     from .image.store import Store
 
@@ -154,10 +155,17 @@ class Engine:
         self._images: ImageStore | None = None
         self._client: Any = None
         self.images = ImageCollection(self)
-        from .containers.api import ContainerCollection
-        self.containers = ContainerCollection(self)
+        self._containers: Any = None
         self._volumes: Any = None
         self._networks: Any = None
+
+    @property
+    def containers(self) -> ContainerCollection:
+        """``engine.containers`` (loaded on first use: a build cache hit needs no container API)."""
+        if self._containers is None:
+            from .containers.api import ContainerCollection
+            self._containers = ContainerCollection(self)
+        return self._containers
 
     @property
     def networks(self) -> Any:

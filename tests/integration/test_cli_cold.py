@@ -121,6 +121,20 @@ def test_a_cold_verb_imports_only_what_it_uses(listed, argv):
         assert json.loads(text)[0]["Id"]
 
 
+@requires_root_for("a user's command first joins the user namespace (sandbox.rootless)")
+def test_a_build_cache_hit_imports_no_container_api(listed, tmp_path):
+    """A full hit reads the store and tags; the container API, records and supervisor client stay out."""
+    (tmp_path / "Dockerfile").write_text('FROM busybox\nENV A=1\nCMD ["true"]\n')
+    cold_modules(listed, "build", "-q", "-t", "cold-hit", str(tmp_path))  # the first build fills the cache
+    text, modules = cold_modules(listed, "build", "-q", "-t", "cold-hit", str(tmp_path))
+    listed.images.remove("cold-hit")
+    cut = ("sandbox.containers.api", "sandbox.containers.container", "sandbox.containers.records",
+           "sandbox.supervisor.client")
+    heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in cut))
+    assert heavy == [], f"a cached sandbox build imported {heavy}"
+    assert text.strip().startswith("sha256:")
+
+
 def test_a_template_loads_the_template_engine_only_then(listed):
     text, modules = cold_modules(listed, "ps", "-a", "--format", "{{.Names}}")
     assert "cold-exited" in text.split() and "sandbox.gotemplate" in modules
