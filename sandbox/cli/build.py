@@ -9,7 +9,9 @@ failed step's output, which would otherwise be lost).
 from __future__ import annotations
 
 import sys
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..errors import BuildError, UsageError
 
@@ -34,7 +36,7 @@ def register(sub: Any) -> None:
                    help="output style (plain prints every event)")
     p.set_defaults(func=run)
     b = sub.add_parser("builder", help="Manage the build cache")
-    bsub = b.add_subparsers(dest="builder_verb", metavar="COMMAND", parser_class=type(b))
+    bsub = b.add_subparsers(dest="builder_verb", metavar="COMMAND", parser_class=type(b), prog=b.prog)
     bsub.required = True
     pr = bsub.add_parser("prune", help="Remove the build cache")
     pr.add_argument("-a", "--all", action="store_true", help="remove all cache records (the default here)")

@@ -28,7 +28,7 @@ class _Only:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("container", help="Manage containers")
-    csub = p.add_subparsers(dest="container_verb", metavar="COMMAND", parser_class=type(p))
+    csub = p.add_subparsers(dest="container_verb", metavar="COMMAND", parser_class=type(p), prog=p.prog)
     csub.required = True
     by_module: dict[str, set[str]] = {}
     for verb, module in VERBS.items():

@@ -11,7 +11,7 @@ from . import history, images, import_, inspect, load, rmi, save, tag
 
 def register(sub: Any) -> None:
     p = sub.add_parser("image", help="Manage images")
-    verbs = p.add_subparsers(dest="image_verb", metavar="COMMAND", parser_class=type(p))
+    verbs = p.add_subparsers(dest="image_verb", metavar="COMMAND", parser_class=type(p), prog=p.prog)
     verbs.required = True
     images.register(verbs, "ls")
     rmi.register(verbs, "rm")

@@ -11,7 +11,7 @@ from .table import write_format, write_table
 
 def register(sub: Any) -> None:
     p = sub.add_parser("network", help="Manage networks")
-    nsub = p.add_subparsers(dest="network_verb", metavar="COMMAND", parser_class=type(p))
+    nsub = p.add_subparsers(dest="network_verb", metavar="COMMAND", parser_class=type(p), prog=p.prog)
     nsub.required = True
     c = nsub.add_parser("create", help="Create a network")
     c.add_argument("name", metavar="NETWORK")

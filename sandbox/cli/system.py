@@ -12,7 +12,7 @@ from .table import write_table
 
 def register(sub: Any) -> None:
     p = sub.add_parser("system", help="Manage the store")
-    ssub = p.add_subparsers(dest="system_verb", metavar="COMMAND", parser_class=type(p))
+    ssub = p.add_subparsers(dest="system_verb", metavar="COMMAND", parser_class=type(p), prog=p.prog)
     ssub.required = True
     d = ssub.add_parser("df", help="Show disk usage")
     d.add_argument("-v", "--verbose", action="store_true")

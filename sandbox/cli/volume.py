@@ -11,7 +11,7 @@ from .table import write_format, write_table
 
 def register(sub: Any) -> None:
     p = sub.add_parser("volume", help="Manage volumes")
-    vsub = p.add_subparsers(dest="volume_verb", metavar="COMMAND", parser_class=type(p))
+    vsub = p.add_subparsers(dest="volume_verb", metavar="COMMAND", parser_class=type(p), prog=p.prog)
     vsub.required = True
     c = vsub.add_parser("create", help="Create a volume")
     c.add_argument("name", nargs="?")
