@@ -13,11 +13,12 @@ import builtins
 import os
 from pathlib import Path
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, BinaryIO
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
 
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from typing import Any, BinaryIO
     from .containers.api import ContainerCollection
     from .image.images import Image, ImageStore
     from .image.store import Store

@@ -26,9 +26,8 @@ read as a registry called ``myorg``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
-
 from .errors import InvalidReference
+from .plain import FrozenRecord
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -55,14 +54,17 @@ _IMAGE_ID_RE = re.compile(r"[a-f0-9]{64}")
 _ID_PREFIX_RE = re.compile(r"(?:sha256:)?[a-f0-9]{1,64}")
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(FrozenRecord):
     """A normalised image reference; build one with :func:`parse`."""
 
+    _fields = ("registry", "repository", "tag", "digest")
     registry: str
     repository: str
     tag: str | None
     digest: str | None
+
+    def __init__(self, registry: str, repository: str, tag: str | None, digest: str | None) -> None:
+        self._set(registry=registry, repository=repository, tag=tag, digest=digest)
 
     @property
     def name(self) -> str:
@@ -91,7 +93,7 @@ class Reference:
     def with_tag(self, tag: str) -> Reference:
         """Return a copy with ``tag``; the digest is kept, as Docker's ``WithTag`` does."""
         _check_tag(tag, f"{self.name}:{tag}")
-        return replace(self, tag=tag)
+        return self.replace(tag=tag)
 
     def _suffix(self) -> str:
         tag = f":{self.tag}" if self.tag else ""

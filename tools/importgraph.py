@@ -66,7 +66,7 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ("kernel", "the only module that calls libc through ctypes", ("sandbox.kernel",)),
     ("leaves", "small modules that import nothing of the kit but errors, usable from every layer",
      ("sandbox.errors", "sandbox.humanize", "sandbox.reference", "sandbox.rootdir", "sandbox.gotemplate",
-      "sandbox._version", "sandbox.build.words", "sandbox.tables")),
+      "sandbox._version", "sandbox.build.words", "sandbox.tables", "sandbox.plain")),
 ]
 
 

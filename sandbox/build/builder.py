@@ -42,7 +42,7 @@ import posixpath
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
 
 from ..errors import BuildError, DockerfileSyntaxError, ImageNotFound, StoreFull
 from ..humanize import shorten
@@ -56,9 +56,11 @@ from .run_step import RunStep
 from .stages import PROXY_ARGS, Plan, Stage, arg_decls, onbuild_instruction
 from .stages import plan as make_plan
 from .stages import stage_dependencies
-from .step import DEFAULT_PATH, NO_IMAGE, BuildServices, Prepared, State
+from .step import DEFAULT_PATH, NO_IMAGE, Prepared, State
 
 if TYPE_CHECKING:
+    from typing import Any
+    from .step import BuildServices
     from ..image.images import Image
 
 class Builder(MetadataSteps, RunStep, FileSteps):
@@ -405,13 +407,12 @@ class Builder(MetadataSteps, RunStep, FileSteps):
         state.image["history"] = list(state.image.get("history") or []) + [history]
         state.key = key
         state.missed = True
-        import dataclasses      # here: a cache hit records nothing
         from ..image import fsutil
         from ..image.store import sha256_digest
         config_digest = sha256_digest(fsutil.canonical_json(state.image))
         self.cache.put(key, parent, {
             "config": state.image, "config_digest": config_digest,
-            "layers": [dataclasses.asdict(l) for l in state.layers], "chain_ids": state.chain_ids,
+            "layers": [l.as_dict() for l in state.layers], "chain_ids": state.chain_ids,
             "instruction": str(ins), "step_id": prepared.step_id, "files": prepared.files,
             "args": prepared.args, "layer_size": layer_size})
         return layer_size, config_digest

@@ -32,19 +32,21 @@ this place, or nothing cached here yet.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..humanize import shorten
 from ..image import fsutil
+from ..image.mediatypes import sha256_hex
 
 
 def digest_of(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return sha256_hex(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
 
 
 class BuildCache:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
-import hashlib
 import os
 import posixpath
 import re
@@ -45,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import BuildError
-from .record import Record
+from ..plain import Record
 
 WILDCARD_CHARS = "*?["
 
@@ -451,6 +450,7 @@ class SourceTree:
                         files[posixpath.join(src.rel, sub)] = _entry_digest(cfd, cst)
                 else:
                     files[src.rel] = _entry_digest(fd, st)
+        import hashlib  # here: a cache hit without COPY or ADD never loads OpenSSL (see mediatypes.sha256_hex)
         h = hashlib.sha256()
         for rel in sorted(files):
             h.update(rel.encode("utf-8", "surrogateescape") + b"\0" + files[rel].encode() + b"\n")
@@ -469,6 +469,7 @@ def _names(dir_fd: int) -> list[str]:
 def _file_sha(fd: int) -> str:
     """The sha256 of the file ``fd`` holds, read once (plain ``os.read``: a context's files are
     mostly small, and a buffered file object per file was most of a COPY's cache check)."""
+    import hashlib
     h = hashlib.sha256()
     rfd = os.open(fd_path(fd), os.O_RDONLY | os.O_CLOEXEC)   # the inode the descriptor holds, not a name
     try:

@@ -33,10 +33,11 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
-import shutil
 import stat
 from collections.abc import Iterable
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..errors import BuildError, UsageError
 from .context import fd_path
@@ -182,6 +183,7 @@ def _remove_at(dir_fd: int, name: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
+        import shutil  # here: shutil brings bz2 and lzma, which a cache hit never needs
         shutil.rmtree(name, dir_fd=dir_fd)
     else:
         os.unlink(name, dir_fd=dir_fd)

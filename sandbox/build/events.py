@@ -10,11 +10,13 @@ a tutorial's output; ``event.to_dict()`` is what programs and widgets read.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 from collections.abc import Callable
 
 from ..humanize import size as human_size
-from .record import Record
+from ..plain import Record
 
 
 class BuildEvent(Record):

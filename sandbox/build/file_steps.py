@@ -27,14 +27,16 @@ import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..errors import BuildError, ImageNotFound, SandboxError, StoreFull
 from . import copyfs, words
 from .cache import digest_of
 from .context import Source, SourceTree, fd_path
 from .parser import Heredoc, Instruction
-from .record import Record
+from ..plain import Record
 from .stages import copy_args
 from .step import Prepared, State, StepBase
 

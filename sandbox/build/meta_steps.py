@@ -10,7 +10,9 @@ and returns the history entry, written as Docker writes it
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..errors import SandboxError
 from .parser import Instruction, json_form

@@ -28,7 +28,7 @@ import json
 import re
 
 from ..errors import DockerfileSyntaxError
-from .record import Record
+from ..plain import Record
 
 #: Every instruction the builder knows.
 KEYWORDS = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "LABEL", "EXPOSE", "ADD", "COPY",

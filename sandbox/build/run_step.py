@@ -27,7 +27,9 @@ import re
 import stat
 import threading
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..errors import BuildError, ImageNotFound, SandboxError, StoreFull
 from ..image import fsutil

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .parser import Dockerfile, Instruction, json_form, parse, split_words
-from .record import Record
+from ..plain import Record
 
 #: Flags each instruction accepts (Docker's; anything else is an error).
 FLAGS = {

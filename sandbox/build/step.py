@@ -15,7 +15,7 @@ import contextlib
 import os
 from pathlib import Path
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
 
 from ..errors import BuildError
 from ..humanize import shorten
@@ -24,10 +24,11 @@ from .cache import BuildCache
 from .context import DockerIgnore, SourceTree
 from .events import BuildEvent, EventFn
 from .parser import Instruction
-from .record import Record
+from ..plain import Record
 from .stages import Plan, Stage
 
 if TYPE_CHECKING:
+    from typing import Any, Protocol
     from ..containers.api import ContainerCollection
     from ..image.images import ImageStore
     from ..image.layers import LayerBlob
@@ -40,21 +41,22 @@ DEFAULT_SHELL = ["/bin/sh", "-c"]
 NO_IMAGE = "sha256:" + "0" * 64
 
 
-class BuildServices(Protocol):
-    """What a build uses of the engine; :class:`sandbox.Engine` is one.
+if TYPE_CHECKING:  # a Protocol is a class typing makes at run time; only mypy needs this one
+    class BuildServices(Protocol):
+        """What a build uses of the engine; :class:`sandbox.Engine` is one.
 
-    A protocol, not the Engine class: the builder is below the engine, which
-    imports it for ``Engine.build``.
-    """
+        A protocol, not the Engine class: the builder is below the engine, which
+        imports it for ``Engine.build``.
+        """
 
-    @property
-    def store(self) -> Store: ...
+        @property
+        def store(self) -> Store: ...
 
-    @property
-    def image_store(self) -> ImageStore: ...
+        @property
+        def image_store(self) -> ImageStore: ...
 
-    @property
-    def containers(self) -> ContainerCollection: ...
+        @property
+        def containers(self) -> ContainerCollection: ...
 
 
 class State(Record):

@@ -22,7 +22,9 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 from collections.abc import Iterator
 
 TMP_PREFIX = ".tmp-"

@@ -15,13 +15,15 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 from collections.abc import Iterable, Iterator
 
 from .. import reference as _ref
 from ..errors import (AmbiguousReference, BlobCorrupt, ImageInUse, ImageNotFound, InvalidReference,
                       NotFound, SandboxError, StoreCorrupt)
+from ..plain import Record
 from . import fsutil
 from .layers import LayerBlob, LayerStore, check_diff_id
 from .mediatypes import (INDEXES, OCI_CONFIG, OCI_MANIFEST, REF_NAME,
@@ -71,18 +73,22 @@ def new_config(layers: list[LayerBlob], history: list[dict[str, Any]], *,
     return out
 
 
-@dataclass
-class Image:
+class Image(Record):
     """One image as stored: its id (config digest), manifest, config and names."""
 
-    id: str
-    manifest_digest: str
-    manifest: dict[str, Any]
-    config: dict[str, Any]
-    tags: list[str] = field(default_factory=list)
-    repo_digests: list[str] = field(default_factory=list)
-    size: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
+    _fields = ("id", "manifest_digest", "manifest", "config", "tags", "repo_digests", "size", "meta")
+
+    def __init__(self, id: str, manifest_digest: str, manifest: dict[str, Any], config: dict[str, Any],
+                 tags: list[str] | None = None, repo_digests: list[str] | None = None, size: int = 0,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.id = id
+        self.manifest_digest = manifest_digest
+        self.manifest = manifest
+        self.config = config
+        self.tags: list[str] = [] if tags is None else tags
+        self.repo_digests: list[str] = [] if repo_digests is None else repo_digests
+        self.size = size
+        self.meta: dict[str, Any] = {} if meta is None else meta
 
     @property
     def short_id(self) -> str:

@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
-import string
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 from collections.abc import Callable, Iterator
 
 from ..errors import BlobCorrupt, LayerError, LayerNotFound, StoreFull
 from . import fsutil
+from ..plain import FrozenRecord
 from .mediatypes import OCI_LAYER, OCI_LAYER_GZIP
 from .store import Store, remove_tree
 
-SHORT_ALPHABET = string.ascii_uppercase + string.digits
+SHORT_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"  # string.ascii_uppercase + string.digits
 SHORT_LEN = 20
 #: How the kernel refuses an overlay it cannot mount here: not in this user namespace
 #: (EPERM, before 5.11), no overlay module (ENODEV), an upper file system it cannot use
@@ -39,14 +39,17 @@ SHORT_LEN = 20
 _KERNEL_REFUSES = (errno.EPERM, errno.EACCES, errno.ENODEV, errno.EINVAL, errno.EOPNOTSUPP)
 
 
-@dataclass(frozen=True)
-class LayerBlob:
+class LayerBlob(FrozenRecord):
     """A layer as the manifest and config see it."""
 
+    _fields = ("diff_id", "digest", "size", "media_type")
     diff_id: str
     digest: str
     size: int
     media_type: str
+
+    def __init__(self, diff_id: str, digest: str, size: int, media_type: str) -> None:
+        self._set(diff_id=diff_id, digest=digest, size=size, media_type=media_type)
 
 
 class _HashingSink:
@@ -54,6 +57,7 @@ class _HashingSink:
 
     def __init__(self, out: Any) -> None:
         self.out = out
+        import hashlib  # here: a cold command that writes no layer never loads OpenSSL
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -95,6 +99,7 @@ def write_layer_blob(store: Store, produce: Callable[[BinaryIO], None], *, compr
 
 def diff_id_of(store: Store, digest: str) -> str:
     """Hash the uncompressed content of a stored layer blob (verifying the blob too)."""
+    import hashlib
     h = hashlib.sha256()
     with store.open_blob(digest, "layer") as raw:
         from . import tarlayer  # imported on use: a cold `sandbox run` never unpacks
@@ -104,8 +109,10 @@ def diff_id_of(store: Store, digest: str) -> str:
     return "sha256:" + h.hexdigest()
 
 
-@dataclass(frozen=True)
-class UnpackedLayer:
+class UnpackedLayer(FrozenRecord):
+    """A layer unpacked in the store: its chain id, parent, blob and directory."""
+
+    _fields = ("chain_id", "diff_id", "parent", "blob", "size", "link", "path")
     chain_id: str
     diff_id: str
     parent: str | None
@@ -113,6 +120,11 @@ class UnpackedLayer:
     size: int
     link: str
     path: Path
+
+    def __init__(self, chain_id: str, diff_id: str, parent: str | None, blob: str, size: int, link: str,
+                 path: Path) -> None:
+        self._set(chain_id=chain_id, diff_id=diff_id, parent=parent, blob=blob, size=size, link=link,
+                  path=path)
 
 
 class LayerStore:

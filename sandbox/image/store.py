@@ -27,32 +27,35 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
-import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import IO, Any
 from collections.abc import Iterator
 
 from ..errors import BlobCorrupt, BlobNotFound, SandboxError, StoreCorrupt, StoreFull
+from ..plain import Record
 from . import fsutil
 from .mediatypes import FULL_NAME, OCI_INDEX, OCI_LAYOUT_VERSION, REF_NAME, check_digest, sha256_digest
 
 CHUNK = 1 << 20
 
 
-@dataclass
-class Descriptor:
+class Descriptor(Record):
     """An OCI content descriptor."""
 
-    media_type: str
-    digest: str
-    size: int
-    annotations: dict[str, str] = field(default_factory=dict)
-    platform: dict[str, Any] | None = None
+    _fields = ("media_type", "digest", "size", "annotations", "platform")
+
+    def __init__(self, media_type: str, digest: str, size: int, annotations: dict[str, str] | None = None,
+                 platform: dict[str, Any] | None = None) -> None:
+        self.media_type = media_type
+        self.digest = digest
+        self.size = size
+        self.annotations: dict[str, str] = {} if annotations is None else annotations
+        self.platform = platform
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
@@ -88,6 +91,7 @@ class BlobWriter:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         self.path = store.ingest_dir / token
         os.rename(hidden, self.path)
+        import hashlib  # here: a cold command that writes no blob never loads OpenSSL
         self._hash = hashlib.sha256()
         self.size = 0
         self.digest: str | None = None
@@ -150,6 +154,7 @@ class VerifyingReader:
         self._f = open(path, "rb")
         self._digest = digest
         self._what = what
+        import hashlib
         self._hash = hashlib.sha256()
         self._checked = False
         self.size = os.fstat(self._f.fileno()).st_size
@@ -345,8 +350,16 @@ class Store:
                                hint="remove the image with 'sandbox rmi -f' and pull, load or build it again") from None
 
     def read_blob(self, digest: str, what: str = "blob") -> bytes:
-        with self.open_blob(digest, what) as r:
-            return r.read()
+        """The whole blob, verified (a manifest or config: small, so hashed by ``sha256_digest``)."""
+        try:
+            data = self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            self.open_blob(digest, what)   # raises BlobNotFound, worded as for a stream
+            raise
+        actual = sha256_digest(data)
+        if actual != digest:
+            raise BlobCorrupt(digest, what, actual=actual)
+        return data
 
     def read_json_blob(self, digest: str, what: str = "blob") -> dict[str, Any]:
         data = self.read_blob(digest, what)
@@ -549,7 +562,8 @@ class Store:
         return out
 
 
-IndexChange = Any  # Callable[[list[Descriptor]], list[Descriptor]]
+if TYPE_CHECKING:
+    IndexChange = Any  # Callable[[list[Descriptor]], list[Descriptor]]
 
 
 def _index_order(d: Descriptor) -> tuple[str, str]:
@@ -599,4 +613,5 @@ def remove_tree(path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
+    import shutil  # here: shutil brings bz2 and lzma, and a cold command rarely removes a tree
     shutil.rmtree(path, onerror=onerror)
