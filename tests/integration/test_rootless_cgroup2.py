@@ -161,7 +161,7 @@ def test_on_the_hosts_network_the_container_sees_its_own_group(duser):
     """The host's /sys is bound in, so /sys/fs/cgroup is the container's group bound, not a new mount."""
     pids = "pids" in controllers(duser)
     r = duser.sandbox("run", "--network", "host", "--rm", *(["--pids-limit", "7"] if pids else []), "busybox",
-                      "sh", "-c", "cat /proc/self/cgroup; ls /sys/fs/cgroup; cat /sys/fs/cgroup/pids.max 2>&1")
+                      "sh", "-c", "cat /proc/self/cgroup; ls /sys/fs/cgroup; cat /sys/fs/cgroup/pids.max 2>&1 || true")
     assert "cgroup.procs" in r.stdout, r.stdout + r.stderr
     if pids:
         assert r.stdout.rstrip().endswith("7"), r.stdout     # its own limit, read at its cgroup root
