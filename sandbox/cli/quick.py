@@ -18,7 +18,9 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..supervisor import protocol
 

@@ -13,7 +13,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from .streams import output_writer
 

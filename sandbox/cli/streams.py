@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def output_writer(out: Any) -> Any:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..errors import UsageError
 from .parse import (VALID_NAME, bad_value, normalize_caps, parse_bytes, parse_cpus, parse_device, parse_env_file,

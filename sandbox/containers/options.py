@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from .keywords import _words, config_from_kwargs
 from .parse import parse_duration, parse_env_file, parse_int, parse_labels, parse_restart, parse_ulimit

@@ -16,7 +16,9 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..errors import UsageError
 

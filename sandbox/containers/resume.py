@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 from ..errors import SupervisorLost
 from ..supervisor.protocol import STDERR, STDOUT
@@ -76,6 +77,7 @@ def resume_attached(client: Any, cid: str, container_dir: Path, shown: Shown) ->
         except BaseException as e:  # noqa: BLE001 - raised again below, in the caller's thread
             box["error"] = e
 
+    import threading  # here, as pathlib below: an attached run imports this module for Shown only
     thread = threading.Thread(target=waiter, daemon=True)
     thread.start()
     replay = _Replay(shown)
@@ -121,4 +123,5 @@ class _Replay:
 
 def container_dir(root: str | os.PathLike[str], cid: str) -> Path:
     """Where a container's record and log live (see :mod:`.records`)."""
+    from pathlib import Path
     return Path(root) / "containers" / cid

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold `sandbox ps` need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..humanize import ago, duration, parse_time
 

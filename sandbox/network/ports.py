@@ -19,7 +19,9 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Any
+TYPE_CHECKING = False  # not typing's: a cold command need not import typing (see sandbox/plain.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..errors import PortInUse, UsageError
 

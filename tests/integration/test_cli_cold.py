@@ -29,11 +29,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"
 #: runtime, the kernel's ctypes, the image stack, and the heavy standard modules they pull in.
 HEAVY = ("sandbox.engine", "sandbox.containers.setup", "sandbox.containers.api", "sandbox.containers.records",
          "sandbox.runtime", "sandbox.kernel", "sandbox.image", "sandbox.supervisor.client", "sandbox.gotemplate",
-         "pathlib", "subprocess", "ctypes", "dataclasses", "html", "shutil")
+         "pathlib", "subprocess", "ctypes", "dataclasses", "html", "shutil", "typing")
 #: And what only some verbs do without: for a running container ``ps`` shows its uptime (datetime) and
-#: its ports (sandbox.network.ports, which imports socket), and sandbox.containers.status (the STATUS
-#: column) imports typing.
-LEAN = ("typing", "datetime", "socket")
+#: its ports (sandbox.network.ports, which imports socket).
+LEAN = ("datetime", "socket")
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +132,17 @@ def test_a_build_cache_hit_imports_no_container_api(listed, tmp_path):
     heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in cut))
     assert heavy == [], f"a cached sandbox build imported {heavy}"
     assert text.strip().startswith("sha256:")
+
+
+@requires_root_for("a user's command first joins the user namespace (sandbox.rootless)")
+def test_a_cold_run_sends_its_request_without_the_engine(listed):
+    """``sandbox run`` through the quick path: no engine, image store, typing, pathlib or threading."""
+    text, modules = cold_modules(listed, "run", "--rm", "--network", "none", "busybox", "echo", "cold")
+    assert text == "cold\n"
+    cut = ("sandbox.engine", "sandbox.image", "sandbox.containers.api", "sandbox.supervisor.client",
+           "typing", "pathlib", "threading", "dataclasses", "hashlib", "shutil", "subprocess")
+    heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in cut))
+    assert heavy == [], f"a cold sandbox run imported {heavy}"
 
 
 def test_a_template_loads_the_template_engine_only_then(listed):
