@@ -50,7 +50,7 @@ DEFAULT_SELECTION = ["tests/integration/test_containers.py", "tests/integration/
                      "tests/integration/test_notebook_layer.py", "tests/integration/test_overlay_layers.py",
                      "tests/integration/test_cli_images.py", "tests/integration/test_cli_cold.py",
                      "tests/integration/test_store_concurrency.py", "tests/integration/test_display.py",
-                     "tests/integration/test_fuse_overlay.py"]
+                     "tests/integration/test_fuse_overlay.py", "tests/integration/test_containers_runc.py"]
 #: A range far from the ones the tests and the classroom test give their users.
 RANGE = "800000-865535"
 

@@ -55,6 +55,14 @@ NS_FILES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts":
             "user": "user", "cgroup": "cgroup", "time": "time"}
 
 
+def no_cgroup(action: str, container_id: str) -> CgroupError:
+    """The one-line refusal of pause/resume for a container without a cgroup (also runc's, rootless)."""
+    return CgroupError(f"cannot {action} container {container_id}: it has no cgroup",
+                       hint="pausing needs the freezer of a cgroup the runtime created"
+                       + ("; rootless, that takes a cgroup delegated to this user (systemd's Delegate=yes)"
+                          if kernel.in_user_namespace() and not cgroups.delegated().available else ""))
+
+
 @dataclass
 class Container:
     """One container as the runtime knows it (see the module docstring for its status)."""
@@ -173,10 +181,7 @@ class Container:
     def _need_cgroup(self, action: str) -> cgroups.Cgroup:
         cg = self.cgroup
         if cg is None:
-            raise CgroupError(f"cannot {action} container {self.id}: it has no cgroup",
-                              hint="pausing needs the freezer of a cgroup the runtime created"
-                              + ("; rootless, that takes a cgroup delegated to this user (systemd's Delegate=yes)"
-                                 if kernel.in_user_namespace() and not cgroups.delegated().available else ""))
+            raise no_cgroup(action, self.id)
         return cg
 
     def pids(self) -> list[int]:

@@ -17,6 +17,14 @@ runc's first process exits after ``create``; the container's init is
 re-parented to the supervisor (the child subreaper), which reaps it as it
 does ours.  Limits, stats, freezing for ``commit`` and ``update`` use the
 cgroup runc made (the spec's ``cgroupsPath``) through our cgroup code.
+
+Rootless (the supervisor in the user's namespace), runc is told so
+(``--rootless true``) and the group is settled before it runs, as for our
+runtime: made by us below the user's delegated cgroup v2 group, limits
+applied, and named to runc by its full path; without a delegation the spec
+has no ``cgroupsPath`` and no resources, which runc's rootless cgroup
+manager takes as "no cgroup" (what ``runc spec --rootless`` writes), and
+the container runs with the same one-line warning about limits.
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ from collections.abc import Callable
 
 from ..errors import (CommandNotExecutable, CommandNotFound, ContainerNotFound, ContainerStartError,
                       SandboxError, UsageError)
-from ..runtime.container import process_start_time
+from ..kernel import in_user_namespace
+from ..runtime.container import no_cgroup, process_start_time
 
 
 class RuncError(ContainerStartError):
@@ -55,9 +64,30 @@ class RuncRuntime:
         self.root = root
         self.open_cgroup = open_cgroup
         self.log = os.path.join(root, "runc.log")
+        #: the supervisor lives in the user's namespace for good (rootless mode)
+        self.rootless = in_user_namespace()
 
     def _argv(self, *args: str) -> list[str]:
-        return [runc_binary(), "--root", self.root, "--log", self.log, "--log-format", "json", *args]
+        rootless = ("--rootless", "true") if self.rootless else ()
+        return [runc_binary(), "--root", self.root, "--log", self.log, "--log-format", "json", *rootless, *args]
+
+    def _rootless_spec(self, container_id: str, bundle: str, spec: dict[str, Any]) -> tuple[dict[str, Any], Any,
+                                                                                         list[str]]:
+        """The spec runc gets in rootless mode, the group made for it (or None) and what to say about limits."""
+        from ..runtime.resources import make_cgroup
+        cg, warnings = make_cgroup(self.open_cgroup, container_id, spec)
+        linux = dict(spec.get("linux") or {})
+        linux.pop("resources", None)   # applied to our group already, or not to be had
+        if cg is None:
+            linux.pop("cgroupsPath", None)
+        else:
+            # Its full path: runc names a rootless group from the hierarchy's root, not from ours.
+            from ..cgroups.v2 import V2Cgroup
+            linux["cgroupsPath"] = "/" + (str(cg.path.relative_to(cg.mount)) if isinstance(cg, V2Cgroup) else cg.name)
+        spec = {**spec, "linux": linux, "mounts": _rootless_mounts(spec)}
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(spec, f)
+        return spec, cg, warnings
 
     def run(self, *args: str, what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         os.makedirs(self.root, mode=0o700, exist_ok=True)
@@ -99,7 +129,11 @@ class RuncRuntime:
         args = ["create", "--bundle", bundle, "--pid-file", pid_file]
         listener = None
         sock_dir = None
+        cg: Any = None
+        warnings: list[str] = []
         try:
+            if self.rootless:
+                spec, cg, warnings = self._rootless_spec(container_id, bundle, spec or _load_spec(bundle))
             if console_socket is not None:
                 sock_dir = tempfile.mkdtemp(prefix="sbx-runc-")   # short: unix socket paths are limited
                 path = os.path.join(sock_dir, "console.sock")
@@ -125,6 +159,9 @@ class RuncRuntime:
                 pid = int(f.read().strip())
         except BaseException:
             self.run("delete", "--force", container_id, what="delete", check=False)
+            if cg is not None:
+                with contextlib.suppress(SandboxError, OSError):
+                    cg.destroy()
             raise
         finally:
             if listener is not None:
@@ -133,7 +170,11 @@ class RuncRuntime:
                 shutil.rmtree(sock_dir, ignore_errors=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pid_file)
-        return RuncContainer(self, container_id, pid, spec or _load_spec(bundle))
+        made = RuncContainer(self, container_id, pid, spec or _load_spec(bundle))
+        made.warnings = warnings
+        if cg is not None:
+            made._cgroup = cg
+        return made
 
     @staticmethod
     def _forward_console(listener: socket.socket, proc: subprocess.Popen[str], target: socket.socket) -> None:
@@ -183,7 +224,16 @@ class RuncContainer:
     @property
     def cgroup(self) -> Any:
         if self._cgroup is None:
-            path = ((self.spec.get("linux") or {}).get("cgroupsPath") or f"/sandbox/{self.id}").strip("/")
+            linux = self.spec.get("linux") or {}
+            if self.runtime.rootless and not linux.get("cgroupsPath"):
+                return None   # rootless without a delegated group: runc made none
+            path = (linux.get("cgroupsPath") or f"/sandbox/{self.id}").strip("/")
+            if self.runtime.rootless:
+                # Our rootless groups are named below the delegated group, which the full path repeats.
+                from ..cgroups import delegated
+                own = delegated()
+                if own.available and path.startswith(own.group.strip("/") + "/"):
+                    path = path[len(own.group.strip("/")) + 1:]
             with contextlib.suppress(SandboxError, OSError):
                 self._cgroup = self.runtime.open_cgroup(path)
         return self._cgroup
@@ -198,9 +248,13 @@ class RuncContainer:
                 os.kill(self.pid, signum)   # runc forgot it (a killed supervisor): signal the pid we know
 
     def pause(self) -> None:
+        if self.runtime.rootless and self.cgroup is None:
+            raise no_cgroup("pause", self.id)   # what our runtime says, not runc's "cgroups not configured"
         self.runtime.run("pause", self.id, what="pause")
 
     def resume(self) -> None:
+        if self.runtime.rootless and self.cgroup is None:
+            raise no_cgroup("resume", self.id)
         self.runtime.run("resume", self.id, what="resume")
 
     def delete(self, force: bool = False) -> None:
@@ -237,6 +291,25 @@ class RuncContainer:
                 raise rt.error("exec", err or "")
             with open(pid_file) as f:
                 return int(f.read().strip())
+
+
+def _rootless_mounts(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spec's mounts as runc can make them in the user's namespace.
+
+    sysfs can be mounted only by the owner of the network namespace: a
+    container on the host's network (or one joined by path, whose owner this
+    cannot tell) gets the host's /sys bound read-only instead, with nothing
+    else under /sys, as runc's own rootless conversion (``runc spec
+    --rootless``) writes it.  Our runtime makes the same choice when the mount
+    is refused (:mod:`sandbox.runtime.rootfs`).
+    """
+    mounts = list(spec.get("mounts") or [])
+    net = next((n for n in (spec.get("linux") or {}).get("namespaces") or [] if n.get("type") == "network"), None)
+    if net is not None and not net.get("path"):
+        return mounts   # a network namespace runc makes, in the user's namespace: sysfs is ours to mount
+    kept = [m for m in mounts if not (m.get("destination") == "/sys" or str(m.get("destination")).startswith("/sys/"))]
+    return kept + [{"destination": "/sys", "type": "none", "source": "/sys",
+                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}]
 
 
 def _load_spec(bundle: str) -> dict[str, Any]:

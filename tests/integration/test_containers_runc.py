@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from sandbox.errors import CommandNotFound, SupervisorError
+from sandbox.errors import CommandNotFound, SandboxError, SupervisorError
+from tests.conftest import cgroup_controller_missing, requires_cgroup, rootless_mode
 from tests.integration.container_env import engine  # noqa: F401  (module fixture)
 
 pytestmark = pytest.mark.skipif(shutil.which("runc") is None, reason="needs runc (apt install runc)")
@@ -59,15 +60,22 @@ def test_detached_life_cycle_and_supervisor_kill(engine):  # noqa: F811
         assert c.attrs["HostConfig"]["Runtime"] == "runc"
         assert _wait_for(lambda: b"ready" in c.logs())
         assert [x["id"] for x in _runc_list(engine)] == [c.id]
-        c.pause()
-        assert c.reload().attrs["State"]["Paused"]
         n = len(c.logs().splitlines())
-        time.sleep(0.5)
-        assert len(c.logs().splitlines()) == n
-        c.unpause()
+        if rootless_mode() and cgroup_controller_missing("freezer"):
+            # rootless without a delegated cgroup: runc made no group; our one line, and it runs on
+            with pytest.raises(SandboxError, match="delegated"):
+                c.pause()
+            assert c.reload().status == "running"
+        else:
+            c.pause()
+            assert c.reload().attrs["State"]["Paused"]
+            n = len(c.logs().splitlines())
+            time.sleep(0.5)
+            assert len(c.logs().splitlines()) == n
+            c.unpause()
+            assert c.stats().summary()["pids"] >= 1
         assert _wait_for(lambda: len(c.logs().splitlines()) > n + 2)
         assert c.exec_run(["cat", "/proc/1/comm"]).output == b"sh\n"
-        assert c.stats().summary()["pids"] >= 1
         c.stop(timeout=5)
         c.reload()
         assert c.attrs["State"]["ExitCode"] == 0 and c.logs().splitlines()[-1] == b"bye"
@@ -88,6 +96,7 @@ def test_detached_life_cycle_and_supervisor_kill(engine):  # noqa: F811
     assert _runc_list(engine) == []
 
 
+@requires_cgroup("memory")
 def test_oom_kill_is_recorded(engine):  # noqa: F811
     c = engine.containers.create("busybox", ["tail", "/dev/zero"], runtime="runc", mem_limit="32m")
     try:
@@ -97,3 +106,29 @@ def test_oom_kill_is_recorded(engine):  # noqa: F811
     finally:
         c.remove(force=True)
     assert not os.path.exists(f"/sys/fs/cgroup/memory/sandbox/{c.id}")
+
+
+def test_rootless_runc_runs_without_a_cgroup_or_in_the_delegated_one(engine):  # noqa: F811
+    """Rootless, runc gets --rootless and a spec it can run: its group made below the delegated one
+    (limits applied), else none, with the engine's one line about limits; /sys is the host's, bound."""
+    if not rootless_mode():
+        pytest.skip("rootless mode only (the rootless tier: python tools/rootless_tier.py)")
+    c = engine.containers.create("busybox", ["sh", "-c", "cat /proc/self/cgroup; grep ' /sys ' /proc/self/mounts"],
+                                 runtime="runc", network_mode="host", pids_limit=50)
+    try:
+        out = []
+        code = engine.containers.start_attached(c.id, lambda s, d: out.append(d))
+        text = b"".join(out).decode()
+        assert code == 0, text
+        spec = json.loads((c.dir / "bundle" / "config.json").read_text())
+        warnings = c.reload().attrs["Sandbox"].get("Warnings") or []
+        if cgroup_controller_missing("pids"):
+            assert "cgroupsPath" not in spec["linux"] and "resources" not in spec["linux"]
+            assert any("limits not applied (--pids-limit)" in w for w in warnings), warnings
+        else:
+            assert spec["linux"]["cgroupsPath"].endswith(f"/sandbox/{c.id}")
+            assert f"/sandbox/{c.id}" in text, text
+        assert " ro," in text or "ro," in text.split(" /sys ")[1], text    # the host's /sys, bound read-only
+    finally:
+        c.remove(force=True)
+    assert _runc_list(engine) == []

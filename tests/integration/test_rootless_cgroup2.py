@@ -157,6 +157,24 @@ def test_a_containers_group_is_below_the_delegated_one_whose_processes_moved_to_
         duser.sandbox("rm", "-f", "where")
 
 
+def test_runc_rootless_joins_the_group_made_below_the_delegated_one(duser):
+    """--runtime runc, rootless: the engine makes the group (and its limits) where ours would be, runc joins it."""
+    pids = "pids" in controllers(duser)
+    duser.sandbox("run", "--runtime", "runc", "--network", "none", "-d", "--name", "viarunc",
+                  *(["--pids-limit", "20"] if pids else []), "busybox", "sleep", "60")
+    try:
+        group = container_group(duser, "viarunc")
+        assert group.parent == duser.group / "sandbox", group
+        if pids:
+            assert (group / "pids.max").read_text().strip() == "20"
+        duser.sandbox("pause", "viarunc")     # runc's freezer on our group (cgroup.freeze)
+        assert (group / "cgroup.freeze").read_text().strip() == "1"
+        duser.sandbox("unpause", "viarunc")
+    finally:
+        duser.sandbox("rm", "-f", "viarunc")
+    assert not group.exists()
+
+
 def test_on_the_hosts_network_the_container_sees_its_own_group(duser):
     """The host's /sys is bound in, so /sys/fs/cgroup is the container's group bound, not a new mount."""
     pids = "pids" in controllers(duser)
