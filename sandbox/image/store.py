@@ -346,16 +346,18 @@ class Store:
         try:
             return VerifyingReader(self.blob_path(digest), digest, what)
         except FileNotFoundError:
-            raise BlobNotFound(f"{what} {digest} is missing from {self.blobs_dir}",
-                               hint="remove the image with 'sandbox rmi -f' and pull, load or build it again") from None
+            raise self._missing(digest, what) from None
+
+    def _missing(self, digest: str, what: str) -> BlobNotFound:
+        return BlobNotFound(f"{what} {digest} is missing from {self.blobs_dir}",
+                            hint="remove the image with 'sandbox rmi -f' and pull, load or build it again")
 
     def read_blob(self, digest: str, what: str = "blob") -> bytes:
         """The whole blob, verified (a manifest or config: small, so hashed by ``sha256_digest``)."""
         try:
             data = self.blob_path(digest).read_bytes()
         except FileNotFoundError:
-            self.open_blob(digest, what)   # raises BlobNotFound, worded as for a stream
-            raise
+            raise self._missing(digest, what) from None
         actual = sha256_digest(data)
         if actual != digest:
             raise BlobCorrupt(digest, what, actual=actual)
