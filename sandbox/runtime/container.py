@@ -41,6 +41,7 @@ from . import rootfs as fs
 from .procs import (kill_and_wait, parse_signal, proc_stat_fields, process_start_time,
                     send_signal, wait_gone, wait_readable)
 from .resources import make_cgroup
+from .spare import SparePool
 from .spawn import spawn
 from .state import (HOST_MOUNTS, default_root, now, own_mount_namespace, remove_cgroup, remove_tree,
                     unmount_host_mounts, write_json, write_pid_file)
@@ -252,6 +253,8 @@ class Runtime:
         self._openers: dict[str | None, Callable[[str], cgroups.Cgroup]] = {}
         #: The caller's deferred work, done while an init sets itself up (see spawn.spawn).
         self.while_waiting: Callable[[], bool] | None = None
+        #: Inits forked ahead (see .spare); a long-lived caller (the supervisor) sets one.
+        self.spares: SparePool | None = None
         self._creating_bundle = ""
 
     def open_cgroup(self, name: str, version: str | None = None) -> cgroups.Cgroup:
@@ -401,7 +404,7 @@ class Runtime:
         ready = spawn(container_id, spec, process, fifo_path=fifo_path, cgroup=cgroup, stdio=stdio,
                       console_socket=console_socket, preserve_fds=preserve_fds,
                       run_hooks=self.run_hooks_for, no_pivot=no_pivot, is_exec=is_exec,
-                      exec_root=exec_root, while_waiting=self.while_waiting)
+                      exec_root=exec_root, while_waiting=self.while_waiting, spares=self.spares)
         self.last_timings = ready.timings
         return ready.pid, ready.warnings
 

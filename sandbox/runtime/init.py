@@ -54,26 +54,7 @@ def stage_one(args: InitArgs) -> NoReturn:
     """In the first child: cgroup, namespaces, then fork PID 1.  Never returns."""
     try:
         spec = args.spec
-        if args.join_files:
-            with step("join cgroup"):
-                # Opened now: after joining a running container's mount namespace
-                # (exec) the host's /sys/fs/cgroup paths are out of sight.
-                args.join_fds = tuple(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in args.join_files)
-        with step("stdio"):
-            if args.stdio is not None:
-                for target, fd in enumerate(args.stdio):
-                    if fd != target:
-                        os.dup2(fd, target)
-        if args.fifo_path is not None:
-            with step("open exec fifo"):
-                # An O_PATH handle now: after pivot_root, or as another user in
-                # a user namespace, the state directory is out of reach.
-                args.fifo_fd = os.open(args.fifo_path, os.O_PATH | os.O_CLOEXEC)
-        process = args.process or spec["process"]
-        if process.get("oomScoreAdj") is not None:
-            with step("oom_score_adj"):
-                # Before the user namespace: inside it the file is not ours to write.
-                write_file("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))
+        open_host_files(args)
         flags, joins = namespace_flags(spec)
         # Open every namespace file first: once in the new mount namespace,
         # /proc is the container's and the paths would name other processes.
@@ -109,6 +90,32 @@ def stage_one(args: InitArgs) -> NoReturn:
     except BaseException as e:
         fail_and_exit(args.sync_fd, e)
     os._exit(0)
+
+
+def open_host_files(args: InitArgs) -> None:
+    """What must be opened or written while the host's paths are in view: the
+    cgroup files PID 1 joins by, stdio, the exec fifo, the OOM score.  Stage one
+    does this first; so does a spare init (:mod:`.spare`) when it is taken."""
+    if args.join_files:
+        with step("join cgroup"):
+            # Opened now: after joining a running container's mount namespace
+            # (exec) the host's /sys/fs/cgroup paths are out of sight.
+            args.join_fds = tuple(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in args.join_files)
+    with step("stdio"):
+        if args.stdio is not None:
+            for target, fd in enumerate(args.stdio):
+                if fd != target:
+                    os.dup2(fd, target)
+    if args.fifo_path is not None:
+        with step("open exec fifo"):
+            # An O_PATH handle now: after pivot_root, or as another user in
+            # a user namespace, the state directory is out of reach.
+            args.fifo_fd = os.open(args.fifo_path, os.O_PATH | os.O_CLOEXEC)
+    process = args.process or args.spec["process"]
+    if process.get("oomScoreAdj") is not None:
+        with step("oom_score_adj"):
+            # Before the user namespace: inside it the file is not ours to write.
+            write_file("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))
 
 
 NAMESPACE_CLONE = {
@@ -161,7 +168,7 @@ def stage_two(args: InitArgs) -> NoReturn:
 def _set_up_namespaces(args: InitArgs, spec: dict[str, Any], process: dict[str, Any],
                        flags: int) -> None:
     """After pivot_root: loopback, the console, hostname and sysctls of the new namespaces."""
-    if flags & kernel.CLONE_NEWNET:
+    if flags & kernel.CLONE_NEWNET and not args.loopback_up:
         with step("bring up loopback"):
             kernel.interface_up("lo")
     if process.get("terminal"):

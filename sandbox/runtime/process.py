@@ -116,7 +116,7 @@ def exec_process(args: InitArgs, spec: dict[str, Any], process: dict[str, Any],
             os.set_inheritable(fd, True)
         kernel.mark_cloexec_from(3, keep | {args.sync_fd, args.ack_fd} | ({fifo_fd} if fifo_fd else set()))
         if fifo_fd is not None:
-            _let_go_of_inherited_fds(keep | {args.sync_fd, args.ack_fd, fifo_fd})
+            let_go_of_inherited_fds(keep | {args.sync_fd, args.ack_fd, fifo_fd})
     send(args.sync_fd, ready=True, warnings=warnings, timings=TIMINGS)
     if fifo_fd is not None:
         with step("wait for start"):
@@ -138,7 +138,7 @@ def exec_process(args: InitArgs, spec: dict[str, Any], process: dict[str, Any],
     raise AssertionError("unreachable")
 
 
-def _let_go_of_inherited_fds(keep: set[int]) -> None:
+def let_go_of_inherited_fds(keep: set[int]) -> None:
     """Point every fd >= 3 but ``keep`` at /dev/null before blocking for start.
 
     The init is a fork of the runtime's caller, the engine's supervisor, and

@@ -27,6 +27,7 @@ from ..errors import (CgroupError, CommandNotExecutable, CommandNotFound, Contai
                       InvalidSpec, KernelError, UsageError)
 from . import init as init_mod
 from .procs import kill_and_wait, reap
+from .spare import SparePool
 
 #: (container id, spec, PID 1's pid, hook stage) -> whether every hook passed.
 HookRunner = Callable[[str, Mapping[str, Any], int, str], bool]
@@ -48,43 +49,34 @@ def spawn(container_id: str, spec: dict[str, Any], process: dict[str, Any], *,
           stdio: tuple[int, int, int] | None, console_socket: str | socket.socket | None,
           preserve_fds: int, run_hooks: HookRunner, no_pivot: bool = False,
           is_exec: bool = False, exec_root: str | None = None,
-          while_waiting: WhileWaiting | None = None) -> Ready:
-    """Fork the init of ``process`` in ``spec`` and follow its messages until it is ready.
+          while_waiting: WhileWaiting | None = None, spares: SparePool | None = None) -> Ready:
+    """Start the init of ``process`` in ``spec`` and follow its messages until it is ready.
 
-    ``while_waiting`` is called, one piece at a time, whenever the init has
-    not spoken yet: the caller's deferred work overlaps the init's set-up.
+    The init is a spare from ``spares`` when one fits (see :mod:`.spare`), else
+    forked now.  ``while_waiting`` is called, one piece at a time, whenever the
+    init has not spoken yet: the caller's deferred work overlaps the init's
+    set-up, and so does making the next spare.
     """
     program = _seccomp_program(spec)
-    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-    ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
-    try:
-        console = _console(process, console_socket)
-    except BaseException:
-        for fd in (sync_r, sync_w, ack_r, ack_w):
-            os.close(fd)
-        raise
+    console = _console(process, console_socket)
     # The init moves itself into a v1 cgroup (fast, see Cgroup.self_join_files)
     # unless it lives in a user namespace, where host cgroup files are not its own.
     flags, joins = init_mod.namespace_flags(spec)
     in_userns = bool(flags & kernel.CLONE_NEWUSER) or "user" in joins
     join_files = tuple(cgroup.self_join_files()) if cgroup is not None and not in_userns else ()
     args = init_mod.InitArgs(
-        spec=spec, sync_fd=sync_w, ack_fd=ack_r, fifo_path=fifo_path,
+        spec=spec, sync_fd=-1, ack_fd=-1, fifo_path=fifo_path,
         in_cgroup=cgroup is not None and not join_files, join_files=join_files,
         seccomp_bpf=program, stdio=stdio,
         console_fd=console.fileno() if console else None, preserve_fds=preserve_fds,
         no_pivot=no_pivot, process=process, is_exec=is_exec, exec_root=exec_root)
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(sync_r)
-            os.close(ack_w)
-        finally:
-            init_mod.stage_one(args)
-    os.close(sync_w)
-    os.close(ack_r)
-    if console:
-        console.close()
+    try:
+        child, sync_r, ack_w = _start(args, flags, joins, spares)
+    finally:
+        if console:
+            console.close()
+    if spares is not None:
+        while_waiting = _refilling(spares, while_waiting)
     follower = _Follower(container_id, spec, ack_w, cgroup if cgroup is not None and not join_files
                          else None, run_hooks, while_waiting)
     try:
@@ -97,6 +89,46 @@ def spawn(container_id: str, spec: dict[str, Any], process: dict[str, Any], *,
         os.close(sync_r)
         os.close(ack_w)
         reap(child)
+
+
+def _start(args: init_mod.InitArgs, flags: int, joins: dict[str, str],
+           spares: SparePool | None) -> tuple[int, int, int]:
+    """Hand ``args`` to a spare init, or fork one: (the child to reap, sync read end, ack write end)."""
+    spare = spares.take(flags, joins) if spares is not None and not args.is_exec \
+        and not args.preserve_fds else None
+    if spare is not None:
+        fds = [*(args.stdio or ()), *([args.console_fd] if args.console_fd is not None else [])]
+        if spare.send(args, fds):
+            return spare.first, spare.sync_r, spare.chan.detach()
+        spare.close()     # it died while parked: fork one as before
+    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
+    args.sync_fd, args.ack_fd = sync_w, ack_r
+    try:
+        child = os.fork()
+    except BaseException:
+        for fd in (sync_r, sync_w, ack_r, ack_w):
+            os.close(fd)
+        raise
+    if child == 0:
+        try:
+            os.close(sync_r)
+            os.close(ack_w)
+        finally:
+            init_mod.stage_one(args)
+    os.close(sync_w)
+    os.close(ack_r)
+    return child, sync_r, ack_w
+
+
+def _refilling(spares: SparePool, then: WhileWaiting | None) -> WhileWaiting:
+    """The caller's waiting work with making the next spare first."""
+    def work() -> bool:
+        if spares.wanted():
+            spares.refill()
+            return True
+        return then() if then is not None else False
+    return work
 
 
 def _seccomp_program(spec: Mapping[str, Any]) -> bytes | None:

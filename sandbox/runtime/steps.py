@@ -40,6 +40,7 @@ class InitArgs:
     exec_root: str | None = None      # exec: None, or the root to chroot to (a container
                                       # without a mount namespace of its own: /proc/PID/root)
     is_exec: bool = False             # exec: the namespaces are joined, the rootfs is ready
+    loopback_up: bool = False         # a spare init (.spare) brought up its network's loopback
 
 
 class StepFailed(Exception):

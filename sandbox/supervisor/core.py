@@ -15,8 +15,10 @@ from ..containers import setup
 from ..containers.records import ContainerStore
 from ..containers.volumes import VolumeStore
 from ..runtime.container import Runtime
+from ..runtime.spare import SparePool
 from .box import Box
 from .events import EventLog
+from .janitor import Janitor
 from .loop import Loop
 
 REMEMBER_REMOVED = 256
@@ -45,6 +47,10 @@ class Core:
         self.loop = Loop()
         # A removed container's files go while the next container's init sets itself up.
         self.runtime.while_waiting = self.loop.run_one_idle
+        # ... and the next container's init is forked then, parked until its create.
+        self.runtime.spares = SparePool()
+        # A removed container's files are deleted by the janitor, on another core.
+        self.loop.janitor = Janitor()
         self.boxes: dict[str, Box] = {}
         self.execs: set[Any] = set()
         self.events = EventLog(root / "events.jsonl")

@@ -174,6 +174,9 @@ def serve(root: Path, ready_fd: int | None = None) -> int:
     sup.loop.run()
     with contextlib.suppress(OSError):
         os.unlink(sup.sock_path)
+    if sup.runtime.spares is not None:
+        sup.runtime.spares.close()
+    sup.loop.janitor.close()      # what it was given is deleted before the supervisor is gone
     if sup.network_loaded:
         try:
             sup.network.idle()   # bridges and rules go when no container uses them

@@ -189,15 +189,26 @@ def processes_of(cid: str) -> list[int]:
 
 
 def stray_supervisor_forks(engine: Engine) -> list[str]:
-    """Live processes forked from a supervisor of this store (a half-spawned init or exec) but the current one."""
+    """Live processes forked from a supervisor of this store (a half-spawned init or exec) but the
+    current one and the spare init it keeps parked (sandbox/runtime/spare.py)."""
     current = int(engine.supervisor.call("ping")["pid"])
     out = []
     for p in leaks._processes((str(engine.root),)):
         if p.pid != current and p.state != "Z" and "sandbox.supervisor" in p.cmdline:
             with contextlib.suppress(OSError), open(f"/proc/{p.pid}/comm") as f:
-                if f.read().strip() != "sandbox-tty":     # a -t container's terminal keeper may outlive it
-                    out.append(str(p))
+                comm = f.read().strip()
+                if comm == "sandbox-tty":     # a -t container's terminal keeper may outlive it
+                    continue
+                if comm == "sandbox-spare" and parent_of(p.pid) == current:
+                    continue
+                out.append(str(p))
     return out
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        raw = f.read()
+    return int(raw[raw.rfind(")") + 2:].split()[1])
 
 
 def is_mounted(path: Path) -> bool:
