@@ -80,8 +80,8 @@ def spread_subdirs(path: Path) -> bool:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` all at once (temp + fsync + rename)."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` all at once (temp + fsync + rename; no fsyncs unless ``durable``)."""
     path = Path(path)
     tmp = path.parent / f"{TMP_PREFIX}{path.name}-{random_hex(4)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
@@ -90,7 +90,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         while view:
             view = view[os.write(fd, view):]
         os.fchmod(fd, mode)  # the umask must not decide a metadata file's mode
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException as e:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
@@ -101,7 +102,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
     os.close(fd)
     os.rename(tmp, path)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def is_disk_full(error: BaseException | None) -> bool:
@@ -134,8 +136,8 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n")
+def atomic_write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n", durable=durable)
 
 
 def remove_stale_tmp(directory: Path) -> None:

@@ -536,17 +536,19 @@ class Store:
     # -- leases: who still uses what -------------------------------------------
 
     def lease(self, holder: str, *, images: list[str] = (), blobs: list[str] = (),  # type: ignore[assignment]
-              layers: list[str] = ()) -> None:  # type: ignore[assignment]
+              layers: list[str] = (), durable: bool = True) -> None:  # type: ignore[assignment]
         """Record that ``holder`` (``container-<id>``, ``cache-<key>``, ...) uses these objects.
 
         Garbage collection keeps everything a lease names.  Image ids keep the
-        image's manifest, config and layers; layer entries are chain ids.
+        image's manifest, config and layers; layer entries are chain ids.  A
+        holder that cannot outlive a crash of the machine (a ``--rm``
+        container) needs no fsync: after one, it is gone anyway.
         """
         _check_holder(holder)
         with self.index_lock.hold():
             fsutil.atomic_write_json(self.leases_dir / f"{holder}.json", {
                 "holder": holder, "images": sorted(images), "blobs": sorted(blobs),
-                "layers": sorted(layers), "created": time.time()})
+                "layers": sorted(layers), "created": time.time()}, durable=durable)
 
     def release(self, holder: str) -> None:
         _check_holder(holder)

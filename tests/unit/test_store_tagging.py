@@ -28,9 +28,9 @@ def writes(monkeypatch) -> list[str]:
     seen: list[str] = []
     real = fsutil.atomic_write
 
-    def counting(path, data, mode=0o644):
+    def counting(path, data, mode=0o644, **kw):
         seen.append(os.path.basename(path))
-        return real(path, data, mode)
+        return real(path, data, mode, **kw)
     monkeypatch.setattr(fsutil, "atomic_write", counting)
     return seen
 

@@ -140,7 +140,10 @@ def create(core: Core, msg: dict[str, Any]) -> Any:
         # the lease and the volumes made for it (adopt.remove_unfinished_create).
         cdir.mkdir(parents=True)
         mounts = mounts_for(core.volumes, config, host, made_volumes, creator=cid)
-        core.store.lease(holder, images=[msg["image_id"]], layers=list(msg["layers"]))
+        # A --rm container is removed after a crash of the machine (adopt.recover: exited,
+        # then auto-removed), so neither its lease nor its record needs to survive one.
+        durable = not host.get("AutoRemove")
+        core.store.lease(holder, images=[msg["image_id"]], layers=list(msg["layers"]), durable=durable)
         setup.make_dirs(cdir, [m["Destination"] for m in mounts],
                         [m["Destination"] for m in mounts
                          if m.get("Type") == "bind" and os.path.isfile(m.get("Source") or "")],
@@ -155,7 +158,7 @@ def create(core: Core, msg: dict[str, Any]) -> Any:
                               host["NetworkMode"], host.get("ExtraHosts") or [],
                               host.get("Dns") or [], host.get("DnsSearch") or [], host.get("DnsOptions") or [])
         record = _record(core, cid, name, msg, mounts, networks)
-        core.containers.save(record, durable=True)
+        core.containers.save(record, durable=durable)
     except BaseException:
         shutil.rmtree(cdir, ignore_errors=True)
         with contextlib.suppress(OSError, SandboxError):
