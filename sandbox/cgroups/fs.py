@@ -207,6 +207,13 @@ def remove_tree(directory: Path, deadline: float | None = None) -> None:
     by default RMDIR_RETRY_SECONDS from now; one deadline serves all the
     directories of a v1 group.  Already gone is fine.
     """
+    try:
+        os.rmdir(directory)      # a container's group: no child groups, no tasks left
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass                     # child groups, or tasks still leaving: the careful way
     if deadline is None:
         deadline = time.monotonic() + RMDIR_RETRY_SECONDS
     for path in _deepest_first(directory):

@@ -25,6 +25,8 @@ so a co-mounted directory is created, joined and removed once.  The files:
 
 from __future__ import annotations
 
+import contextlib
+
 import errno
 import os
 import time
@@ -128,19 +130,33 @@ class V1Cgroup(Cgroup):
             else:
                 fs.mkdir(d)
 
+    #: cpuset groups whose ``cgroup.clone_children`` this process set: the kernel gives
+    #: their new children the parent's cpus and mems itself (cgroups.rst 1.4).
+    _cloning: set[Path] = set()
+
     def _create_cpuset(self, leaf: Path) -> None:
-        """mkdir each level and copy empty cpus/mems from its parent (cpusets.rst 1.3)."""
-        mount = self.mounts["cpuset"]
-        level = mount
-        for part in Path(self.name).parts:
-            level = level / part
+        """mkdir each level and copy empty cpus/mems from its parent (cpusets.rst 1.3).
+
+        The copy is six file operations per container; once the leaf's parent
+        clones its settings to new children, the leaf is one mkdir.
+        """
+        level = self.mounts["cpuset"]
+        parts = Path(self.name).parts
+        for i, part in enumerate(parts):
+            parent, level = level, level / part
             fs.mkdir(level)
+            if i == len(parts) - 1 and parent in V1Cgroup._cloning:
+                return
             for name in ("cpuset.cpus", "cpuset.mems"):
                 mine = fs.read(level / name)
                 if mine is not None and not mine.strip():
-                    parent = fs.read(level.parent / name)
-                    if parent and parent.strip():
-                        fs.write(level / name, parent.strip())
+                    above = fs.read(level.parent / name)
+                    if above and above.strip():
+                        fs.write(level / name, above.strip())
+            if i == len(parts) - 2:
+                with contextlib.suppress(CgroupError, OSError):
+                    fs.write(level / "cgroup.clone_children", "1")
+                    V1Cgroup._cloning.add(level)
 
     def exists(self) -> bool:
         return any(d.is_dir() for d in self._unique_dirs())

@@ -7,6 +7,8 @@ which sysctls may be set.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -170,6 +172,9 @@ def _sysctls(opts: ContainerOptions) -> dict[str, str]:
     return {k: str(v) for k, v in opts.sysctls.items()}
 
 
+_DEFAULT_PROFILES: dict[tuple[tuple[str, ...], str | None, str | None], str] = {}
+
+
 def _seccomp(choice: str | dict[str, Any], caps: list[str], arch: str | None,
              kernel: str | None) -> dict[str, Any] | None:
     if isinstance(choice, Mapping):
@@ -177,6 +182,14 @@ def _seccomp(choice: str | dict[str, Any], caps: list[str], arch: str | None,
     if choice == "unconfined":
         return None
     if choice == "default":
-        return seccomp_profile.default_profile(caps, arch, kernel=kernel)
+        # The same few capability sets come back container after container: building the
+        # profile from Docker's took 0.6 ms each time, reading back its JSON takes a tenth
+        # of that (and every spec gets its own copy, which its caller may change).
+        key = (tuple(caps), arch, kernel)
+        text = _DEFAULT_PROFILES.get(key)
+        if text is None:
+            text = _DEFAULT_PROFILES[key] = json.dumps(seccomp_profile.default_profile(caps, arch, kernel=kernel))
+        profile: dict[str, Any] = json.loads(text)
+        return profile
     raise UsageError(f"invalid seccomp option {choice!r}",
                      hint="use 'default', 'unconfined' or a profile file (seccomp=FILE)")
