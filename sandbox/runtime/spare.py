@@ -52,8 +52,10 @@ from .steps import TIMINGS, InitArgs, fail_and_exit, send, step
 AHEAD = kernel.CLONE_NEWPID | kernel.CLONE_NEWNET | kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS
 #: ... which may only be these.
 AT_TAKE = kernel.CLONE_NEWNS | kernel.CLONE_NEWCGROUP
-#: The largest arguments message (a spec without its seccomp rules is a few KiB).
-MAX_MESSAGE = 1 << 20
+#: The largest arguments message: a spec without its seccomp rules is a few KiB, the
+#: compiled filter about 10 (base64).  A unix socket's send buffer (212992 bytes by
+#: default) bounds one datagram anyway; a bigger one goes to a forked init instead.
+MAX_MESSAGE = 192 * 1024
 #: Seconds S1 may take to report (a fork and an unshare: a few milliseconds).
 REPORT_TIMEOUT = 5.0
 
@@ -265,13 +267,22 @@ class SparePool:
         spare, self.spare = self.spare, None
         if spare is not None and fits and spare.flags == flags & AHEAD:
             if spare.report():
-                self.taken += 1
                 return spare
             self.broken = "a spare init failed to set itself up"
         if spare is not None:
             spare.close()
         self.missed += 1
         return None
+
+    def hand_over(self, spare: Spare, args: InitArgs, fds: list[int]) -> bool:
+        """Send a taken spare its init's arguments; False (the spare let go) when it cannot
+        take them: it died while parked, or they are too big for one message."""
+        if spare.send(args, fds):
+            self.taken += 1
+            return True
+        spare.close()
+        self.missed += 1
+        return False
 
     def wanted(self) -> bool:
         return self.spare is None and self.want is not None

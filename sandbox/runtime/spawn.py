@@ -97,10 +97,10 @@ def _start(args: init_mod.InitArgs, flags: int, joins: dict[str, str],
     spare = spares.take(flags, joins) if spares is not None and not args.is_exec \
         and not args.preserve_fds else None
     if spare is not None:
+        assert spares is not None
         fds = [*(args.stdio or ()), *([args.console_fd] if args.console_fd is not None else [])]
-        if spare.send(args, fds):
+        if spares.hand_over(spare, args, fds):
             return spare.first, spare.sync_r, spare.chan.detach()
-        spare.close()     # it died while parked: fork one as before
     sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
     ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
     args.sync_fd, args.ack_fd = sync_w, ack_r

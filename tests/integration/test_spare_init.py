@@ -157,6 +157,23 @@ def test_a_create_that_does_not_fit_forks_and_lets_the_spare_go(runtime, bundles
     assert not SparePool.fits(flags, joins)
 
 
+def test_a_spec_too_big_for_one_message_goes_to_a_forked_init(runtime, bundles, pool, reaper):  # noqa: F811
+    assert run_one(runtime, bundles, "b1", ["true"])[0] == 0
+    spare = pool.spare
+    assert spare is not None and spare.report()
+    # 300 KB of environment: more than a unix socket's send buffer takes in one datagram
+    # (in five variables: execve refuses a single string over 128 KiB)
+    big = "x" * 60_000
+
+    def with_big_env(spec):
+        spec["process"]["env"] += [f"BIG{i}={big}" for i in range(5)]
+    code, out, err = run_one(runtime, bundles, "b2", ["sh", "-c", 'echo ${#BIG0} ${#BIG4}'], edit=with_big_env)
+    assert code == 0, err
+    assert out.split() == [str(len(big))] * 2
+    assert pool.taken == 0 and pool.missed == 2
+    assert gone(spare.pid)
+
+
 def bundles_spec(bundles, edit) -> dict:  # noqa: F811
     import json
     return json.loads((bundles.make(["true"], edit=edit) / "config.json").read_text())
