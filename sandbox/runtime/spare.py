@@ -35,10 +35,12 @@ the channel lets it go too.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import json
 import os
 import select
+import signal
 import socket
 from typing import Any
 
@@ -66,6 +68,7 @@ class Spare:
     def __init__(self, first: int, sync_r: int, chan: socket.socket, flags: int) -> None:
         self.first, self.sync_r, self.chan, self.flags = first, sync_r, chan, flags
         self.pid = 0          # S2's pid, from S1's report (read when taken)
+        self.start: int | None = None    # ... and its start time: pid + start time name it
         self.failed = False
         self._buf = b""
 
@@ -85,6 +88,9 @@ class Spare:
         line, self._buf = self._buf.split(b"\n", 1)
         self.pid = int(json.loads(line).get("spare") or 0)
         self.failed = self.pid <= 0
+        if not self.failed:
+            from .procs import process_start_time
+            self.start = process_start_time(self.pid)
         return not self.failed
 
     def send(self, args: InitArgs, fds: list[int]) -> bool:
@@ -118,7 +124,11 @@ class Spare:
         if known:
             from .procs import process_start_time, wait_gone
             start = process_start_time(self.pid)
-            if start is not None:
+            if start is not None and start == self.start:
+                # Not left to the closed channel alone: a process that holds a copy of
+                # our end (a fork of ours that has not let go yet) would keep it parked.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
                 wait_gone(self.pid, start, REPORT_TIMEOUT)
             try:
                 os.waitpid(self.pid, os.WNOHANG)
