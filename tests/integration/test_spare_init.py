@@ -200,7 +200,10 @@ def test_the_supervisor_keeps_one_spare_and_a_janitor_and_both_go_when_it_stops(
     try:
         for _ in range(3):
             assert engine.run("busybox", ["true"], remove=True, network="none").exit_code == 0
-        sup = int(engine.supervisor.call("ping")["pid"])
+        ping = engine.supervisor.call("ping")
+        sup = int(ping["pid"])
+        # the first run forked its init and made a spare; the next two each took one
+        assert ping["spares"] == {"made": 3, "taken": 2, "missed": 1, "off": ""}, ping
         children = [int(p) for p in Path(f"/proc/{sup}/task/{sup}/children").read_text().split()]
         comms = sorted(Path(f"/proc/{p}/comm").read_text().strip() for p in children)
         assert comms.count("sandbox-spare") == 1, comms
