@@ -70,6 +70,7 @@ class Spare:
         self.pid = 0          # S2's pid, from S1's report (read when taken)
         self.start: int | None = None    # ... and its start time: pid + start time name it
         self.failed = False
+        self.stuck = False    # S1 never reported: still alive, so still ours to kill
         self._buf = b""
 
     def report(self) -> bool:
@@ -78,7 +79,7 @@ class Spare:
             return not self.failed
         while b"\n" not in self._buf:
             if not select.select([self.sync_r], [], [], REPORT_TIMEOUT)[0]:
-                self.failed = True       # S1 is stuck (it takes a millisecond or two)
+                self.failed = self.stuck = True     # S1 is stuck (it takes a millisecond or two)
                 return False
             chunk = os.read(self.sync_r, 4096)
             if not chunk:
@@ -120,6 +121,9 @@ class Spare:
         known = self.report()
         self.chan.close()
         os.close(self.sync_r)
+        if self.stuck:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.first, signal.SIGKILL)    # unreaped, so its pid is not anyone else's
         reap_quietly(self.first)
         if known:
             from .procs import process_start_time, wait_gone

@@ -218,3 +218,25 @@ def test_the_supervisor_keeps_one_spare_and_a_janitor_and_both_go_when_it_stops(
         clean_engine(engine)
     for pid in children:
         assert gone(pid, timeout=0.5), f"pid {pid} outlived the supervisor's stop"
+
+
+def test_a_first_stage_that_never_reports_is_killed_not_waited_for(monkeypatch):
+    import socket
+    from sandbox.runtime import spare as spare_mod
+    monkeypatch.setattr(spare_mod, "REPORT_TIMEOUT", 0.2)
+    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    child = os.fork()
+    if child == 0:               # an S1 stuck before its report
+        try:
+            time.sleep(60)
+        finally:
+            os._exit(1)
+    os.close(sync_w)
+    theirs.close()
+    stuck = spare_mod.Spare(child, sync_r, mine, AHEAD)
+    started = time.monotonic()
+    assert not stuck.report() and stuck.stuck
+    stuck.close()
+    assert time.monotonic() - started < 5
+    assert process_start_time(child) is None       # killed and reaped
