@@ -26,7 +26,6 @@ so a co-mounted directory is created, joined and removed once.  The files:
 from __future__ import annotations
 
 import contextlib
-
 import errno
 import os
 import time
@@ -145,8 +144,8 @@ class V1Cgroup(Cgroup):
         for i, part in enumerate(parts):
             parent, level = level, level / part
             fs.mkdir(level)
-            if i == len(parts) - 1 and parent in V1Cgroup._cloning:
-                return
+            if i == len(parts) - 1 and parent in V1Cgroup._cloning and (fs.read(level / "cpuset.mems") or "").strip():
+                return      # cloned (one read: a parent made again since would not clone)
             for name in ("cpuset.cpus", "cpuset.mems"):
                 mine = fs.read(level / name)
                 if mine is not None and not mine.strip():

@@ -58,23 +58,23 @@ def spawn(container_id: str, spec: dict[str, Any], process: dict[str, Any], *,
     set-up, and so does making the next spare.
     """
     program = _seccomp_program(spec)
-    console = _console(process, console_socket)
     # The init moves itself into a v1 cgroup (fast, see Cgroup.self_join_files)
     # unless it lives in a user namespace, where host cgroup files are not its own.
     flags, joins = init_mod.namespace_flags(spec)
     in_userns = bool(flags & kernel.CLONE_NEWUSER) or "user" in joins
     join_files = tuple(cgroup.self_join_files()) if cgroup is not None and not in_userns else ()
-    args = init_mod.InitArgs(
-        spec=spec, sync_fd=-1, ack_fd=-1, fifo_path=fifo_path,
-        in_cgroup=cgroup is not None and not join_files, join_files=join_files,
-        seccomp_bpf=program, stdio=stdio,
-        console_fd=console.fileno() if console else None, preserve_fds=preserve_fds,
-        no_pivot=no_pivot, process=process, is_exec=is_exec, exec_root=exec_root)
+    console = _console(process, console_socket)
     try:
+        args = init_mod.InitArgs(
+            spec=spec, sync_fd=-1, ack_fd=-1, fifo_path=fifo_path,
+            in_cgroup=cgroup is not None and not join_files, join_files=join_files,
+            seccomp_bpf=program, stdio=stdio,
+            console_fd=console.fileno() if console else None, preserve_fds=preserve_fds,
+            no_pivot=no_pivot, process=process, is_exec=is_exec, exec_root=exec_root)
         child, sync_r, ack_w = _start(args, flags, joins, spares)
     finally:
         if console:
-            console.close()
+            console.close()     # the init has its own copy (forked, or sent with SCM_RIGHTS)
     if spares is not None:
         while_waiting = _refilling(spares, while_waiting)
     follower = _Follower(container_id, spec, ack_w, cgroup if cgroup is not None and not join_files

@@ -45,11 +45,12 @@ class Core:
         self.proot = ProotRuntime(str(self.run_dir / "proot"))
         self.facts = setup.HostFacts()
         self.loop = Loop()
-        # A removed container's files go while the next container's init sets itself up.
+        # Idle work goes while the next container's init sets itself up ...
         self.runtime.while_waiting = self.loop.run_one_idle
-        # ... and the next container's init is forked then, parked until its create.
+        # ... and so does forking the init after it, parked until its create (runtime/spare.py).
         self.runtime.spares = SparePool()
-        # A removed container's files are deleted by the janitor, on another core.
+        # A removed container's files are deleted by the janitor, on another core (idle
+        # pieces only when it cannot be had).
         self.loop.janitor = Janitor()
         self.boxes: dict[str, Box] = {}
         self.execs: set[Any] = set()

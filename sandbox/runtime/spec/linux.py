@@ -8,7 +8,6 @@ which sysctls may be set.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
